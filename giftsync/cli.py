@@ -1,0 +1,246 @@
+"""The ``giftsync`` command: one entry point that dispatches to each role.
+
+Each subcommand imports its module lazily so ``giftsync preview`` never needs Redis and
+``giftsync sandbox`` never imports the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from mapping.tenant import SettingsError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _open_input(name: str) -> TextIO:
+    if name == "-":
+        return sys.stdin
+    return Path(name).open(encoding="utf-8")
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from giftsync.settings import load_tenants
+    from mapping.preview import preview_event
+
+    tenants = load_tenants(Path(args.config))
+    invalid = 0
+    with _open_input(args.file) as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            result = preview_event(line, tenants)
+            invalid += result["decision"] == "invalid"
+            sys.stdout.write(json.dumps(result, sort_keys=False) + "\n")
+    return 1 if invalid else 0
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox.cli import main as sandbox_main
+
+    status: int = sandbox_main(list(args.rest))
+    return status
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from producers.backfill import run
+
+    return run(args.file)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from producers.ingest import serve
+
+    serve(host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    from giftsync.settings import get_settings
+    from workers.broker import QUEUES
+
+    get_settings()  # fail fast, with every configuration problem, before forking workers
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="giftsync-metrics-")
+    argv = [
+        "workers.actors",
+        "--processes",
+        str(args.processes),
+        "--threads",
+        str(args.threads),
+        "--queues",
+        *(args.queues or QUEUES),
+        "--worker-shutdown-timeout",
+        str(args.shutdown_timeout_ms),
+    ]
+    if not args.no_scheduler:
+        argv += ["--fork-function", "workers.scheduler:run"]
+    if not args.no_metrics:
+        argv += ["--fork-function", "workers.metrics_server:run"]
+    dramatiq_main(make_argument_parser().parse_args(argv))  # type: ignore[no-untyped-call]
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from workers.runtime import runtime
+    from workers.status import render, tenant_status
+
+    rt = runtime()
+    names = [args.tenant] if args.tenant else sorted(rt.settings.tenants)
+    report = [tenant_status(rt, rt.settings.tenant(name)) for name in names]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+    return 0
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from workers.deadletters import list_dead_letters, replay
+
+    letters = list_dead_letters(args.tenant)
+    if args.action == "list":
+        if args.json:
+            print(json.dumps([letter.as_dict() for letter in letters], indent=2))
+        elif not letters:
+            print("no dead letters")
+        for letter in [] if args.json else letters:
+            print(
+                f"{letter.message_id}  {letter.tenant or '-'}  {letter.actor}  "
+                f"attempts={letter.attempts}  {letter.reason}"
+            )
+        return 0
+    wanted = set(args.ids)
+    chosen = [letter for letter in letters if not wanted or letter.message_id in wanted]
+    missing = wanted - {letter.message_id for letter in chosen}
+    for message_id in sorted(missing):
+        print(f"giftsync: no dead letter {message_id}", file=sys.stderr)
+    from workers.broker import get_broker
+
+    count = replay(chosen, get_broker())
+    print(f"replayed {count} dead letter(s)")
+    return 1 if missing else 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from workers.runtime import runtime
+    from workers.sending import resume
+
+    rt = runtime()
+    rt.settings.tenant(args.tenant)
+    print("resumed" if resume(rt, args.tenant) else "was not paused")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from giftsync.demo import run_demo
+
+    stay = True if args.stay else (False if args.exit else None)
+    return run_demo(events=args.events, stay=stay, port=args.port)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="giftsync",
+        description="Keep WeGive donations and the Virtuous CRM in step.",
+    )
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("GIFTSYNC_CONFIG", "giftsync.toml"),
+        help="tenants TOML file (default: $GIFTSYNC_CONFIG or ./giftsync.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the whole flow locally on embedded defaults")
+    demo.add_argument("--events", type=int, default=600, help="example events to publish")
+    demo.add_argument("--port", type=int, default=8765, help="sandbox port (default 8765)")
+    stay_group = demo.add_mutually_exclusive_group()
+    stay_group.add_argument("--stay", action="store_true", help="keep running after the summary")
+    stay_group.add_argument("--exit", action="store_true", help="exit after the summary")
+    demo.set_defaults(func=_cmd_demo)
+
+    preview = sub.add_parser("preview", help="dry run: print the Virtuous requests for events")
+    preview.add_argument("file", nargs="?", default="-", help="JSON-lines events, or - for stdin")
+    preview.set_defaults(func=_cmd_preview)
+
+    publish = sub.add_parser(
+        "publish", help="backfill: validate and enqueue JSON-lines events from a file"
+    )
+    publish.add_argument("file", help="JSON-lines events, or - for stdin")
+    publish.set_defaults(func=_cmd_publish)
+
+    ingest = sub.add_parser("ingest", help="serve the signed HTTP ingest API (POST /v1/changes)")
+    ingest.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    ingest.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"
+    )
+    ingest.set_defaults(func=_cmd_ingest)
+
+    worker = sub.add_parser(
+        "worker", help="run the dramatiq workers, the scheduler and the /metrics endpoint"
+    )
+    worker.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    worker.add_argument("--threads", type=int, default=8, help="threads per process (default 8)")
+    worker.add_argument("--queues", nargs="*", help="only these queues (default: all)")
+    worker.add_argument(
+        "--shutdown-timeout-ms",
+        type=int,
+        default=60_000,
+        help="how long a stopping worker lets a send finish (default 60000)",
+    )
+    worker.add_argument("--no-scheduler", action="store_true", help="do not run the scheduler")
+    worker.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    worker.set_defaults(func=_cmd_worker)
+
+    status = sub.add_parser("status", help="gifts by state, review backlog and budget per tenant")
+    status.add_argument("--tenant", help="only this tenant")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_cmd_status)
+
+    dlq = sub.add_parser("dlq", help="list or replay dead letters")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("ids", nargs="*", help="message ids to replay (default: all shown)")
+    dlq.add_argument("--tenant", help="only this tenant's dead letters")
+    dlq.add_argument("--json", action="store_true", help="machine-readable list")
+    dlq.set_defaults(func=_cmd_dlq)
+
+    resume_cmd = sub.add_parser("resume", help="lift a tenant's 401 pause now")
+    resume_cmd.add_argument("--tenant", required=True)
+    resume_cmd.set_defaults(func=_cmd_resume)
+
+    sandbox = sub.add_parser("sandbox", help="run the local Virtuous stand-in", add_help=False)
+    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(func=_cmd_sandbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``giftsync`` command line; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        os.environ["GIFTSYNC_CONFIG"] = args.config
+    func: Command = args.func
+    try:
+        return func(args)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"giftsync: configuration error: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

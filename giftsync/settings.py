@@ -1,0 +1,156 @@
+"""Process settings: one frozen object built once from env vars and the tenants TOML file.
+
+Nothing else in giftsync reads ``os.environ`` for configuration. Secrets (Virtuous tokens,
+ingest and webhook secrets) stay in the environment: the tenants file names the variable and
+:func:`secret` reads it at the moment of use, so no settings object, log line or error message
+ever holds one.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from mapping.tenant import SettingsError, TenantSettings, parse_tenants
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_CONFIG_PATH = "giftsync.toml"
+
+__all__ = [
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+    "load_tenants",
+    "secret",
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide settings plus every tenant."""
+
+    redis_url: str
+    config_path: Path
+    tenants: Mapping[str, TenantSettings]
+    key_prefix: str = "giftsync"
+    metrics_port: int = 9464
+    log_level: str = "INFO"
+    # dramatiq's Redis broker gives a dead worker's messages back after this long...
+    heartbeat_timeout_ms: int = 15_000
+    # ...but only when maintenance runs, which happens on this many commands per million.
+    maintenance_chance: int = 20_000
+    # Messages that failed every retry stay in dramatiq's dead-letter set this long
+    # (the ledger keeps its own record forever).
+    dead_message_ttl_ms: int = 7 * 86_400_000
+    max_retries: int = 12
+    min_backoff_ms: int = 1_000
+    max_backoff_ms: int = 300_000
+    virtuous_timeout_seconds: float = 30.0
+    # The ingest service answers 413 to a request body larger than this.
+    ingest_max_bytes: int = 5 * 1024 * 1024
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def tenant(self, name: str) -> TenantSettings:
+        """The named tenant, or a clear error naming the ones that exist."""
+        try:
+            return self.tenants[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tenants)) or "none"
+            raise SettingsError([f"unknown tenant {name!r} (known: {known})"]) from None
+
+
+def load_tenants(path: Path) -> dict[str, TenantSettings]:
+    """Read and validate the tenants TOML file."""
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(
+            [f"tenants file {str(path)!r} not found (set GIFTSYNC_CONFIG to its path)"]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError([f"tenants file {str(path)!r} is not valid TOML: {exc}"]) from None
+    return parse_tenants(document)
+
+
+def _int(env: Mapping[str, str], key: str, default: int, problems: list[str]) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{key} must be an integer, got {raw!r}")
+        return default
+    if value < 0:
+        problems.append(f"{key} must not be negative")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float, problems: list[str]) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        problems.append(f"{key} must be a number, got {raw!r}")
+        return default
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``env`` (default: the process environment)."""
+    env = dict(os.environ if env is None else env)
+    problems: list[str] = []
+    config_path = Path(env.get("GIFTSYNC_CONFIG") or DEFAULT_CONFIG_PATH)
+    level = (env.get("GIFTSYNC_LOG_LEVEL") or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(f"GIFTSYNC_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    numbers = {
+        "metrics_port": _int(env, "GIFTSYNC_METRICS_PORT", 9464, problems),
+        "heartbeat_timeout_ms": _int(env, "GIFTSYNC_HEARTBEAT_TIMEOUT_MS", 15_000, problems),
+        "maintenance_chance": _int(env, "GIFTSYNC_MAINTENANCE_CHANCE", 20_000, problems),
+        "max_retries": _int(env, "GIFTSYNC_MAX_RETRIES", 12, problems),
+        "min_backoff_ms": _int(env, "GIFTSYNC_MIN_BACKOFF_MS", 1_000, problems),
+        "max_backoff_ms": _int(env, "GIFTSYNC_MAX_BACKOFF_MS", 300_000, problems),
+        "ingest_max_bytes": _int(env, "GIFTSYNC_INGEST_MAX_BYTES", 5 * 1024 * 1024, problems),
+    }
+    timeout = _float(env, "GIFTSYNC_VIRTUOUS_TIMEOUT_SECONDS", 30.0, problems)
+    tenants: dict[str, TenantSettings] = {}
+    try:
+        tenants = load_tenants(config_path)
+    except SettingsError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise SettingsError(problems)
+    return Settings(
+        redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+        config_path=config_path,
+        tenants=tenants,
+        key_prefix=env.get("GIFTSYNC_PREFIX") or "giftsync",
+        log_level=level,
+        virtuous_timeout_seconds=timeout,
+        env=env,
+        **numbers,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, loaded on first use."""
+    return load_settings()
+
+
+def secret(settings: Settings, env_name: str | None, *, what: str) -> str:
+    """Read a secret from the env var ``env_name``; the error names the variable, never a value."""
+    if not env_name:
+        raise SettingsError([f"{what}: no env var configured"])
+    value = settings.env.get(env_name) or os.environ.get(env_name)
+    if not value:
+        raise SettingsError([f"{what}: env var {env_name} is not set"])
+    return value

@@ -1,0 +1,145 @@
+"""``publish()``: how platform code hands giftsync a change.
+
+Each event is validated against the change-event contract at the door, so nothing
+half-formed reaches a queue. Valid events are enqueued on the ``changes`` queue in chunks
+(one message carries up to ``CHUNK_SIZE`` events, which is what lets a backfill of 200,000
+events through in seconds); each message is stamped with the publish time, for the
+publish-to-submission latency metric.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dramatiq
+
+from giftsync.settings import get_settings
+from mapping.events import EventValidationError, FieldError, parse_event
+from workers.broker import CHANGES_QUEUE, get_broker
+
+# Events per message on the changes queue.
+CHUNK_SIZE = 100
+
+__all__ = [
+    "CHUNK_SIZE",
+    "InvalidEvents",
+    "decode_json",
+    "enqueue_valid",
+    "publish",
+    "publish_many",
+    "validate",
+]
+
+
+class InvalidEvents(ValueError):
+    """Some events of a ``publish_many`` call broke the contract; the valid ones were enqueued.
+
+    ``errors`` maps each invalid event's index to every problem found with it.
+    """
+
+    def __init__(self, errors: dict[int, list[FieldError]], accepted: int) -> None:
+        self.errors = errors
+        self.accepted = accepted
+        lines = [
+            f"event {index}: " + "; ".join(f"{e.path}: {e.reason}" for e in problems)
+            for index, problems in sorted(errors.items())
+        ]
+        super().__init__(
+            f"{len(errors)} invalid event(s), {accepted} accepted\n" + "\n".join(lines[:20])
+        )
+
+
+def validate(event: object) -> None:
+    """Raise EventValidationError listing every problem of ``event`` (tenants included)."""
+    parse_event(event, tenants=get_settings().tenants.keys())
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def decode_json(raw: bytes) -> object:
+    """Decode one JSON text from the outside; a bad one raises EventValidationError at ``$``.
+
+    Strict where :func:`json.loads` is lenient: UTF-8 only (no guessing UTF-16), no NaN or
+    Infinity, and nesting too deep for the decoder is a reported error rather than a crash.
+    """
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+    except json.JSONDecodeError as exc:
+        reason = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    except RecursionError:
+        reason = "invalid JSON: nested too deeply"
+    except ValueError as exc:
+        reason = f"invalid JSON: {exc}"
+    raise EventValidationError([FieldError("$", reason)])
+
+
+def _enqueue(events: list[Any], broker: dramatiq.Broker | None = None) -> None:
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=CHANGES_QUEUE,
+        actor_name="map_changes",
+        args=(),
+        kwargs={"events": events, "published_ms": int(time.time() * 1000)},
+        options={},
+    )
+    (broker or get_broker()).enqueue(message)
+
+
+def publish(event: Mapping[str, Any]) -> None:
+    """Validate one change event and enqueue it; an invalid event raises and enqueues nothing."""
+    validate(event)
+    _enqueue([dict(event)])
+
+
+def enqueue_valid(
+    events: Iterable[Mapping[str, Any]],
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    broker: dramatiq.Broker | None = None,
+) -> int:
+    """Enqueue events that already passed validation, ``chunk_size`` per message.
+
+    Consumes ``events`` lazily, holding one chunk at a time, so a generator over a huge file
+    streams through. Returns how many events were enqueued.
+    """
+    chunk: list[Any] = []
+    accepted = 0
+    for event in events:
+        chunk.append(event)
+        if len(chunk) >= chunk_size:
+            _enqueue(chunk, broker)
+            accepted += len(chunk)
+            chunk = []
+    if chunk:
+        _enqueue(chunk, broker)
+        accepted += len(chunk)
+    return accepted
+
+
+def publish_many(events: Iterable[Mapping[str, Any]], *, chunk_size: int = CHUNK_SIZE) -> int:
+    """Validate and enqueue many events; returns how many were enqueued.
+
+    Every valid event is enqueued even when others are invalid; then, if any were invalid,
+    :class:`InvalidEvents` is raised naming each by index with all its problems.
+    """
+    errors: dict[int, list[FieldError]] = {}
+
+    def valid() -> Iterable[Mapping[str, Any]]:
+        for index, event in enumerate(events):
+            try:
+                validate(event)
+            except EventValidationError as exc:
+                errors[index] = exc.errors
+                continue
+            yield dict(event)
+
+    accepted = enqueue_valid(valid(), chunk_size=chunk_size)
+    if errors:
+        raise InvalidEvents(errors, accepted)
+    return accepted

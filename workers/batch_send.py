@@ -1,0 +1,98 @@
+"""Sending one stored batch to ``POST /api/v2/Gift/Transactions`` and settling the answer.
+
+2xx: every entry is submitted under the batch's ``btch_`` id. 400: Virtuous refused
+something in the batch, so the batch is split in halves that are sent on their own until the
+bad entry stands alone; it is quarantined with Virtuous's reason (or counted as submitted when
+the reason is that its transactionId was already submitted) and every good entry goes
+through. 5xx, timeouts and dropped connections propagate to the retry middleware: resending
+is safe because every entry carries transactionSource + transactionId and the body is the same
+bytes every time. 429 and 401 become waits (see :mod:`workers.sending`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import structlog
+
+from mapping.tenant import TenantSettings
+from workers import metrics
+from workers.batcher import Batch
+from workers.errors import RejectedError
+from workers.runtime import Runtime
+from workers.sending import call
+
+log = structlog.get_logger("giftsync.batch_send")
+
+# Builds the dramatiq message that will own (and send) a batch.
+MessageFactory = Callable[[str, str, str], dramatiq.Message[Any]]
+
+
+def rejection_reason(exc: RejectedError) -> str:
+    """Virtuous's reason for refusing an entry, in one line."""
+    details = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in exc.model_state.items())
+    text = f"{exc.message} ({details})" if details and exc.message else details or exc.message
+    return (text or "rejected by Virtuous (400)")[:500]
+
+
+def send(
+    rt: Runtime,
+    tenant: TenantSettings,
+    batch: Batch,
+    owner: str,
+    new_message: MessageFactory,
+    enqueue: Callable[[dramatiq.Message[Any]], object],
+) -> str:
+    """Send ``batch`` (owned by ``owner``) and settle it; returns what happened."""
+    try:
+        call(rt, tenant, lambda client: client.post_gift_transactions(batch.body))
+    except RejectedError as exc:
+        if batch.count == 1:
+            return _settle_single(rt, tenant, batch, owner, exc)
+        return _split(rt, tenant, batch, owner, new_message, enqueue)
+    delays = rt.batcher.settle(batch, "submitted", "accepted", owner)
+    if delays is None:
+        return "already_settled"
+    metrics.GIFTS_SUBMITTED.labels(tenant.name, "batch").inc(batch.count)
+    metrics.BATCH_SIZE.labels(tenant.name).observe(batch.count)
+    for delay in delays:
+        metrics.PUBLISH_TO_SUBMIT.labels(tenant.name, "batch").observe(delay / 1000)
+    log.info("batch_submitted", entries=batch.count)
+    return "submitted"
+
+
+def _settle_single(
+    rt: Runtime, tenant: TenantSettings, batch: Batch, owner: str, exc: RejectedError
+) -> str:
+    if exc.already_submitted:
+        if rt.batcher.settle(batch, "submitted", "already_submitted", owner) is not None:
+            metrics.GIFTS_SUBMITTED.labels(tenant.name, "batch").inc()
+        return "already_submitted"
+    reason = rejection_reason(exc)
+    if rt.batcher.settle(batch, "quarantined", reason, owner) is not None:
+        metrics.GIFTS_QUARANTINED.labels(tenant.name).inc()
+        log.warning("entry_quarantined", member=batch.members[0], reason=reason)
+    return "quarantined"
+
+
+def _split(
+    rt: Runtime,
+    tenant: TenantSettings,
+    batch: Batch,
+    owner: str,
+    new_message: MessageFactory,
+    enqueue: Callable[[dramatiq.Message[Any]], object],
+) -> str:
+    owners = (str(uuid.uuid4()), str(uuid.uuid4()))
+    children = rt.batcher.split(batch, owner, owners)
+    if not children:
+        return "already_settled"
+    metrics.BATCH_SPLITS.labels(tenant.name).inc()
+    for child, child_owner in zip(children, owners, strict=True):
+        enqueue(new_message(tenant.name, child, child_owner))
+        rt.batcher.mark_enqueued(child)
+    log.info("batch_split", children=children)
+    return "split"

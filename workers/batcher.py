@@ -1,0 +1,183 @@
+"""The batcher: per-tenant buffers become batches of at most 100 Gift Transactions.
+
+A batch is cut when a tenant's buffer holds ``BATCH_SIZE`` entries or its oldest entry has
+waited the tenant's ``batch_max_wait_seconds``. Cutting, splitting and settling are each one
+Lua script, so a worker killed at any instruction leaves every entry in exactly one place.
+
+A batch names the one dramatiq message allowed to send it (its *owner*). The message id is
+chosen before the batch is cut and the message is enqueued right after; if the process dies
+in between, :meth:`Batcher.orphans` finds the batch (never enqueued, old enough) and the
+scheduler gives it a new owner and message. A stale owner that runs later sees it no longer
+owns the batch and does nothing, so two messages never both send it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from mapping.tenant import TenantSettings
+from workers.keys import Keys
+from workers.scripts import decode, load_script
+
+# Virtuous's batch importer takes chunks of 100 (seed 002).
+BATCH_SIZE = 100
+# A batch not marked enqueued this long after it was cut is an orphan of a crash.
+ORPHAN_GRACE_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One stored batch."""
+
+    batch_id: str
+    tenant: str
+    state: str
+    count: int
+    body: bytes
+    owner: str
+    created_ms: int
+    members: list[str]
+
+
+class Batcher:
+    """Cuts, splits and settles batches."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self.keys = keys
+        self._flush = load_script(client, "batcher_flush.lua")
+        self._settle = load_script(client, "batcher_settle.lua")
+        self._split = load_script(client, "batcher_split.lua")
+
+    def cut(self, tenant: TenantSettings, owner: str, *, force: bool = False) -> str | None:
+        """Cut one batch for ``tenant`` if one is due (or ``force``); returns its id."""
+        keys = self.keys
+        result = self._flush(
+            keys=[
+                keys.buffer_entries(tenant.name),
+                keys.buffer_order(tenant.name),
+                keys.batch_seq,
+                keys.unsent_batches,
+                keys.state_counts(tenant.name),
+                keys.tenant_batches(tenant.name),
+                keys.buffered_tenants,
+            ],
+            args=[
+                tenant.name,
+                keys.prefix,
+                BATCH_SIZE,
+                int(tenant.batch_max_wait_seconds * 1000),
+                "1" if force else "0",
+                tenant.transaction_source,
+                tenant.import_name_prefix,
+                owner,
+            ],
+        )
+        return decode(result) if result else None
+
+    def cut_all_due(
+        self, tenant: TenantSettings, new_owner: Callable[[], str], *, force: bool = False
+    ) -> list[tuple[str, str]]:
+        """Cut every batch due now; returns (batch id, owner) pairs to enqueue."""
+        cut: list[tuple[str, str]] = []
+        while True:
+            owner = new_owner()
+            batch_id = self.cut(tenant, owner, force=force)
+            if batch_id is None:
+                return cut
+            cut.append((batch_id, owner))
+
+    def mark_enqueued(self, batch_id: str) -> None:
+        """Record that the owner's message is in the queue (so it is no orphan)."""
+        self._redis.hset(self.keys.batch(batch_id), "enqueued", "1")
+
+    def load(self, batch_id: str) -> Batch | None:
+        """The stored batch, or None when it does not exist."""
+        raw = self._redis.hgetall(self.keys.batch(batch_id))
+        if not raw:
+            return None
+        fields = {decode(k): v for k, v in raw.items()}
+        members = decode(self._redis.lrange(self.keys.batch_members(batch_id), 0, -1))
+        return Batch(
+            batch_id=batch_id,
+            tenant=decode(fields["tenant"]),
+            state=decode(fields["state"]),
+            count=int(fields["count"]),
+            body=fields["body"] if isinstance(fields["body"], bytes) else fields["body"].encode(),
+            owner=decode(fields.get("owner", b"")),
+            created_ms=int(fields["created_ms"]),
+            members=members,
+        )
+
+    def settle(self, batch: Batch, outcome: str, reason: str, owner: str) -> list[int] | None:
+        """Mark every entry submitted or quarantined, once.
+
+        Returns the publish-to-settle delays (ms) of the submitted entries whose publish time
+        is known, or None when the batch was already settled or is not ``owner``'s.
+        """
+        keys = self.keys
+        result = decode(
+            self._settle(
+                keys=[
+                    keys.batch(batch.batch_id),
+                    keys.unsent_batches,
+                    keys.state_counts(batch.tenant),
+                    keys.writeback,
+                    keys.quarantine(batch.tenant),
+                    keys.unconfirmed(batch.tenant),
+                ],
+                args=[keys.prefix, outcome, reason, owner],
+            )
+        )
+        if result[0] != "settled":
+            return None
+        now = int(result[1])
+        return [now - int(p) for p in result[2:] if int(p) > 0]
+
+    def split(self, batch: Batch, owner: str, owners: tuple[str, str]) -> list[str]:
+        """Replace ``batch`` by its two halves owned by ``owners``; returns the child ids."""
+        keys = self.keys
+        result = self._split(
+            keys=[
+                keys.batch(batch.batch_id),
+                keys.unsent_batches,
+                keys.tenant_batches(batch.tenant),
+                keys.state_counts(batch.tenant),
+            ],
+            args=[keys.prefix, owner, owners[0], owners[1]],
+        )
+        return list(decode(result)) if result else []
+
+    def reown(self, batch_id: str, owner: str) -> None:
+        """Give an orphaned batch a new owner (the old message, if it ever runs, stands down)."""
+        self._redis.hset(self.keys.batch(batch_id), mapping={"owner": owner, "enqueued": "0"})
+
+    def orphans(self, now_ms: int, grace_ms: int = ORPHAN_GRACE_MS) -> list[str]:
+        """Unsettled batches cut more than ``grace_ms`` ago whose message was never enqueued."""
+        candidates = decode(
+            self._redis.zrangebyscore(self.keys.unsent_batches, "-inf", now_ms - grace_ms)
+        )
+        if not candidates:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in candidates:
+            pipe.hget(self.keys.batch(batch_id), "enqueued")
+        flags = pipe.execute()
+        return [b for b, flag in zip(candidates, flags, strict=True) if flag != b"1"]
+
+    def buffer_size(self, tenant: str) -> int:
+        """Entries waiting in a tenant's buffer."""
+        return int(self._redis.zcard(self.keys.buffer_order(tenant)))
+
+    def oldest_buffered_ms(self, tenant: str) -> int | None:
+        """When the oldest waiting entry was buffered (Redis clock, ms), or None."""
+        oldest = self._redis.zrange(self.keys.buffer_order(tenant), 0, 0, withscores=True)
+        return int(oldest[0][1]) if oldest else None
+
+    def server_ms(self) -> int:
+        """Redis's clock in ms: every age giftsync computes uses this one clock."""
+        seconds, micros = self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000

@@ -1,0 +1,200 @@
+"""Intake: turn a chunk of change events into ledger entries, buffered entries and sends.
+
+This is ``map_change``'s body, kept out of the actor so it can be tested without dramatiq.
+For each event: validate, decide, map, and route by the tenant's mode, then apply all of
+them to the ledger in one pipelined round trip. The ledger's accept script drops a change
+whose version is not newer than the last applied one, atomically with applying it, so a
+redelivered chunk (a worker died before acknowledging it) changes nothing twice.
+
+Routes:
+- ``batch``: the mapped Gift Transaction entry goes into the tenant's buffer.
+- ``realtime``: the event is stored on the record and a send actor applies the newest stored
+  version (real-time tenants, scheduled donations, and any gift that already has a real
+  Virtuous Gift id: the Import Tool cannot update or zero an existing gift).
+- ``hold``: a refund or failure of a gift known only by its ``btch_`` id waits for the real id.
+- ``skip``: the send decision said no; the reason is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from mapping.batch_entry import batch_entry
+from mapping.decision import SendDecision, decide
+from mapping.errors import MappingError
+from mapping.events import (
+    ChangeEvent,
+    EventValidationError,
+    ScheduledDonation,
+    Transaction,
+    is_batch_id,
+    parse_event,
+    real_gift_id,
+)
+from mapping.tenant import TenantSettings
+from workers import metrics
+from workers.keys import member
+from workers.ledger import Ledger, Route, parse_accepted, version_number
+from workers.scripts import decode
+
+log = structlog.get_logger("giftsync.intake")
+
+_COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
+
+
+@dataclass(frozen=True)
+class _Planned:
+    tenant: TenantSettings
+    member: str
+    kind: str
+    record_id: str
+    version: int
+    route: Route
+    payload: str
+    reason: str
+    state: str
+
+
+@dataclass
+class IntakeResult:
+    """What one chunk did: counts by outcome, and the follow-up work for the actor."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+    # (tenant, member, kind) whose newest stored version a send actor must apply.
+    sends: list[tuple[str, str, str]] = field(default_factory=list)
+    # Tenants whose buffer reached a full batch.
+    full_buffers: set[str] = field(default_factory=set)
+
+
+def _known_ids(ledger: Ledger, events: list[tuple[int, ChangeEvent]]) -> list[str | None]:
+    pipe = ledger._redis.pipeline(transaction=False)
+    for _, event in events:
+        pipe.hget(
+            ledger.keys.record(event.tenant, member(event.kind, event.record.id)), "virtuous_id"
+        )
+    return [decode(v) if v is not None else None for v in pipe.execute()]
+
+
+def _with_known_id(tx: Transaction, known: str | None) -> Transaction:
+    # The ledger may know more than the event: the platform may not yet have read the btch_
+    # id giftsync gave it, or confirmation may have learned the real Gift id since.
+    if known is None or real_gift_id(tx.virtuous_id) is not None:
+        return tx
+    if real_gift_id(known) is not None or (tx.virtuous_id is None and is_batch_id(known)):
+        return tx.model_copy(update={"virtuous_id": known})
+    return tx
+
+
+def _plan_transaction(
+    event: ChangeEvent, tx: Transaction, tenant: TenantSettings, raw: str
+) -> tuple[Route, str, str, str]:
+    decision: SendDecision = decide(tx, tenant)
+    if not decision.send:
+        if decision.waits_for_real_id:
+            return "hold", raw, decision.reason, "held"
+        return "skip", "", decision.reason, "skipped"
+    if decision.zero_amount or real_gift_id(tx.virtuous_id) is not None:
+        return "realtime", raw, decision.reason, "queued"
+    if tenant.mode == "real_time":
+        return "realtime", raw, decision.reason, "queued"
+    entry = batch_entry(tx, tenant, decision)
+    return "batch", json.dumps(entry, **_COMPACT), decision.reason, "buffered"  # type: ignore[arg-type]
+
+
+def plan(
+    events: Iterable[Any], tenants: Mapping[str, TenantSettings], ledger: Ledger
+) -> tuple[list[_Planned], list[tuple[int, str]]]:
+    """Validate and map a chunk; returns the planned ledger changes and the invalid events."""
+    valid: list[tuple[int, ChangeEvent]] = []
+    invalid: list[tuple[int, str]] = []
+    for index, data in enumerate(events):
+        try:
+            valid.append((index, parse_event(data, tenants=tenants.keys())))
+        except EventValidationError as exc:
+            tenant = data.get("tenant") if isinstance(data, dict) else None
+            label = tenant if isinstance(tenant, str) and tenant in tenants else "unknown"
+            metrics.EVENTS_INVALID.labels(label).inc()
+            log.warning(
+                "event_invalid", index=index, errors=[f"{e.path}: {e.reason}" for e in exc.errors]
+            )
+            invalid.append((index, str(exc)))
+    known = _known_ids(ledger, valid) if valid else []
+    planned: list[_Planned] = []
+    for (_, event), known_id in zip(valid, known, strict=True):
+        tenant = tenants[event.tenant]
+        record = event.record
+        metrics.EVENTS_RECEIVED.labels(tenant.name, event.kind).inc()
+        raw = event.model_dump_json()
+        route: Route
+        try:
+            if isinstance(record, ScheduledDonation):
+                route, payload, reason, state = "realtime", raw, "scheduled_donation", "queued"
+            else:
+                tx = _with_known_id(record, known_id)
+                if tx is not record:
+                    raw = event.model_copy(update={"record": tx}).model_dump_json()
+                route, payload, reason, state = _plan_transaction(event, tx, tenant, raw)
+        except MappingError as exc:
+            route, payload, reason, state = (
+                "hold",
+                raw,
+                f"cannot map: {exc.path}: {exc.reason}",
+                "invalid",
+            )
+        planned.append(
+            _Planned(
+                tenant=tenant,
+                member=member(event.kind, record.id),
+                kind=event.kind,
+                record_id=str(record.id),
+                version=version_number(event.version),
+                route=route,
+                payload=payload,
+                reason=reason,
+                state=state,
+            )
+        )
+    return planned, invalid
+
+
+def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> IntakeResult:
+    """Apply planned changes in one pipelined round trip; returns what happened."""
+    result = IntakeResult()
+    if not planned:
+        return result
+    pipe = ledger._redis.pipeline(transaction=False)
+    for item in planned:
+        ledger.accept(
+            item.tenant.name,
+            item.member,
+            version=item.version,
+            route=item.route,
+            payload=item.payload,
+            reason=item.reason,
+            published_ms=published_ms,
+            state=item.state,
+            pipe=pipe,
+        )
+    for item, raw in zip(planned, pipe.execute(), strict=True):
+        accepted = parse_accepted(raw)
+        tenant = item.tenant.name
+        result.outcomes[accepted.outcome] = result.outcomes.get(accepted.outcome, 0) + 1
+        if accepted.outcome == "stale":
+            metrics.EVENTS_STALE.labels(tenant).inc()
+        elif accepted.outcome == "buffered":
+            metrics.GIFTS_BUFFERED.labels(tenant).inc()
+            if accepted.buffered >= 100:
+                result.full_buffers.add(tenant)
+        elif accepted.outcome == "skipped":
+            metrics.EVENTS_SKIPPED.labels(tenant, item.reason.split(":")[0]).inc()
+        elif accepted.outcome in ("held", "hold"):
+            metrics.GIFTS_HELD.labels(tenant, item.reason.split(":")[0]).inc()
+        elif accepted.outcome == "realtime":
+            result.sends.append((tenant, item.member, item.kind))
+    return result

@@ -1,0 +1,99 @@
+"""The Redis key layout: every key giftsync writes, named in one place.
+
+All keys start with the settings' prefix (default ``giftsync``), so several deployments or
+test runs can share one Redis. A *member* names one platform record inside a tenant:
+``"{kind}:{id}"`` such as ``"transaction:1234"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def member(kind: str, record_id: object) -> str:
+    """The member name of one platform record."""
+    return f"{kind}:{record_id}"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str = "giftsync"
+
+    def record(self, tenant: str, member_name: str) -> str:
+        """HASH: the ledger entry of one record (state, version, virtuous_id, batch_id, ...)."""
+        return f"{self.prefix}:rec:{tenant}:{member_name}"
+
+    def state_counts(self, tenant: str) -> str:
+        """HASH: state -> number of records in it, kept in step by every state change."""
+        return f"{self.prefix}:states:{tenant}"
+
+    def buffer_entries(self, tenant: str) -> str:
+        """HASH: member -> batch entry JSON waiting to be batched."""
+        return f"{self.prefix}:buf:{tenant}:entries"
+
+    def buffer_order(self, tenant: str) -> str:
+        """ZSET: member -> when it was first buffered (ms), oldest first."""
+        return f"{self.prefix}:buf:{tenant}:order"
+
+    @property
+    def buffered_tenants(self) -> str:
+        """SET: tenants whose buffer may hold entries (the flush timer's work list)."""
+        return f"{self.prefix}:buf:tenants"
+
+    @property
+    def batch_seq(self) -> str:
+        """STRING: counter that numbers batches."""
+        return f"{self.prefix}:batch:seq"
+
+    def batch(self, batch_id: str) -> str:
+        """HASH: one batch (tenant, state, count, body, owner message id, ...)."""
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_entries(self, batch_id: str) -> str:
+        """LIST: the batch's entries as stored JSON, in body order."""
+        return f"{self.prefix}:batch:{batch_id}:entries"
+
+    def batch_members(self, batch_id: str) -> str:
+        """LIST: the members of the batch's entries, same order as the entries."""
+        return f"{self.prefix}:batch:{batch_id}:members"
+
+    @property
+    def unsent_batches(self) -> str:
+        """ZSET: batch ids not yet settled (sent, split or quarantined) -> created ms."""
+        return f"{self.prefix}:batches:unsent"
+
+    def tenant_batches(self, tenant: str) -> str:
+        """ZSET: every batch id of a tenant -> created ms."""
+        return f"{self.prefix}:batches:{tenant}"
+
+    @property
+    def writeback(self) -> str:
+        """STREAM: every outcome, for the platform to read with a consumer group."""
+        return f"{self.prefix}:writeback"
+
+    @property
+    def dead_letters(self) -> str:
+        """HASH: message id -> dead letter JSON; kept until replayed (no expiry)."""
+        return f"{self.prefix}:dead"
+
+    def paused(self, tenant: str) -> str:
+        """STRING: why a tenant is paused (Virtuous said 401); absent when running."""
+        return f"{self.prefix}:paused:{tenant}"
+
+    def quarantine(self, tenant: str) -> str:
+        """ZSET: members quarantined by Virtuous's validation -> when."""
+        return f"{self.prefix}:quarantine:{tenant}"
+
+    def unconfirmed(self, tenant: str) -> str:
+        """ZSET: members submitted to Virtuous whose real Gift id is not known yet -> when."""
+        return f"{self.prefix}:unconfirmed:{tenant}"
+
+    def review(self, tenant: str) -> str:
+        """ZSET: members past the review deadline with no Gift in Virtuous -> when marked."""
+        return f"{self.prefix}:review:{tenant}"
+
+    def record_lock(self, tenant: str, member_name: str) -> str:
+        """STRING: which message owns a record's real-time send right now."""
+        return f"{self.prefix}:lock:{tenant}:{member_name}"

@@ -1,0 +1,150 @@
+"""dramatiq middleware written once for every actor: retries, throttling, log context.
+
+giftsync replaces dramatiq's own ``Retries`` with :class:`Retries` here because a throttle is
+not a failure: an actor that must wait for the tenant's limiter (or a 429, or a paused
+tenant) raises :class:`Throttled`, and the message goes back to the queue with the wait as
+its delay, its attempt count untouched. dramatiq's rate limiters would count that wait as a
+failed try and burn the retry budget, so they are not used.
+
+Both kinds of re-enqueue happen in ``after_process_message``, which dramatiq runs before it
+acknowledges the original, so a crash between the two leaves the original to be redelivered:
+a message is never lost, at worst it runs twice, and every actor is idempotent.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq.common import compute_backoff
+from dramatiq.middleware import Middleware
+
+from workers import metrics
+
+log = structlog.get_logger("giftsync.retries")
+
+# Context keys copied from a message's kwargs onto every log line it produces.
+CONTEXT_KWARGS = ("tenant", "batch_id", "member", "record_id")
+
+
+class Throttled(Exception):
+    """Raised by an actor that must wait: the message is re-enqueued after ``delay_seconds``."""
+
+    def __init__(self, delay_seconds: float, reason: str) -> None:
+        super().__init__(f"throttled for {delay_seconds:.3f}s: {reason}")
+        self.delay_seconds = delay_seconds
+        self.reason = reason
+
+
+DeadLetterHook = Callable[[dramatiq.broker.MessageProxy, BaseException], None]
+
+
+class Retries(Middleware):
+    """Exponential backoff with jitter for failures; a delay, not an attempt, for throttles."""
+
+    def __init__(
+        self,
+        *,
+        max_retries: int,
+        min_backoff_ms: int,
+        max_backoff_ms: int,
+        on_dead_letter: DeadLetterHook | None = None,
+    ) -> None:
+        self.max_retries = max_retries
+        self.min_backoff_ms = min_backoff_ms
+        self.max_backoff_ms = max_backoff_ms
+        self.on_dead_letter = on_dead_letter
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"max_retries"}
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.broker.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is None:
+            return
+        if isinstance(exception, Throttled):
+            # A small jitter keeps throttled messages of many workers from waking together.
+            delay_ms = int(exception.delay_seconds * 1000) + random.randint(0, 50)
+            metrics.THROTTLE_DELAYS.labels(message.actor_name, exception.reason).inc()
+            broker.enqueue(message.copy(), delay=max(delay_ms, 1))
+            return
+        actor = broker.get_actor(message.actor_name)
+        retries = message.options.get("retries", 0)
+        max_retries = actor.options.get("max_retries", self.max_retries)
+        message.options["retries"] = retries + 1
+        message.options["last_error"] = _describe(exception)
+        if retries >= max_retries:
+            log.error(
+                "dead_letter",
+                actor=message.actor_name,
+                attempts=retries + 1,
+                error=message.options["last_error"],
+            )
+            metrics.DEAD_LETTERS.labels(message.actor_name).inc()
+            message.fail()
+            if self.on_dead_letter is not None:
+                self.on_dead_letter(message, exception)
+            return
+        _, delay_ms = compute_backoff(
+            retries, factor=self.min_backoff_ms, jitter=True, max_backoff=self.max_backoff_ms
+        )
+        metrics.RETRIES.labels(message.actor_name).inc()
+        log.warning(
+            "retrying",
+            actor=message.actor_name,
+            attempt=retries + 1,
+            delay_ms=delay_ms,
+            error=message.options["last_error"],
+        )
+        broker.enqueue(message.copy(), delay=delay_ms)
+
+
+def _describe(exception: BaseException) -> str:
+    """One line naming the error; never the request (which could carry personal data)."""
+    text = str(exception).splitlines()[0] if str(exception) else ""
+    return f"{type(exception).__name__}: {text}"[:500]
+
+
+class LogContext(Middleware):
+    """Bind the message's tenant, ids and attempt to every log line written while it runs."""
+
+    def before_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.broker.MessageProxy
+    ) -> None:
+        context = {key: message.kwargs[key] for key in CONTEXT_KWARGS if key in message.kwargs}
+        structlog.contextvars.bind_contextvars(
+            actor=message.actor_name,
+            message_id=message.message_id,
+            attempt=message.options.get("retries", 0) + 1,
+            **context,
+        )
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.broker.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is not None and not isinstance(exception, Throttled):
+            log.warning("actor_failed", error=_describe(exception), tb=_short_tb(exception))
+        structlog.contextvars.clear_contextvars()
+
+    after_skip_message = after_process_message
+
+
+def _short_tb(exception: BaseException) -> str:
+    frames = traceback.extract_tb(exception.__traceback__)[-3:]
+    return " | ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames)

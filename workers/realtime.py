@@ -1,0 +1,177 @@
+"""Real-time gifts: ``POST /api/Gift`` to create, ``GET`` + ``PUT /api/Gift/{id}`` to update or
+zero (seed 002, "Push -- real-time single path").
+
+Ordering: the ledger stores each record's newest accepted event; a send applies whatever is
+newest *when it runs*, under a per-record lock, and records the version it applied. So with
+any number of workers a later change never lands before an earlier one finishes, a stale
+change is never sent, and a message that finds its version already applied does nothing.
+
+Ambiguous outcomes: before a create is sent, the record is marked ``create_attempted``. If the
+answer is lost (a timeout after sending, a connection dropped mid-response), the retry first
+looks the gift up by ``transactionSource``/``transactionId`` and adopts it if Virtuous has it,
+so a create is never made twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+
+from mapping.decision import decide
+from mapping.events import Transaction, parse_event_json, real_gift_id
+from mapping.realtime import realtime_create, realtime_desired, realtime_update, zeroing_update
+from mapping.tenant import TenantSettings
+from workers import metrics
+from workers.dependencies import ensure_contact
+from workers.middleware import Throttled
+from workers.runtime import Runtime
+from workers.scripts import load_script
+from workers.sending import call
+
+log = structlog.get_logger("giftsync.realtime")
+
+# How long one message may hold a record (longer than any send).
+RECORD_LOCK_MS = 120_000
+# How soon a message that found the record busy tries again.
+BUSY_RETRY_SECONDS = 0.2
+
+
+class RecordLock:
+    """A per-record lock owned by one message, released only by its owner."""
+
+    def __init__(self, rt: Runtime, tenant: str, member: str) -> None:
+        self._rt = rt
+        self._key = rt.keys.record_lock(tenant, member)
+        self._token = str(uuid.uuid4())
+
+    def __enter__(self) -> RecordLock:
+        if not self._rt.redis.set(self._key, self._token, nx=True, px=RECORD_LOCK_MS):
+            raise Throttled(BUSY_RETRY_SECONDS, "record_busy")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Delete only if still ours (it may have expired and been taken by another).
+        self._rt.redis.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+            " return 0",
+            1,
+            self._key,
+            self._token,
+        )
+
+
+def mark_applied(
+    rt: Runtime,
+    tenant: str,
+    member: str,
+    *,
+    version: str,
+    state: str,
+    virtuous_id: str,
+    writeback_type: str,
+    reason: str,
+) -> int:
+    """Record an applied version (and writeback it); returns the record's newest version."""
+    kind, record_id = member.split(":", 1)
+    script = load_script(rt.redis, "ledger_applied.lua")
+    newest = script(
+        keys=[rt.keys.record(tenant, member), rt.keys.state_counts(tenant), rt.keys.writeback],
+        args=[version, state, virtuous_id, writeback_type, tenant, kind, record_id, reason],
+    )
+    return int(newest)
+
+
+def _pending(rt: Runtime, tenant: str, member: str) -> dict[str, str] | None:
+    record = rt.ledger.record(tenant, member)
+    if not record.get("payload"):
+        return None
+    if int(record.get("applied_version", "-1")) >= int(record.get("version", "-1")):
+        return None
+    return record
+
+
+def send_gift(rt: Runtime, tenant: TenantSettings, member: str) -> None:
+    """Apply the newest stored version of one transaction to Virtuous."""
+    with RecordLock(rt, tenant.name, member):
+        record = _pending(rt, tenant.name, member)
+        if record is None:
+            return
+        event = parse_event_json(record["payload"])
+        tx = event.record
+        assert isinstance(tx, Transaction)
+        gift_id = real_gift_id(record.get("virtuous_id")) or real_gift_id(tx.virtuous_id)
+        decision = decide(tx, tenant)
+        if gift_id is not None:
+            outcome = _update(rt, tenant, tx, gift_id, decision.zero_amount, decision)
+        else:
+            gift_id, outcome = _create(rt, tenant, member, tx, record, decision)
+        newest = mark_applied(
+            rt,
+            tenant.name,
+            member,
+            version=record["version"],
+            state="sent",
+            virtuous_id=str(gift_id),
+            writeback_type=f"gift.{outcome}",
+            reason=decision.reason,
+        )
+        metrics.GIFTS_SUBMITTED.labels(tenant.name, "real_time").inc()
+        published = int(record.get("published_ms", "0"))
+        if published:
+            seconds = max(rt.batcher.server_ms() - published, 0) / 1000
+            metrics.PUBLISH_TO_SUBMIT.labels(tenant.name, "real_time").observe(seconds)
+        log.info("gift_sent", outcome=outcome, member=member)
+    if newest > int(record["version"]):
+        # A newer change arrived while this one was in flight: its own message may already
+        # have found the record busy, so make sure someone applies it.
+        from workers.actors import send_gift as send_gift_actor
+
+        send_gift_actor.send(tenant=tenant.name, member=member)
+
+
+def _create(
+    rt: Runtime,
+    tenant: TenantSettings,
+    member: str,
+    tx: Transaction,
+    record: dict[str, str],
+    decision: Any,
+) -> tuple[int, str]:
+    if record.get("create_attempted"):
+        found = call(
+            rt,
+            tenant,
+            lambda c: c.find_gift(tenant.transaction_source, str(tx.id)),
+            kind="lookup",
+        )
+        if found is not None:
+            log.info("ambiguous_create_adopted", member=member)
+            return int(found["id"]), "created"
+    contact_id = ensure_contact(rt, tenant, tx.owner)
+    owner = tx.owner.model_copy(update={"virtuous_contact_id": contact_id})
+    payload = realtime_create(tx.model_copy(update={"owner": owner}), tenant, decision)
+    rt.ledger.update(tenant.name, member, {"create_attempted": "1"})
+    created = call(rt, tenant, lambda c: c.create_gift(payload))
+    return int(created["id"]), "created"
+
+
+def _update(
+    rt: Runtime,
+    tenant: TenantSettings,
+    tx: Transaction,
+    gift_id: int,
+    zero: bool,
+    decision: Any,
+) -> str:
+    if zero and tenant.refund_method == "reversing":
+        call(rt, tenant, lambda c: c.reversing_transaction({"giftId": gift_id}))
+        return "reversed"
+    existing = call(rt, tenant, lambda c: c.get_gift(gift_id))
+    if zero:
+        body = zeroing_update(existing)
+    else:
+        body = realtime_update(existing, realtime_desired(tx, tenant, decision))
+    call(rt, tenant, lambda c: c.update_gift(gift_id, body))
+    return "zeroed" if zero else "updated"

@@ -1,0 +1,99 @@
+"""Recurring gifts (seed 004): dependencies first, then ``POST /api/RecurringGift``, or
+``GET`` + ``PUT /api/RecurringGift/{id}`` for a schedule Virtuous already has.
+
+The donor's Contact, the campaign's Segment and each fund's Project are pushed first when
+they have no Virtuous id (see :mod:`workers.dependencies`); the ids learned are put into the
+record before it is mapped, so the mapping stays pure. Ordering and ambiguous creates follow
+the same rules as :mod:`workers.realtime`. Known gap: Virtuous offers no lookup of a
+RecurringGift by an external reference, so a create whose answer was lost is retried as a
+create (see the README's known limitations).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from mapping.events import Allocation, ScheduledDonation, parse_event_json, real_gift_id
+from mapping.recurring import recurring_create, recurring_decision, recurring_update
+from mapping.tenant import TenantSettings
+from workers import metrics
+from workers.dependencies import ensure_contact, ensure_project, ensure_segment
+from workers.realtime import RecordLock, mark_applied
+from workers.runtime import Runtime
+from workers.sending import call
+
+log = structlog.get_logger("giftsync.recurring")
+
+
+def with_dependencies(
+    rt: Runtime, tenant: TenantSettings, sd: ScheduledDonation
+) -> ScheduledDonation:
+    """``sd`` with every related record's Virtuous id filled in, pushing those that lack one."""
+    contact_id = ensure_contact(rt, tenant, sd.source)
+    update: dict[str, object] = {
+        "source": sd.source.model_copy(update={"virtuous_contact_id": contact_id}),
+        "fund": sd.fund.model_copy(update={"virtuous_id": ensure_project(rt, tenant, sd.fund)}),
+    }
+    if sd.campaign is not None:
+        segment_id = ensure_segment(rt, tenant, sd.campaign)
+        update["campaign"] = sd.campaign.model_copy(update={"virtuous_segment_id": segment_id})
+    allocations: list[Allocation] = []
+    for allocation in sd.allocations:
+        project_id = ensure_project(rt, tenant, allocation.fund)
+        fund = allocation.fund.model_copy(update={"virtuous_id": project_id})
+        allocations.append(allocation.model_copy(update={"fund": fund}))
+    update["allocations"] = allocations
+    return sd.model_copy(update=update)
+
+
+def send_recurring(rt: Runtime, tenant: TenantSettings, member: str) -> None:
+    """Apply the newest stored version of one scheduled donation to Virtuous."""
+    with RecordLock(rt, tenant.name, member):
+        record = rt.ledger.record(tenant.name, member)
+        if not record.get("payload"):
+            return
+        if int(record.get("applied_version", "-1")) >= int(record.get("version", "-1")):
+            return
+        event = parse_event_json(record["payload"])
+        sd = event.record
+        assert isinstance(sd, ScheduledDonation)
+        known = real_gift_id(record.get("virtuous_id"))
+        if known is not None and sd.virtuous_id is None:
+            sd = sd.model_copy(update={"virtuous_id": known})
+        decision = recurring_decision(sd)
+        if not decision.send:
+            mark_applied(
+                rt,
+                tenant.name,
+                member,
+                version=record["version"],
+                state="skipped",
+                virtuous_id="",
+                writeback_type="recurring.skipped",
+                reason=decision.reason,
+            )
+            return
+        sd = with_dependencies(rt, tenant, sd)
+        if sd.virtuous_id is not None:
+            recurring_id = int(sd.virtuous_id)
+            existing = call(rt, tenant, lambda c: c.get_recurring_gift(recurring_id))
+            body = recurring_update(existing, sd, tenant, cancelled_at=event.version)
+            call(rt, tenant, lambda c: c.update_recurring_gift(recurring_id, body))
+            outcome = "cancelled" if sd.status == "cancelled" else "updated"
+        else:
+            payload = recurring_create(sd, tenant)
+            created = call(rt, tenant, lambda c: c.create_recurring_gift(payload))
+            recurring_id = int(created["id"])
+            outcome = "created"
+        mark_applied(
+            rt,
+            tenant.name,
+            member,
+            version=record["version"],
+            state="sent",
+            virtuous_id=str(recurring_id),
+            writeback_type=f"recurring.{outcome}",
+            reason=decision.reason,
+        )
+        metrics.GIFTS_SUBMITTED.labels(tenant.name, "recurring").inc()
+        log.info("recurring_sent", outcome=outcome, member=member)

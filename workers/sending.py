@@ -1,0 +1,78 @@
+"""Calling Virtuous on a tenant's behalf: the limiter first, then the call, then the answer.
+
+:func:`call` is the one gate every Virtuous call of every actor passes: it refuses while the
+tenant is paused (Virtuous said 401: the token is bad, and hammering it helps nobody), takes
+a token from the shared limiter or raises :class:`Throttled` with the limiter's wait, and turns
+a 429 into a block of the whole tenant for Retry-After. Actors never sleep holding a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import structlog
+
+from mapping.tenant import TenantSettings
+from workers import metrics
+from workers.errors import AuthError, ThrottledError
+from workers.limiter import Kind
+from workers.middleware import Throttled
+from workers.runtime import Runtime
+from workers.scripts import decode
+from workers.virtuous import VirtuousClient
+
+log = structlog.get_logger("giftsync.sending")
+
+T = TypeVar("T")
+
+# A paused tenant's messages look again this often.
+PAUSE_RECHECK_SECONDS = 30.0
+# A pause lifts by itself after this long, so a fixed token needs no manual step (a new 401
+# pauses it again at once).
+PAUSE_SECONDS = 300
+
+
+def pause(rt: Runtime, tenant: TenantSettings, reason: str) -> None:
+    """Pause every send of ``tenant`` (kept, not failed) for PAUSE_SECONDS."""
+    rt.redis.set(rt.keys.paused(tenant.name), reason, ex=PAUSE_SECONDS)
+    metrics.TENANT_PAUSES.labels(tenant.name).inc()
+    log.error("tenant_paused", tenant=tenant.name, reason=reason)
+
+
+def resume(rt: Runtime, tenant_name: str) -> bool:
+    """Lift a pause now; True if the tenant was paused."""
+    return bool(rt.redis.delete(rt.keys.paused(tenant_name)))
+
+
+def paused_reason(rt: Runtime, tenant_name: str) -> str | None:
+    """Why the tenant is paused, or None."""
+    value = rt.redis.get(rt.keys.paused(tenant_name))
+    return decode(value) if value is not None else None
+
+
+def call(
+    rt: Runtime,
+    tenant: TenantSettings,
+    do: Callable[[VirtuousClient], T],
+    *,
+    kind: Kind = "push",
+) -> T:
+    """Make one Virtuous call for ``tenant`` under its limiter; raise Throttled to wait."""
+    if paused_reason(rt, tenant.name) is not None:
+        raise Throttled(PAUSE_RECHECK_SECONDS, "paused")
+    grant = rt.limiter.acquire(tenant, kind=kind)
+    metrics.LIMITER_TOKENS.labels(tenant.name).set(grant.tokens_left)
+    if not grant.granted:
+        raise Throttled(max(grant.wait_seconds, 0.001), "limiter")
+    client = rt.client(tenant)
+    try:
+        return do(client)
+    except ThrottledError as exc:
+        metrics.VIRTUOUS_THROTTLED.labels(tenant.name).inc()
+        rt.limiter.block(tenant.name, exc.retry_after)
+        log.warning("virtuous_429", retry_after=exc.retry_after)
+        raise Throttled(exc.retry_after, "429") from exc
+    except AuthError as exc:
+        pause(rt, tenant, "Virtuous answered 401: the tenant's token was refused")
+        raise Throttled(PAUSE_RECHECK_SECONDS, "paused") from exc

@@ -1,0 +1,108 @@
+"""``giftsync status``: what every tenant's gifts are doing, read from the ledger.
+
+The report is plain data (:func:`tenant_status`) so the CLI, the operator console and the
+tests read the same thing; :func:`render` turns it into text for a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mapping.tenant import TenantSettings
+from workers.runtime import Runtime
+from workers.scripts import decode
+from workers.sending import paused_reason
+
+# The states an operator asks about first, in the order a gift moves through them.
+HEADLINE_STATES = (
+    "buffered",
+    "batched",
+    "submitted",
+    "confirmed",
+    "sent",
+    "needs_review",
+    "quarantined",
+    "dead",
+    "held",
+    "update_held",
+    "queued",
+    "skipped",
+    "invalid",
+)
+
+
+def _review_batches(rt: Runtime, tenant: str) -> dict[str, int]:
+    members = decode(rt.redis.zrange(rt.keys.review(tenant), 0, -1))
+    batches: dict[str, int] = {}
+    if not members:
+        return batches
+    pipe = rt.redis.pipeline(transaction=False)
+    for member_name in members:
+        pipe.hget(rt.keys.record(tenant, member_name), "batch_id")
+    for batch_id in pipe.execute():
+        name = decode(batch_id) if batch_id else "unknown"
+        batches[name] = batches.get(name, 0) + 1
+    return batches
+
+
+def tenant_status(rt: Runtime, tenant: TenantSettings) -> dict[str, Any]:
+    """One tenant's state counts, oldest unconfirmed gift, review backlog and budget."""
+    now = rt.batcher.server_ms()
+    counts = rt.ledger.state_counts(tenant.name)
+    oldest = rt.redis.zrange(rt.keys.unconfirmed(tenant.name), 0, 0, withscores=True)
+    buffered_since = rt.batcher.oldest_buffered_ms(tenant.name)
+    return {
+        "tenant": tenant.name,
+        "mode": tenant.mode,
+        "states": {state: counts.get(state, 0) for state in HEADLINE_STATES}
+        | {k: v for k, v in counts.items() if k not in HEADLINE_STATES},
+        "oldest_unconfirmed": {
+            "member": decode(oldest[0][0]),
+            "age_seconds": round((now - oldest[0][1]) / 1000, 1),
+        }
+        if oldest
+        else None,
+        "oldest_buffered_age_seconds": round((now - buffered_since) / 1000, 1)
+        if buffered_since is not None
+        else None,
+        "review_batches": _review_batches(rt, tenant.name),
+        "calls_in_window": rt.limiter.calls_in_window(tenant),
+        "calls_cap": tenant.calls_per_hour,
+        "window_seconds": tenant.rate_window_seconds,
+        "paused": paused_reason(rt, tenant.name),
+        "dead_letters": sum(
+            1
+            for raw in rt.redis.hvals(rt.keys.dead_letters)
+            if json.loads(decode(raw)).get("tenant") == tenant.name
+        ),
+    }
+
+
+def render(report: list[dict[str, Any]]) -> str:
+    """The report as text for a person at a terminal."""
+    lines: list[str] = []
+    for item in report:
+        used = item["calls_in_window"]
+        cap = item["calls_cap"]
+        lines.append(f"{item['tenant']} ({item['mode']})")
+        if item["paused"]:
+            lines.append(f"  PAUSED: {item['paused']}")
+        states = ", ".join(f"{k} {v}" for k, v in item["states"].items() if v)
+        lines.append(f"  gifts: {states or 'none yet'}")
+        lines.append(
+            f"  budget: {used} of {cap} calls used in the current "
+            f"{item['window_seconds']:.0f}s window ({100 * used / cap:.1f}%)"
+        )
+        if item["oldest_buffered_age_seconds"] is not None:
+            lines.append(f"  oldest buffered entry: {item['oldest_buffered_age_seconds']}s")
+        if item["oldest_unconfirmed"]:
+            oldest = item["oldest_unconfirmed"]
+            lines.append(f"  oldest unconfirmed: {oldest['member']} ({oldest['age_seconds']}s)")
+        if item["review_batches"]:
+            lines.append("  needs review in the Import Tool:")
+            for batch, count in sorted(item["review_batches"].items()):
+                lines.append(f"    {batch}: {count} gift(s)")
+        if item["dead_letters"]:
+            lines.append(f"  dead letters: {item['dead_letters']} (giftsync dlq list)")
+    return "\n".join(lines)
