@@ -43,6 +43,9 @@ class TenantSettings:
     rate_window_seconds: float = 3600.0
     # How many calls may go out back to back before the steady pace applies.
     rate_burst: int = 20
+    # The limiter enforces the cap over window + this guard, to absorb the time between a
+    # grant and the call reaching Virtuous (None: 0.5% of the window, within 0.25..5 s).
+    rate_guard_seconds: float | None = None
     send_processing_ach_as_success: bool = False
     fund_allocations: bool = True
     fee_fund_virtuous_id: int | None = None
@@ -82,6 +85,9 @@ def _check_type(key: str, value: Any, default: Any) -> str | None:
     if key in _CHOICES:
         allowed = _CHOICES[key]
         return None if value in allowed else f"must be one of {', '.join(map(repr, allowed))}"
+    if key == "rate_guard_seconds":
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        return None if ok else "must be a number of seconds (0 or more)"
     if key == "fee_fund_virtuous_id":
         ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
         return None if ok else "must be a positive integer Project id"
@@ -122,7 +128,8 @@ def parse_tenant(name: str, table: Mapping[str, Any]) -> TenantSettings:
         if reason is not None:
             problems.append(f"tenant {name!r}: {key} {reason}")
         else:
-            values[key] = float(value) if isinstance(default, float) else value
+            as_float = isinstance(default, float) or key == "rate_guard_seconds"
+            values[key] = float(value) if as_float else value
     if problems:
         raise SettingsError(problems)
     return TenantSettings(name=name, **values)

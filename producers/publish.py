@@ -61,6 +61,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# One decoder for every call: json.loads builds a new one per call when given options.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def decode_json(raw: bytes) -> object:
     """Decode one JSON text from the outside; a bad one raises EventValidationError at ``$``.
 
@@ -68,7 +72,7 @@ def decode_json(raw: bytes) -> object:
     Infinity, and nesting too deep for the decoder is a reported error rather than a crash.
     """
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        return _DECODER.decode(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         reason = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
     except json.JSONDecodeError as exc:

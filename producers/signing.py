@@ -28,6 +28,8 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -35,6 +37,9 @@ __all__ = [
     "TENANT_HEADER",
     "TIMESTAMP_HEADER",
     "TOLERANCE_SECONDS",
+    "SignedRequest",
+    "Unauthorized",
+    "check_headers",
     "is_fresh",
     "parse_timestamp",
     "sign",
@@ -106,3 +111,52 @@ def signed_headers(
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: sign(secret, timestamp, body),
     }
+
+
+class Unauthorized(Exception):
+    """A request not provably from its tenant. ``reason`` names the failed check, for the log
+    only: the caller is told nothing but 401."""
+
+    def __init__(self, reason: str, tenant: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.tenant = tenant
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a request's headers claim: who signed, when, and the signature to check."""
+
+    tenant: str
+    secret: bytes = field(repr=False)
+    timestamp: int
+    signature: str
+
+    def check_body(self, body: bytes, *, now: float | None = None) -> None:
+        """Raise Unauthorized unless the signature signs ``body`` and is still fresh."""
+        if not verify(self.secret, self.timestamp, body, self.signature, now=now):
+            raise Unauthorized("bad_signature", self.tenant)
+
+
+def check_headers(
+    headers: Mapping[str, str],
+    secret_of: Callable[[str], bytes],
+    *,
+    now: float | None = None,
+) -> SignedRequest:
+    """The first half of verifying a request, done before its body is read.
+
+    ``secret_of(tenant)`` returns the tenant's secret or raises Unauthorized (unknown tenant,
+    no secret configured). Raises Unauthorized for missing headers or a stale or malformed
+    timestamp, so a caller who cannot sign never gets as far as sending a body.
+    """
+    tenant = headers.get(TENANT_HEADER)
+    raw_timestamp = headers.get(TIMESTAMP_HEADER)
+    signature = headers.get(SIGNATURE_HEADER)
+    if not tenant or raw_timestamp is None or not signature:
+        raise Unauthorized("missing_headers")
+    secret = secret_of(tenant)
+    timestamp = parse_timestamp(raw_timestamp)
+    if timestamp is None or not is_fresh(timestamp, now=now):
+        raise Unauthorized("stale_or_bad_timestamp", tenant)
+    return SignedRequest(tenant, secret, timestamp, signature)

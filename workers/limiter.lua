@@ -2,12 +2,18 @@
 -- KEYS: 1 state hash, 2 block key, 3 in-flight zset, 4 call-count hash (all one tenant's hash tag)
 -- ARGV: 1 cap, 2 window s, 3 configured burst, 4 lookup share, 5 is lookup (1|0), 6 cost,
 --       7 max burst share, 8 guard share, 9 guard max s, 10 count slots, 11 in-flight ttl s,
---       12 now override ('' = Redis TIME; tests only)
+--       12 now override ('' = Redis TIME; tests only), 13 take a wake-up ticket when refused (1|0),
+--       14 guard min s, 15 guard override s ('' = derive from the window)
 -- Invariant: with span = window + guard, T = span / (cap - B + 1) and tolerance B*T, the tokens
 -- granted in every half-open interval of length span total at most cap (the proof is in
 -- limiter.py); lookups/pulls also pass a second bucket of the same shape sized cap * share.
--- A 429 block or a budget Virtuous reported only ever deny, never admit. State changes only
--- on a grant, so a refused caller costs nothing.
+-- A 429 block or a budget Virtuous reported only ever deny, never admit. A grant changes the
+-- buckets; a refusal changes at most the wake-up ticket line ('wtat'), never a bucket.
+-- Tickets: a refused caller that will come back later (a re-enqueued message) is told to wake
+-- one emission interval after the previous refused caller, not at the same instant as every
+-- other waiter, so a backlog of throttled messages wakes one per free token instead of all
+-- together (each wake-up costs a queue round trip). A ticket reserves nothing: a caller that
+-- never comes back wastes no token.
 
 local state, block, inflight, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local cap, window, burst_cfg = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -25,11 +31,16 @@ end
 -- Float round-off must not turn an exact wait into a refusal; 1 us is far below the guard.
 local EPS = 0.000001
 
-local st = redis.call('HMGET', state, 'tat', 'ltat', 'limit', 'ext_left', 'ext_reset_at', 'seq')
+local st = redis.call('HMGET', state, 'tat', 'ltat', 'limit', 'ext_left', 'ext_reset_at', 'seq',
+  'wtat')
+local ticketed = ARGV[13] == '1'
 local limit = tonumber(st[3])
 if limit and limit >= 1 and limit < cap then cap = limit end
 
-local span = window + math.min(window * guard_share, guard_max)
+local guard_min = tonumber(ARGV[14])
+local guard = math.min(math.max(window * guard_share, guard_min), guard_max)
+if ARGV[15] ~= '' then guard = tonumber(ARGV[15]) end
+local span = window + guard
 local function pacing(c)
   -- Burst (B-1)*T absorbs the lateness of callers re-enqueued to the moment a token frees;
   -- each token beyond the first costs a call per window, so beyond 2 it is held to a share.
@@ -52,6 +63,7 @@ if cost > b then return redis.error_reply('cost ' .. cost .. ' exceeds the burst
 local wait, tat, left = bucket(tonumber(st[1]), period, b)
 
 local ltat
+local ticket_period = period
 if is_lookup then
   local lperiod, lb = pacing(math.max(1, math.floor(cap * share)))
   if cost > lb then return redis.error_reply('cost ' .. cost .. ' exceeds the lookup burst ' .. lb) end
@@ -59,6 +71,7 @@ if is_lookup then
   lwait, ltat, lleft = bucket(tonumber(st[2]), lperiod, lb)
   wait = math.max(wait, lwait)
   left = math.min(left, lleft)
+  ticket_period = math.max(period, lperiod)
 end
 
 -- The budget Virtuous last reported, net of calls in flight then, holds until its reset.
@@ -79,6 +92,14 @@ local function f(x) return string.format('%.6f', x) end
 
 if wait > 0 then
   left = left + cost
+  if ticketed then
+    local ticket = now + wait
+    local last = tonumber(st[7])
+    if last and last + ticket_period * cost > ticket then ticket = last + ticket_period * cost end
+    redis.call('HSET', state, 'wtat', string.format('%.17g', ticket))
+    redis.call('PEXPIRE', state, math.ceil((ticket - now + span + window) * 1000))
+    wait = ticket - now
+  end
   return {0, f(wait), f(math.max(0, left)), f(now)}
 end
 

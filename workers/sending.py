@@ -61,7 +61,7 @@ def call(
     """Make one Virtuous call for ``tenant`` under its limiter; raise Throttled to wait."""
     if paused_reason(rt, tenant.name) is not None:
         raise Throttled(PAUSE_RECHECK_SECONDS, "paused")
-    grant = rt.limiter.acquire(tenant, kind=kind)
+    grant = rt.limiter.acquire(tenant, kind=kind, ticket=True)
     metrics.LIMITER_TOKENS.labels(tenant.name).set(grant.tokens_left)
     if not grant.granted:
         raise Throttled(max(grant.wait_seconds, 0.001), "limiter")

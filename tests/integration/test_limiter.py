@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mapping.tenant import TenantSettings
-from workers.limiter import GUARD_MAX_SECONDS, GUARD_SHARE, Grant, Limiter
+from workers.limiter import GUARD_MAX_SECONDS, GUARD_MIN_SECONDS, GUARD_SHARE, Grant, Limiter
 
 pytestmark = pytest.mark.integration
 
@@ -109,11 +109,12 @@ def test_rolling_window_holds_under_four_processes(
     times = sorted(t for r in results for t in r)
     assert all(results), "every process got some grants"
     assert busiest_window(times, window) <= cap
-    guard = min(window * GUARD_SHARE, GUARD_MAX_SECONDS)
+    guard = min(max(window * GUARD_SHARE, GUARD_MIN_SECONDS), GUARD_MAX_SECONDS)
     assert busiest_window(times, window + guard - 2e-6) <= cap
     first = times[0]
     used = sum(1 for t in times if t < first + windows * window)
-    assert used >= 0.95 * windows * cap, used
+    # The limiter paces over window + guard, so that is the most a backlog can get.
+    assert used >= 0.95 * windows * cap * window / (window + guard), used
     assert limiter.calls_in_window(tenant(name)) <= cap
 
 
@@ -208,8 +209,8 @@ def test_lookups_spend_at_most_their_share_and_pushes_still_go(
             pushes.append(now)
         now += 0.001
     assert busiest_window(lookups, 2.0) <= 20
-    assert len(lookups) >= 0.9 * 20 * 3
-    assert len(pushes) >= 0.9 * 80 * 3  # lookups starve nobody but themselves
+    assert len(lookups) >= 0.85 * 20 * 3  # paced over window + guard
+    assert len(pushes) >= 0.85 * 80 * 3  # lookups starve nobody but themselves
     assert busiest_window(sorted(lookups + pushes), 2.0) <= 100
     pull = limiter._acquire_at(settings_, kind="pull", cost=1, now=now)
     push = limiter._acquire_at(settings_, kind="push", cost=1, now=now)

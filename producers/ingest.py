@@ -1,0 +1,316 @@
+"""``giftsync ingest``: the signed HTTP API through which the platform sends changes.
+
+Routes:
+
+* ``POST /v1/changes``: one change event, or a list of them, signed as
+  :mod:`producers.signing` describes. 202 when every event was enqueued; 400 when any was
+  invalid (the valid ones are still enqueued and say so); 401 for anything not provably from
+  the tenant; 413 for a body over ``GIFTSYNC_INGEST_MAX_BYTES``; 503 when Redis is down.
+* ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers), ``GET /metrics``.
+
+A change request is checked cheapest first, so a caller who cannot sign costs little: the
+headers (tenant known and holding a secret, timestamp fresh), then the body, read no further
+than the limit, then the signature, then replay (the signature is remembered in Redis with
+SET NX for as long as its timestamp would pass), then the events. A 401 says only
+"unauthorized": which check failed goes to the log, never to the caller, and neither the
+secret nor the signature goes anywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import Any
+
+import dramatiq
+import redis
+import structlog
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from giftsync.logs import configure_logging
+from giftsync.settings import Settings, SettingsError, get_settings, secret
+from mapping.events import EventValidationError, FieldError, parse_event
+from producers import signing
+from producers.publish import decode_json, enqueue_valid
+from workers.broker import build_broker, get_broker
+from workers.metrics import EVENTS_INVALID
+
+__all__ = [
+    "INGEST_REQUESTS",
+    "MAX_ERRORS_PER_EVENT",
+    "MAX_EVENTS",
+    "check_event",
+    "create_app",
+    "serve",
+    "start_ingest",
+]
+
+INGEST_REQUESTS = Counter(
+    "giftsync_ingest_requests_total", "Requests to POST /v1/changes by answer.", ["status"]
+)
+# Events in one request: bounds the answer's size as the body limit bounds the question's.
+MAX_EVENTS = 1000
+# Problems listed per event: enough to fix it, never an answer larger than the request.
+MAX_ERRORS_PER_EVENT = 50
+# Keep a seen signature until its timestamp could no longer pass, whichever side it was on.
+REPLAY_TTL_SECONDS = 2 * signing.TOLERANCE_SECONDS + 1
+
+log = structlog.get_logger("giftsync.ingest")
+
+
+class _TooLarge(Exception):
+    """The body passed the size limit."""
+
+
+def _errors(errors: list[FieldError]) -> list[dict[str, str]]:
+    shown = [{"path": e.path, "reason": e.reason} for e in errors[:MAX_ERRORS_PER_EVENT]]
+    if len(errors) > MAX_ERRORS_PER_EVENT:
+        hidden = len(errors) - MAX_ERRORS_PER_EVENT
+        shown.append({"path": "$", "reason": f"{hidden} more problems not listed"})
+    return shown
+
+
+def _request_error(reason: str) -> tuple[int, dict[str, Any]]:
+    return 400, {"errors": [{"path": "$", "reason": reason}], "accepted": 0}
+
+
+def check_event(event: object, signer: str) -> list[FieldError]:
+    """Every problem of ``event`` sent by ``signer``: the contract, and the tenant must match."""
+    try:
+        parse_event(event)
+        errors: list[FieldError] = []
+    except EventValidationError as exc:
+        errors = exc.errors
+    tenant = event.get("tenant") if isinstance(event, dict) else None
+    # A tenant may send only its own changes. Saying only "not yours" (rather than whether
+    # the other tenant exists) tells a caller nothing about who else giftsync serves.
+    mismatch = isinstance(tenant, str) and tenant != signer
+    if mismatch and not any(error.path == "tenant" for error in errors):
+        errors.insert(0, FieldError("tenant", f"must be {signer!r}, the tenant that signed"))
+    return errors
+
+
+class IngestService:
+    """The checks and the work behind the routes, over one settings object and broker."""
+
+    def __init__(self, settings: Settings, broker: dramatiq.Broker, client: redis.Redis) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.redis = client
+
+    def secret_of(self, name: str) -> bytes:
+        """The tenant's ingest secret, or Unauthorized when it has none (or does not exist)."""
+        tenant = self.settings.tenants.get(name)
+        if tenant is None:
+            raise signing.Unauthorized("unknown_tenant")  # the name is the caller's: not logged
+        try:
+            value = secret(self.settings, tenant.ingest_secret_env, what=f"tenant {name} ingest")
+        except SettingsError as exc:
+            log.warning("ingest_secret_missing", tenant=name, problem=str(exc))
+            raise signing.Unauthorized("no_secret", name) from None
+        return value.encode("utf-8")
+
+    def first_use(self, caller: signing.SignedRequest) -> bool:
+        """Remember the signature; False when it was seen before (a replay)."""
+        return bool(self.redis.set(self._seen_key(caller), 1, nx=True, ex=REPLAY_TTL_SECONDS))
+
+    def forget(self, caller: signing.SignedRequest) -> None:
+        """Let an exact retry through after a failure that enqueued nothing for sure."""
+        self.redis.delete(self._seen_key(caller))
+
+    def _seen_key(self, caller: signing.SignedRequest) -> str:
+        digest = caller.signature.removeprefix(signing.SIGNATURE_PREFIX)
+        return f"{self.settings.key_prefix}:ingest:seen:{caller.tenant}:{digest}"
+
+    def accept(self, signer: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Decode, validate and enqueue the events of a verified body: (status, answer)."""
+        try:
+            payload = decode_json(body)
+        except EventValidationError as exc:
+            return _request_error(exc.errors[0].reason)
+        events = payload if isinstance(payload, list) else [payload]
+        if not events:
+            return _request_error("must be an event object or a non-empty list of events")
+        if len(events) > MAX_EVENTS:
+            return _request_error(f"holds {len(events)} events; at most {MAX_EVENTS} per request")
+        results: list[dict[str, Any]] = []
+        valid: list[dict[str, Any]] = []
+        for index, event in enumerate(events):
+            problems = check_event(event, signer)
+            if problems:
+                results.append({"index": index, "status": "invalid", "errors": _errors(problems)})
+            else:
+                results.append({"index": index, "status": "accepted"})
+                valid.append(event)
+        if valid:
+            enqueue_valid(valid, broker=self.broker)
+        invalid = len(events) - len(valid)
+        if invalid:
+            EVENTS_INVALID.labels(tenant=signer).inc(invalid)
+        answer = {"results": results, "accepted": len(valid), "invalid": invalid}
+        return (400 if invalid else 202), answer
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, or _TooLarge as soon as it passes ``limit``: never more is held."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(status: int, body: dict[str, Any] | None = None) -> Response:
+    INGEST_REQUESTS.labels(status=str(status)).inc()
+    if status == 401:
+        return PlainTextResponse("unauthorized\n", status_code=401)
+    return JSONResponse(body, status_code=status)
+
+
+async def _changes(request: Request) -> Response:
+    service: IngestService = request.app.state.service
+    limit = service.settings.ingest_max_bytes
+    try:
+        caller = signing.check_headers(request.headers, service.secret_of)
+        body = await _read_body(request, limit)
+        caller.check_body(body)
+        if not await run_in_threadpool(service.first_use, caller):
+            raise signing.Unauthorized("replay", caller.tenant)
+    except signing.Unauthorized as exc:
+        log.warning("ingest_unauthorized", reason=exc.reason, tenant=exc.tenant)
+        return _answer(401)
+    except _TooLarge:
+        log.warning("ingest_too_large", limit=limit)
+        return _answer(413, {"errors": [{"path": "$", "reason": f"body over {limit} bytes"}]})
+    except redis.RedisError as exc:
+        log.error("ingest_redis_error", error=type(exc).__name__)
+        return _answer(503, {"errors": [{"path": "$", "reason": "unavailable, retry later"}]})
+    try:
+        status, answer = await run_in_threadpool(service.accept, caller.tenant, body)
+    except redis.RedisError as exc:
+        log.error("ingest_redis_error", tenant=caller.tenant, error=type(exc).__name__)
+        await run_in_threadpool(_forget_quietly, service, caller)
+        return _answer(503, {"errors": [{"path": "$", "reason": "unavailable, retry later"}]})
+    log.info(
+        "ingest_request",
+        tenant=caller.tenant,
+        status=status,
+        accepted=answer.get("accepted", 0),
+        invalid=answer.get("invalid", 0),
+    )
+    return _answer(status, answer)
+
+
+def _forget_quietly(service: IngestService, caller: signing.SignedRequest) -> None:
+    # If even this fails, the caller re-signs with a fresh timestamp, as after any 401.
+    with suppress(redis.RedisError):
+        service.forget(caller)
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _readyz(request: Request) -> Response:
+    service: IngestService = request.app.state.service
+    try:
+        await run_in_threadpool(service.redis.ping)
+    except redis.RedisError:
+        return JSONResponse({"status": "redis unreachable"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ingest app: with no settings, the process's own settings and broker.
+
+    Given settings (tests, embedding), it builds a broker and Redis client of its own and
+    closes them when the app shuts down.
+    """
+    owned = settings is not None
+    settings = settings or get_settings()
+    broker = build_broker(settings) if owned else get_broker()
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+    )
+    service = IngestService(settings, broker, client)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        client.close()
+        if owned:
+            broker.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/changes", _changes, methods=["POST"]),
+            Route("/healthz", _healthz, methods=["GET"]),
+            Route("/readyz", _readyz, methods=["GET"]),
+            Route("/metrics", _metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run the ingest service until interrupted (``giftsync ingest``)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    log.info("ingest_starting", host=host, port=port, tenants=len(settings.tenants))
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+@contextmanager
+def start_ingest(
+    settings: Settings | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[str]:
+    """Serve the ingest app from a background thread; yields its base URL, stops on exit.
+
+    For tests, benchmarks and demos. ``port=0`` takes a free port.
+    """
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="giftsync-ingest", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the ingest service did not start")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

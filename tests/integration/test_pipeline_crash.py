@@ -1,0 +1,74 @@
+"""Crash safety: SIGKILL the workers mid-flush and mid-send; every gift still arrives once."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from producers.publish import publish_many
+from sandbox.config import FaultConfig
+from tests.integration.test_pipeline_batch import events_for, import_entries
+from tests.pipeline_fixtures import deployment, make_config, org, tenant_table, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigkill_mid_flush_and_mid_send_delivers_every_gift_exactly_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Slow answers keep sends in flight, so a kill lands in the middle of one.
+    config = make_config(
+        org("hope-shelter", "demo-token-hope"),
+        faults=FaultConfig(slow_rate=0.5, slow_seconds=0.4),
+    )
+    tenants = lambda url: tenant_table(  # noqa: E731
+        "hope-shelter", url, "VIRTUOUS_TOKEN_HOPE", batch_max_wait_seconds=0.3
+    )
+    with deployment(tmp_path, redis_url, tenants=tenants, sandbox_config=config) as dep:
+        total = 2000
+        events = events_for(("hope-shelter",), total)
+        worker = dep.start_worker(processes=1, threads=4)
+        kills = 0
+        recovery: list[float] = []
+        for chunk_start in range(0, total, 400):
+            publish_many(events[chunk_start : chunk_start + 400])
+            # Kill while the chunk is being mapped, flushed and sent.
+            wait_for(
+                lambda: dep.state_counts("hope-shelter").get("batched", 0) > 0
+                or dep.state_counts("hope-shelter").get("submitted", 0) >= chunk_start + 400,
+                timeout=30,
+                what="a batch in flight",
+            )
+            dep.kill_worker(worker)
+            kills += 1
+            killed_at = time.monotonic()
+            worker = dep.start_worker(processes=1, threads=4)
+            before = dep.state_counts("hope-shelter").get("submitted", 0)
+            wait_for(
+                lambda before=before: dep.state_counts("hope-shelter").get("submitted", 0)
+                > before,
+                timeout=60,
+                what="progress after a restart",
+            )
+            recovery.append(time.monotonic() - killed_at)
+
+        wait_for(
+            lambda: dep.state_counts("hope-shelter").get("submitted", 0) == total,
+            timeout=120,
+            what="every gift submitted",
+        )
+        entries = import_entries(dep)
+        refs = Counter(e["transactionId"] for e in entries)
+        assert len(refs) == total
+        duplicates_noop = dep.admin("GET", "stats")["orgs"]["hope-shelter"]
+        # A resend after a kill is answered as a no-op by Virtuous: never a second entry.
+        assert max(refs.values()) == 1
+        counts = dep.state_counts("hope-shelter")
+        assert counts == {"submitted": total}, counts
+        print(
+            f"\nkills={kills} recovery seconds={[round(r, 1) for r in recovery]} "
+            f"repeats no-oped={duplicates_noop.get('duplicates_noop', duplicates_noop.get('duplicate_transactions'))}"
+        )
