@@ -146,3 +146,40 @@ def demo_events(count: int, tenants: list[str], *, seed: int = 7) -> Iterator[di
             virtuous_id=virtuous_id,
             company=rng.random() < 0.1,
         )
+
+
+def scheduled_donation(
+    tenant: str,
+    sd_id: int,
+    *,
+    amount: int = 5000,
+    fee_amount: int = 0,
+    frequency: str = "monthly",
+    status: str = "active",
+    version: str | None = None,
+    source: dict[str, Any] | None = None,
+    fund: dict[str, Any] | None = None,
+    allocations: list[dict[str, Any]] | None = None,
+    campaign: dict[str, Any] | None = None,
+    virtuous_id: int | None = None,
+) -> dict[str, Any]:
+    """One scheduled-donation change event."""
+    return {
+        "tenant": tenant,
+        "kind": "scheduled_donation",
+        "version": version or version_at(sd_id % 100_000),
+        "record": {
+            "id": sd_id,
+            "status": status,
+            "start_date": "2026-12-01",
+            "frequency": frequency,
+            "amount": amount,
+            "fee_amount": fee_amount,
+            "anonymous": False,
+            "source": source or donor(20_000 + sd_id, contact_id=5001),
+            "campaign": campaign,
+            "fund": fund or FUNDS[0],
+            "allocations": allocations or [],
+            "virtuous_id": virtuous_id,
+        },
+    }

@@ -92,7 +92,7 @@ class EventValidationError(ValueError):
 
 
 def _check_tenant(value: str) -> str:
-    if not _TENANT.match(value):
+    if not _TENANT.fullmatch(value):
         raise PydanticCustomError(
             "tenant_name", "must be a tenant name: lowercase letters, digits, '-' and '_'"
         )

@@ -37,7 +37,7 @@ def _is_positive_int(value: object) -> bool:
 def _check_id(value: object) -> int | str:
     if isinstance(value, int) and _is_positive_int(value):
         return value
-    if isinstance(value, str) and _ID_TEXT.match(value):
+    if isinstance(value, str) and _ID_TEXT.fullmatch(value):
         return value
     raise PydanticCustomError(
         "record_id",
@@ -85,7 +85,7 @@ def _check_moment(value: object) -> datetime:
 def _check_day(value: object) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if isinstance(value, str) and _DAY.match(value):
+    if isinstance(value, str) and _DAY.fullmatch(value):
         try:
             return date.fromisoformat(value)
         except ValueError:

@@ -107,7 +107,7 @@ def _check_type(key: str, value: Any, default: Any) -> str | None:
 def parse_tenant(name: str, table: Mapping[str, Any]) -> TenantSettings:
     """Build one tenant's settings from its TOML table, or raise naming every bad key."""
     problems: list[str] = []
-    if not _TENANT_NAME.match(name):
+    if not _TENANT_NAME.fullmatch(name):
         problems.append(f"tenant {name!r}: name must be lowercase letters, digits, '-' or '_'")
     for key in table:
         if key not in _KEYS:
@@ -136,7 +136,7 @@ def parse_tenant(name: str, table: Mapping[str, Any]) -> TenantSettings:
 
 
 def _check_value(key: str, value: Any) -> str | None:
-    if key.endswith("_env") and not _ENV_NAME.match(value):
+    if key.endswith("_env") and not _ENV_NAME.fullmatch(value):
         return "must name an environment variable (A-Z, 0-9, _), never hold the secret itself"
     if key == "virtuous_base_url" and not value.startswith(("http://", "https://")):
         return "must be an http:// or https:// URL"

@@ -123,7 +123,11 @@ class IngestService:
         return bool(self.redis.set(self._seen_key(caller), 1, nx=True, ex=REPLAY_TTL_SECONDS))
 
     def forget(self, caller: signing.SignedRequest) -> None:
-        """Let an exact retry through after a failure that enqueued nothing for sure."""
+        """Let an exact retry through after Redis failed mid-request.
+
+        Events enqueued before the failure may then arrive twice; workers drop a change not
+        newer than the one they applied, so that is harmless.
+        """
         self.redis.delete(self._seen_key(caller))
 
     def _seen_key(self, caller: signing.SignedRequest) -> str:

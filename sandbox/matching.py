@@ -24,7 +24,7 @@ _DIGITS = re.compile(r"\D+")
 
 def lower_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The same mapping with lower-cased keys: JSON binding in the live API ignores case."""
-    return {str(k).lower(): v for k, v in obj.items()}
+    return {k.lower(): v for k, v in obj.items()}
 
 
 def _text(value: Any) -> str | None:

@@ -78,7 +78,10 @@ def start_sandbox(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0,
     """Start a sandbox in a background thread (port 0: a free port) and wait until it serves."""
     install_log_filter()
     state = SandboxState(config)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto does,
+    # and without it Nagle + delayed ACKs cost 40 ms per answer.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]

@@ -8,6 +8,7 @@ plus "Gift Id" is a total order clients can page by.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from datetime import UTC, date, datetime, timedelta
@@ -47,6 +48,7 @@ def _parse(text: str) -> tuple[datetime, bool] | None:
     return value, hh is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_gift_date(text: str) -> str | None:
     """A gift date as ``YYYY-MM-DDTHH:MM:SS`` (wall time kept, offset dropped), or None."""
     text = text.strip()

@@ -13,6 +13,7 @@ project id (seed 002's batch shape); otherwise ``id`` is the designation's own i
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Container, Mapping
@@ -85,6 +86,13 @@ class Catalog:
     recurring_ids: Container[int]
 
 
+@functools.lru_cache(maxsize=4096)
+def _money_text(value: str) -> Decimal | None:
+    """Amounts repeat a lot in a batch: parse each spelling once."""
+    text = value.strip()
+    return Decimal(text) if _MONEY.match(text) else None
+
+
 def parse_money(value: Any, path: str, problems: Problems,
                 negative: bool = False) -> Decimal | None:
     """A money amount from a string or number; at most two decimals."""
@@ -96,8 +104,8 @@ def parse_money(value: Any, path: str, problems: Problems,
         amount = Decimal(value)
     elif isinstance(value, float):
         amount = Decimal(str(value))
-    elif isinstance(value, str) and _MONEY.match(value.strip()):
-        amount = Decimal(value.strip())
+    elif isinstance(value, str) and (parsed := _money_text(value)) is not None:
+        amount = parsed
     else:
         problems.add(path, f"'{value}' is not a valid amount.")
         return None

@@ -106,7 +106,9 @@ def ensure_segment(rt: Runtime, tenant: TenantSettings, campaign: Campaign) -> i
     """The campaign's Segment id: given, learned, or created."""
     if campaign.virtuous_segment_id is not None:
         return campaign.virtuous_segment_id
-    payload = {"name": campaign.name or f"Campaign {campaign.id}", "code": campaign.segment_code}
+    # Virtuous requires a Segment code; a campaign without one gets a stable code of its id.
+    code = campaign.segment_code or f"WG-CAMPAIGN-{campaign.id}"
+    payload = {"name": campaign.name or f"Campaign {campaign.id}", "code": code}
     return _ensure(rt, tenant, "campaign", campaign.id, create=lambda c: c.create_segment(payload))
 
 
@@ -114,5 +116,9 @@ def ensure_project(rt: Runtime, tenant: TenantSettings, fund: Fund) -> int:
     """The fund's Project id: given, learned, or created."""
     if fund.virtuous_id is not None:
         return fund.virtuous_id
-    payload = {"name": fund.name or f"Fund {fund.id}", "projectCode": fund.code}
+    # Virtuous requires a projectCode; a fund without one gets a stable code of its id.
+    payload = {
+        "name": fund.name or f"Fund {fund.id}",
+        "projectCode": fund.code or f"WG-FUND-{fund.id}",
+    }
     return _ensure(rt, tenant, "fund", fund.id, create=lambda c: c.create_project(payload))

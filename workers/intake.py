@@ -30,7 +30,6 @@ from mapping.errors import MappingError
 from mapping.events import (
     ChangeEvent,
     EventValidationError,
-    ScheduledDonation,
     Transaction,
     is_batch_id,
     parse_event,
@@ -102,43 +101,59 @@ def _plan_transaction(
     if decision.zero_amount or real_gift_id(tx.virtuous_id) is not None:
         return "realtime", raw, decision.reason, "queued"
     if tenant.mode == "real_time":
+        if is_batch_id(tx.virtuous_id):
+            # Sent in a batch before the tenant switched modes: a direct create would make a
+            # second Gift, so it waits for the real id like a refund does.
+            return "hold", raw, "batch_gift_waits_for_real_id", "update_held"
         return "realtime", raw, decision.reason, "queued"
     entry = batch_entry(tx, tenant, decision)
     return "batch", json.dumps(entry, **_COMPACT), decision.reason, "buffered"  # type: ignore[arg-type]
+
+
+def _raw_json(data: Any, known: str | None, tx: Transaction | None) -> str:
+    # The event as the producer sent it (already validated), with the ledger's better
+    # correlation id when it has one: re-parsing this later yields the same event.
+    if (
+        tx is not None
+        and isinstance(data, dict)
+        and tx.virtuous_id != data["record"].get("virtuous_id")
+    ):
+        data = {**data, "record": {**data["record"], "virtuous_id": known}}
+    return json.dumps(data, **_COMPACT)  # type: ignore[arg-type]
 
 
 def plan(
     events: Iterable[Any], tenants: Mapping[str, TenantSettings], ledger: Ledger
 ) -> tuple[list[_Planned], list[tuple[int, str]]]:
     """Validate and map a chunk; returns the planned ledger changes and the invalid events."""
-    valid: list[tuple[int, ChangeEvent]] = []
+    valid: list[tuple[Any, ChangeEvent]] = []
     invalid: list[tuple[int, str]] = []
     for index, data in enumerate(events):
         try:
-            valid.append((index, parse_event(data, tenants=tenants.keys())))
+            valid.append((data, parse_event(data, tenants=tenants.keys())))
         except EventValidationError as exc:
             tenant = data.get("tenant") if isinstance(data, dict) else None
             label = tenant if isinstance(tenant, str) and tenant in tenants else "unknown"
             metrics.EVENTS_INVALID.labels(label).inc()
             log.warning(
-                "event_invalid", index=index, errors=[f"{e.path}: {e.reason}" for e in exc.errors]
+                "event_invalid",
+                index=index,
+                errors=[f"{e.path}: {e.reason}" for e in exc.errors],
             )
             invalid.append((index, str(exc)))
-    known = _known_ids(ledger, valid) if valid else []
+    known = _known_ids(ledger, [(0, event) for _, event in valid]) if valid else []
     planned: list[_Planned] = []
-    for (_, event), known_id in zip(valid, known, strict=True):
+    for (data, event), known_id in zip(valid, known, strict=True):
         tenant = tenants[event.tenant]
         record = event.record
         metrics.EVENTS_RECEIVED.labels(tenant.name, event.kind).inc()
-        raw = event.model_dump_json()
         route: Route
+        tx = _with_known_id(record, known_id) if isinstance(record, Transaction) else None
+        raw = _raw_json(data, known_id, tx)
         try:
-            if isinstance(record, ScheduledDonation):
+            if tx is None:
                 route, payload, reason, state = "realtime", raw, "scheduled_donation", "queued"
             else:
-                tx = _with_known_id(record, known_id)
-                if tx is not record:
-                    raw = event.model_copy(update={"record": tx}).model_dump_json()
                 route, payload, reason, state = _plan_transaction(event, tx, tenant, raw)
         except MappingError as exc:
             route, payload, reason, state = (

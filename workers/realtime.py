@@ -24,7 +24,9 @@ from mapping.events import Transaction, parse_event_json, real_gift_id
 from mapping.realtime import realtime_create, realtime_desired, realtime_update, zeroing_update
 from mapping.tenant import TenantSettings
 from workers import metrics
+from workers.batch_send import rejection_reason
 from workers.dependencies import ensure_contact
+from workers.errors import NotFoundError, RejectedError
 from workers.middleware import Throttled
 from workers.runtime import Runtime
 from workers.scripts import load_script
@@ -92,43 +94,76 @@ def _pending(rt: Runtime, tenant: str, member: str) -> dict[str, str] | None:
     return record
 
 
+def quarantine(rt: Runtime, tenant: str, member: str, version: str, reason: str) -> int:
+    """Virtuous refused this version: record why, tell the platform, and do not retry it.
+
+    Returns the record's newest version (a newer change may still be sent)."""
+    newest = mark_applied(
+        rt,
+        tenant,
+        member,
+        version=version,
+        state="quarantined",
+        virtuous_id="",
+        writeback_type="gift.quarantined",
+        reason=reason,
+    )
+    rt.redis.zadd(rt.keys.quarantine(tenant), {member: rt.batcher.server_ms()})
+    metrics.GIFTS_QUARANTINED.labels(tenant).inc()
+    log.warning("record_quarantined", member=member, reason=reason)
+    return newest
+
+
 def send_gift(rt: Runtime, tenant: TenantSettings, member: str) -> None:
     """Apply the newest stored version of one transaction to Virtuous."""
     with RecordLock(rt, tenant.name, member):
         record = _pending(rt, tenant.name, member)
         if record is None:
             return
-        event = parse_event_json(record["payload"])
-        tx = event.record
-        assert isinstance(tx, Transaction)
-        gift_id = real_gift_id(record.get("virtuous_id")) or real_gift_id(tx.virtuous_id)
-        decision = decide(tx, tenant)
-        if gift_id is not None:
-            outcome = _update(rt, tenant, tx, gift_id, decision.zero_amount, decision)
-        else:
-            gift_id, outcome = _create(rt, tenant, member, tx, record, decision)
-        newest = mark_applied(
-            rt,
-            tenant.name,
-            member,
-            version=record["version"],
-            state="sent",
-            virtuous_id=str(gift_id),
-            writeback_type=f"gift.{outcome}",
-            reason=decision.reason,
-        )
-        metrics.GIFTS_SUBMITTED.labels(tenant.name, "real_time").inc()
-        published = int(record.get("published_ms", "0"))
-        if published:
-            seconds = max(rt.batcher.server_ms() - published, 0) / 1000
-            metrics.PUBLISH_TO_SUBMIT.labels(tenant.name, "real_time").observe(seconds)
-        log.info("gift_sent", outcome=outcome, member=member)
+        try:
+            newest = _send(rt, tenant, member, record)
+        except RejectedError as exc:
+            reason = rejection_reason(exc)
+            newest = quarantine(rt, tenant.name, member, record["version"], reason)
+        except NotFoundError:
+            reason = "the Gift this record points at no longer exists in Virtuous"
+            newest = quarantine(rt, tenant.name, member, record["version"], reason)
     if newest > int(record["version"]):
         # A newer change arrived while this one was in flight: its own message may already
         # have found the record busy, so make sure someone applies it.
         from workers.actors import send_gift as send_gift_actor
 
         send_gift_actor.send(tenant=tenant.name, member=member)
+
+
+def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, str]) -> int:
+    """Create or update the gift; returns the record's newest version afterwards."""
+    event = parse_event_json(record["payload"])
+    tx = event.record
+    assert isinstance(tx, Transaction)
+    gift_id = real_gift_id(record.get("virtuous_id")) or real_gift_id(tx.virtuous_id)
+    decision = decide(tx, tenant)
+    if gift_id is not None:
+        outcome = _update(rt, tenant, tx, gift_id, decision.zero_amount, decision)
+    else:
+        gift_id, outcome = _create(rt, tenant, member, tx, record, decision)
+    newest = mark_applied(
+        rt,
+        tenant.name,
+        member,
+        version=record["version"],
+        state="sent",
+        virtuous_id=str(gift_id),
+        writeback_type=f"gift.{outcome}",
+        reason=decision.reason,
+    )
+    metrics.GIFTS_SUBMITTED.labels(tenant.name, "real_time").inc()
+    published = int(record.get("published_ms", "0"))
+    if published:
+        seconds = max(rt.batcher.server_ms() - published, 0) / 1000
+        metrics.PUBLISH_TO_SUBMIT.labels(tenant.name, "real_time").observe(seconds)
+    log.info("gift_sent", outcome=outcome, member=member)
+    return newest
 
 
 def _create(
@@ -166,7 +201,7 @@ def _update(
     decision: Any,
 ) -> str:
     if zero and tenant.refund_method == "reversing":
-        call(rt, tenant, lambda c: c.reversing_transaction({"giftId": gift_id}))
+        call(rt, tenant, lambda c: c.reversing_transaction({"reversedGiftId": gift_id}))
         return "reversed"
     existing = call(rt, tenant, lambda c: c.get_gift(gift_id))
     if zero:

@@ -59,7 +59,7 @@ def tenant_status(rt: Runtime, tenant: TenantSettings) -> dict[str, Any]:
         | {k: v for k, v in counts.items() if k not in HEADLINE_STATES},
         "oldest_unconfirmed": {
             "member": decode(oldest[0][0]),
-            "age_seconds": round((now - oldest[0][1]) / 1000, 1),
+            "age_seconds": round((now - float(oldest[0][1])) / 1000, 1),
         }
         if oldest
         else None,

@@ -324,11 +324,6 @@ def test_an_event_with_hundreds_of_problems_gets_a_bounded_list(ingest: Ingest) 
     assert errors[-1]["path"] == "$" and "more problems not listed" in errors[-1]["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mapping/fields.py checks ids with re.match and '$', which also matches before a "
-    "final newline; fix there (fullmatch or \\Z), then drop this mark",
-)
 def test_a_record_id_ending_in_a_newline_is_rejected(ingest: Ingest) -> None:
     bad = event(1)
     bad["record"]["id"] = "abc\n"

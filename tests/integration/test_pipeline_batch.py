@@ -30,7 +30,12 @@ def three_batch_tenants(url: str, **settings: Any) -> str:
 def import_entries(dep: Any) -> list[dict[str, Any]]:
     """Every Gift Transaction entry the sandbox holds in Import batches, all organisations."""
     imports = dep.admin("GET", "imports")
-    return [entry | {"_batch": b["id"], "_org": name} for name, batches in imports.items() for b in batches for entry in b["entries"]]
+    return [
+        entry | {"_batch": b["id"], "_org": name}
+        for name, batches in imports.items()
+        for b in batches
+        for entry in b["entries"]
+    ]
 
 
 def events_for(tenants: tuple[str, ...], count: int, *, start: int = 1) -> list[dict[str, Any]]:
@@ -76,7 +81,9 @@ def test_thousand_changes_from_three_tenants_become_exactly_a_thousand_entries(
         ]
         publish_many(events + older)
         wait_for(
-            lambda: sum(dep.redis.hlen(dep.key("dramatiq", q + ".msgs")) for q in ("changes",)) == 0,
+            lambda: (
+                sum(dep.redis.hlen(dep.key("dramatiq", q + ".msgs")) for q in ("changes",)) == 0
+            ),
             timeout=30,
             what="the changes queue to drain",
         )
@@ -102,8 +109,10 @@ def test_poisoned_batch_delivers_good_entries_and_quarantines_bad_ones(
         ]
         publish_many(events)
         wait_for(
-            lambda: dep.state_counts("hope-shelter").get("submitted", 0) == 97
-            and dep.state_counts("hope-shelter").get("quarantined", 0) == 3,
+            lambda: (
+                dep.state_counts("hope-shelter").get("submitted", 0) == 97
+                and dep.state_counts("hope-shelter").get("quarantined", 0) == 3
+            ),
             timeout=60,
             what="97 submitted and 3 quarantined",
         )

@@ -20,7 +20,9 @@ WINDOW = 4.0
 def test_a_backlog_far_above_the_cap_gets_no_429_and_stays_under_it(
     tmp_path: Path, redis_url: str
 ) -> None:
-    config = make_config(org("hope-shelter", "demo-token-hope", calls_per_hour=CAP, window_seconds=WINDOW))
+    config = make_config(
+        org("hope-shelter", "demo-token-hope", calls_per_hour=CAP, window_seconds=WINDOW)
+    )
     tenants = lambda url: tenant_table(  # noqa: E731
         "hope-shelter",
         url,

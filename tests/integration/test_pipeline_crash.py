@@ -37,8 +37,10 @@ def test_sigkill_mid_flush_and_mid_send_delivers_every_gift_exactly_once(
             publish_many(events[chunk_start : chunk_start + 400])
             # Kill while the chunk is being mapped, flushed and sent.
             wait_for(
-                lambda: dep.state_counts("hope-shelter").get("batched", 0) > 0
-                or dep.state_counts("hope-shelter").get("submitted", 0) >= chunk_start + 400,
+                lambda: (
+                    dep.state_counts("hope-shelter").get("batched", 0) > 0
+                    or dep.state_counts("hope-shelter").get("submitted", 0) >= chunk_start + 400
+                ),
                 timeout=30,
                 what="a batch in flight",
             )
@@ -48,8 +50,7 @@ def test_sigkill_mid_flush_and_mid_send_delivers_every_gift_exactly_once(
             worker = dep.start_worker(processes=1, threads=4)
             before = dep.state_counts("hope-shelter").get("submitted", 0)
             wait_for(
-                lambda before=before: dep.state_counts("hope-shelter").get("submitted", 0)
-                > before,
+                lambda before=before: dep.state_counts("hope-shelter").get("submitted", 0) > before,
                 timeout=60,
                 what="progress after a restart",
             )
