@@ -37,9 +37,9 @@ def test_sigkill_mid_flush_and_mid_send_delivers_every_gift_exactly_once(
             publish_many(events[chunk_start : chunk_start + 400])
             # Kill while the chunk is being mapped, flushed and sent.
             wait_for(
-                lambda: (
+                lambda end=chunk_start + 400: (
                     dep.state_counts("hope-shelter").get("batched", 0) > 0
-                    or dep.state_counts("hope-shelter").get("submitted", 0) >= chunk_start + 400
+                    or dep.state_counts("hope-shelter").get("submitted", 0) >= end
                 ),
                 timeout=30,
                 what="a batch in flight",
