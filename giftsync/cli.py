@@ -154,6 +154,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(events=args.events, stay=stay, port=args.port)
 
 
+def _cmd_webhooks(args: argparse.Namespace) -> int:
+    from giftsync.settings import get_settings
+    from producers import webhooks
+
+    settings = get_settings()
+    if args.action == "subscribe":
+        if not args.tenant or not args.url:
+            print("giftsync: webhooks subscribe needs --tenant and --url", file=sys.stderr)
+            return 2
+        answer = webhooks.subscribe(settings, settings.tenant(args.tenant), args.url)
+        print(f"subscribed: webhook {answer.get('id')} for tenant {args.tenant}")
+        return 0
+    from producers.serving import serve_forever
+
+    serve_forever(webhooks.create_app(settings), args.host, args.port)
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="giftsync",
@@ -219,6 +237,16 @@ def _build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--tenant", help="only this tenant's dead letters")
     dlq.add_argument("--json", action="store_true", help="machine-readable list")
     dlq.set_defaults(func=_cmd_dlq)
+
+    hooks = sub.add_parser(
+        "webhooks", help="receive Virtuous webhooks, or register the subscription"
+    )
+    hooks.add_argument("action", nargs="?", choices=["subscribe"], help="subscribe: register")
+    hooks.add_argument("--port", type=int, default=8082, help="port to listen on (default 8082)")
+    hooks.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    hooks.add_argument("--tenant", help="subscribe: the tenant")
+    hooks.add_argument("--url", help="subscribe: the receiver's public base URL")
+    hooks.set_defaults(func=_cmd_webhooks)
 
     resume_cmd = sub.add_parser("resume", help="lift a tenant's 401 pause now")
     resume_cmd.add_argument("--tenant", required=True)

@@ -53,6 +53,10 @@ class Settings:
     virtuous_timeout_seconds: float = 30.0
     # The ingest service answers 413 to a request body larger than this.
     ingest_max_bytes: int = 5 * 1024 * 1024
+    # Virtuous does not publish the name of its webhook signature header.
+    webhook_signature_header: str = "X-Virtuous-Signature"
+    # How often the scheduler runs each tenant's reconcile sweep.
+    reconcile_every_seconds: float = 60.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def tenant(self, name: str) -> TenantSettings:
@@ -121,6 +125,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "ingest_max_bytes": _int(env, "GIFTSYNC_INGEST_MAX_BYTES", 5 * 1024 * 1024, problems),
     }
     timeout = _float(env, "GIFTSYNC_VIRTUOUS_TIMEOUT_SECONDS", 30.0, problems)
+    reconcile_every = _float(env, "GIFTSYNC_RECONCILE_EVERY_SECONDS", 60.0, problems)
     tenants: dict[str, TenantSettings] = {}
     try:
         tenants = load_tenants(config_path)
@@ -135,6 +140,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         key_prefix=env.get("GIFTSYNC_PREFIX") or "giftsync",
         log_level=level,
         virtuous_timeout_seconds=timeout,
+        reconcile_every_seconds=reconcile_every,
+        webhook_signature_header=env.get("GIFTSYNC_WEBHOOK_SIGNATURE_HEADER")
+        or "X-Virtuous-Signature",
         env=env,
         **numbers,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -28,13 +29,16 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def _is_form(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data"))
+        "application/x-www-form-urlencoded")
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    """The JSON body, ``{}`` when empty (form posts from the page carry no JSON)."""
+    """The JSON body, ``{}`` when empty; the page's form posts are url-encoded fields (parsed
+    here: Starlette's form parser would need python-multipart)."""
     raw = await request.body()
-    if _is_form(request) or not raw.strip():
+    if _is_form(request):
+        return dict(parse_qsl(raw.decode("utf-8", "replace")))
+    if not raw.strip():
         return {}
     return parse_body(raw)
 
@@ -205,8 +209,6 @@ class AdminApi:
     async def resolve_entry(self, request: Request) -> Response:
         """``{"contactId": n}`` or ``{"createContact": true}``: the entry becomes Ready."""
         body = await read_json(request)
-        if _is_form(request):
-            body = dict(await request.form())
         contact_id, create = self._choice(body)
         with self.state.lock:
             store, batch = self._batch(request.path_params["id"])

@@ -20,7 +20,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -178,13 +177,11 @@ class Gate:
             await send(held[0])
             raise DropConnection
         if fault == "stall":
-            await asyncio.sleep(seconds)
+            try:
+                await asyncio.sleep(seconds)
+            except asyncio.CancelledError:
+                # The server is stopping mid-stall: the client just sees the connection go.
+                raise DropConnection from None
             for message in held:
                 await send(message)
 
-
-def describe() -> dict[str, Any]:
-    """The header names, for the admin index."""
-    return {"rate_limit_headers": ["X-RateLimit-Limit", "X-RateLimit-Remaining",
-                                   "X-RateLimit-Reset", "X-RateLimit-Reset-After"],
-            "retry_header": "Retry-After"}

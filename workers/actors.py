@@ -14,14 +14,15 @@ from dramatiq.middleware import CurrentMessage
 
 from giftsync.logs import configure_logging
 from mapping.tenant import TenantSettings
-from workers import batch_send, intake
-from workers.broker import CHANGES_QUEUE, SEND_QUEUE, get_broker
+from workers import batch_send, intake, metrics
+from workers.broker import CHANGES_QUEUE, CONFIRM_QUEUE, SEND_QUEUE, get_broker
 from workers.runtime import runtime
 
 log = structlog.get_logger("giftsync.actors")
 
 broker = get_broker()
 configure_logging(runtime().settings.log_level)
+metrics.initialise(sorted(runtime().settings.tenants))
 
 
 def batch_message(tenant: str, batch_id: str, owner: str) -> dramatiq.Message[Any]:
@@ -91,3 +92,32 @@ def send_recurring(tenant: str, member: str) -> None:
     from workers import recurring
 
     recurring.send_recurring(runtime(), runtime().settings.tenant(tenant), member)
+
+
+@dramatiq.actor(queue_name=CONFIRM_QUEUE)
+def confirm_webhook(tenant: str, payload: dict[str, Any]) -> None:
+    """Apply one verified Virtuous webhook delivery (see workers.confirm)."""
+    from workers import confirm
+
+    rt = runtime()
+    result = confirm.apply_webhook(rt, rt.settings.tenant(tenant), payload)
+    log.info("webhook_applied", outcomes=result.outcomes)
+
+
+# A sweep holds its tenant this long at most (a crashed sweep frees it by itself).
+RECONCILE_LOCK_SECONDS = 300
+
+
+@dramatiq.actor(queue_name=CONFIRM_QUEUE)
+def reconcile(tenant: str) -> None:
+    """Look up the tenant's gifts that stayed unconfirmed (see workers.confirm.sweep)."""
+    from workers import confirm
+
+    rt = runtime()
+    lock = f"{rt.keys.prefix}:reconcile-lock:{tenant}"
+    if not rt.redis.set(lock, "1", nx=True, ex=RECONCILE_LOCK_SECONDS):
+        return
+    try:
+        confirm.sweep(rt, rt.settings.tenant(tenant))
+    finally:
+        rt.redis.delete(lock)

@@ -57,6 +57,7 @@ class _Planned:
     payload: str
     reason: str
     state: str
+    event: str = ""
 
 
 @dataclass
@@ -173,6 +174,7 @@ def plan(
                 payload=payload,
                 reason=reason,
                 state=state,
+                event=raw if route == "batch" else "",
             )
         )
     return planned, invalid
@@ -194,6 +196,7 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
             reason=item.reason,
             published_ms=published_ms,
             state=item.state,
+            event=item.event,
             pipe=pipe,
         )
     for item, raw in zip(planned, pipe.execute(), strict=True):

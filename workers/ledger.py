@@ -80,6 +80,7 @@ class Ledger:
         reason: str = "",
         published_ms: int = 0,
         state: str = "",
+        event: str = "",
         pipe: redis.client.Pipeline | None = None,
     ) -> Accepted | None:
         """Apply one change (dropped as stale unless newer); with ``pipe``, queue it instead."""
@@ -92,7 +93,17 @@ class Ledger:
                 keys.buffer_order(tenant),
                 keys.buffered_tenants,
             ],
-            args=[version, route, member_name, payload, reason, tenant, published_ms, state],
+            args=[
+                version,
+                route,
+                member_name,
+                payload,
+                reason,
+                tenant,
+                published_ms,
+                state,
+                event,
+            ],
             client=pipe or self._redis,
         )
         if pipe is not None:

@@ -2,7 +2,8 @@
 -- KEYS: 1 record, 2 state counts, 3 buffer entries, 4 buffer order, 5 buffered tenants
 -- ARGV: 1 version (integer microseconds), 2 route (batch|skip|hold|realtime), 3 member,
 --       4 entry JSON (batch) or payload JSON (realtime) or '', 5 reason, 6 tenant,
---       7 published ms (0 when unknown), 8 state to set for skip/hold/realtime routes
+--       7 published ms (0 when unknown), 8 state to set for skip/hold/realtime routes,
+--       9 the event JSON (batch route: kept for an update that must wait for the real id)
 -- Invariants: a record's version only grows, so a change that is not newer than the last
 -- applied one changes nothing; a member is in the buffer at most once (newest entry wins,
 -- and it keeps the age of the first entry so max-wait is measured from the oldest change);
@@ -30,7 +31,7 @@ local handed_over = state == 'batched' or state == 'submitted' or state == 'conf
 
 if route == 'batch' then
   if handed_over then
-    redis.call('HSET', rec, 'pending_entry', payload, 'reason', 'update_waits_for_real_gift_id')
+    redis.call('HSET', rec, 'payload', ARGV[9], 'reason', 'update_waits_for_real_gift_id')
     set_state(rec, counts, 'update_held')
     return {'held', 'update_held'}
   end

@@ -86,3 +86,60 @@ PUBLISH_TO_SUBMIT = Histogram(
     ["tenant", "path"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
+CONFIRMATIONS = Counter(
+    "giftsync_confirmations_total",
+    "Gifts whose real Virtuous Gift id was learned, by how (webhook, lookup).",
+    ["tenant", "source"],
+)
+PUBLISH_TO_CONFIRM = Histogram(
+    "giftsync_publish_to_confirm_seconds",
+    "Seconds from publish() to the real Gift id being known.",
+    ["tenant"],
+    buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 48 * 3600, 96 * 3600),
+)
+NEEDS_REVIEW = Counter(
+    "giftsync_needs_review_total",
+    "Gifts marked needs_review (no Gift in Virtuous after the review deadline).",
+    ["tenant"],
+)
+WEBHOOKS_RECEIVED = Counter(
+    "giftsync_webhooks_received_total",
+    "Virtuous webhook deliveries, by event and outcome (accepted, rejected, duplicate).",
+    ["tenant", "event", "outcome"],
+)
+PULL_RECORDS = Counter(
+    "giftsync_pull_records_total",
+    "Records read back from Virtuous, by kind and outcome (created, updated, echo, skipped).",
+    ["tenant", "kind", "outcome"],
+)
+PULL_RUNS = Counter(
+    "giftsync_pull_runs_total", "Pull runs finished.", ["tenant", "kind", "outcome"]
+)
+
+# Label values known up front, so dashboards and alerts see zeros, not missing series.
+_PATHS = ("batch", "real_time", "recurring")
+
+
+def initialise(tenants: list[str]) -> None:
+    """Create every per-tenant series at zero (a counter that never moved still exists)."""
+    for tenant in tenants:
+        EVENTS_INVALID.labels(tenant)
+        EVENTS_STALE.labels(tenant)
+        GIFTS_BUFFERED.labels(tenant)
+        GIFTS_BATCHED.labels(tenant)
+        GIFTS_QUARANTINED.labels(tenant)
+        VIRTUOUS_THROTTLED.labels(tenant)
+        TENANT_PAUSES.labels(tenant)
+        NEEDS_REVIEW.labels(tenant)
+        for kind in ("transaction", "scheduled_donation"):
+            EVENTS_RECEIVED.labels(tenant, kind)
+        for path in _PATHS:
+            GIFTS_SUBMITTED.labels(tenant, path)
+        for source in ("webhook", "lookup"):
+            CONFIRMATIONS.labels(tenant, source)
+        for kind in ("gift", "recurring"):
+            for outcome in ("created", "updated", "echo", "skipped"):
+                PULL_RECORDS.labels(tenant, kind, outcome)
+    for actor in ("map_changes", "send_batch", "send_gift", "send_recurring"):
+        RETRIES.labels(actor)
+        DEAD_LETTERS.labels(actor)

@@ -142,7 +142,22 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
     tx = event.record
     assert isinstance(tx, Transaction)
     gift_id = real_gift_id(record.get("virtuous_id")) or real_gift_id(tx.virtuous_id)
+    if gift_id is not None and real_gift_id(tx.virtuous_id) is None:
+        # Confirmation learned the real id after the event was published (a held refund or
+        # update released): decide on what Virtuous holds now.
+        tx = tx.model_copy(update={"virtuous_id": gift_id})
     decision = decide(tx, tenant)
+    if not decision.send:
+        return mark_applied(
+            rt,
+            tenant.name,
+            member,
+            version=record["version"],
+            state="skipped",
+            virtuous_id="",
+            writeback_type="gift.skipped",
+            reason=decision.reason,
+        )
     if gift_id is not None:
         outcome = _update(rt, tenant, tx, gift_id, decision.zero_amount, decision)
     else:

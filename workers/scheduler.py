@@ -53,6 +53,7 @@ class Scheduler:
             _Periodic(FLUSH_EVERY_SECONDS, self.flush_due, "flush"),
             _Periodic(MAINTENANCE_EVERY_SECONDS, self.maintenance, "maintenance"),
             _Periodic(ORPHANS_EVERY_SECONDS, self.adopt_orphans, "orphans"),
+            _Periodic(self.rt.settings.reconcile_every_seconds, self.reconcile, "reconcile"),
         ]
 
     def flush_due(self) -> None:
@@ -86,6 +87,13 @@ class Scheduler:
             broker.enqueue(batch_message(batch.tenant, batch_id, owner))
             batcher.mark_enqueued(batch_id)
             log.warning("orphan_batch_adopted", batch_id=batch_id)
+
+    def reconcile(self) -> None:
+        """Start each tenant's reconcile sweep (the actor skips if one is already running)."""
+        from workers.actors import reconcile
+
+        for name in sorted(self.rt.settings.tenants):
+            reconcile.send(tenant=name)
 
     def tick(self) -> None:
         """Run every task that is due; a failing task is logged and retried next time."""

@@ -1,0 +1,163 @@
+"""The Import Tool page in headless Chromium: the three tabs show the right counts and switch,
+and the Import button commits the batch's resolvable gifts (then Match Needed is resolved from
+the page too).
+
+Needs Debian's ``chromium`` and ``chromium-driver``. When they are missing and the test runs as
+root, it installs them once with apt-get; only if that fails is it skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox import RunningSandbox, start_sandbox
+from tests.sandbox_fixtures import TOKEN_A, gift_transaction, seed_contacts, small_config
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run")
+
+
+def _have_browser() -> bool:
+    return all(os.access(p, os.X_OK) for p in (CHROMIUM, CHROMEDRIVER))
+
+
+def _install_browser() -> str | None:
+    """Install chromium and its driver from the system's packages; the reason if that fails."""
+    if os.geteuid() != 0:
+        return "not root, so cannot apt-get install chromium chromium-driver"
+    if shutil.which("apt-get") is None:
+        return "no apt-get on this system"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"],
+                    ["apt-get", "install", "-y", "chromium", "chromium-driver"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
+                              check=False)
+        if done.returncode != 0:
+            return f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}"
+    return None if _have_browser() else "chromium installed but not found at /usr/bin"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> None:
+    """Chromium and chromedriver, installed once if missing; otherwise a skip with the reason."""
+    if not _have_browser():
+        reason = _install_browser()
+        if reason is not None:
+            pytest.skip(f"headless Chromium unavailable: {reason}")
+
+
+@pytest.fixture
+def driver(chromium: None) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    browser.set_page_load_timeout(30)
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RunningSandbox]:
+    with start_sandbox(small_config()) as sb:
+        yield sb
+
+
+def _batch(sb: RunningSandbox) -> dict[str, Any]:
+    admin = httpx.Client(base_url=sb.url)
+    (ada, grace) = seed_contacts(
+        admin, "alpha",
+        {"firstName": "Ada", "lastName": "Lovelace", "referenceSource": "WeGive",
+         "referenceId": "d1"},
+        {"firstName": "Grace", "lastName": "Hopper", "email": "grace@example.org"})
+    entries = [
+        gift_transaction("r1", contact={"referenceId": "d1"}),
+        gift_transaction("r2", contact={"id": grace}),
+        gift_transaction("u1", contact={"email": "grace@example.org", "phone": "555-777-1234"}),
+        gift_transaction("m1", contact={"firstName": "Mary", "lastName": "Jackson",
+                                        "email": "mary@example.org"}),
+    ]
+    r = httpx.post(f"{sb.url}/api/v2/Gift/Transactions",
+                   headers={"Authorization": f"Bearer {TOKEN_A}"},
+                   json={"transactionSource": "WeGive", "createImport": True,
+                         "importName": "Giving Day batch", "transactions": entries})
+    assert r.status_code == 200, r.text
+    batch: dict[str, Any] = admin.get("/_admin/imports").json()["alpha"][0]
+    return batch
+
+
+def _count(driver: Any, batch_id: int, tab: str) -> int:
+    from selenium.webdriver.common.by import By
+    return int(driver.find_element(By.ID, f"count-{batch_id}-{tab}").text)
+
+
+def _gift_refs(sb: RunningSandbox) -> set[str]:
+    with sb.state.lock:
+        return {g["transactionId"] for g in sb.state.org("alpha").gifts.values()}
+
+
+def test_tabs_show_counts_and_import_commits_the_batch(sandbox: RunningSandbox,
+                                                       driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    batch = _batch(sandbox)
+    bid = batch["id"]
+    driver.get(sandbox.url + "/")
+    assert "Import Tool" in driver.title
+    assert "Giving Day batch" in driver.find_element(By.ID, f"batch-{bid}").text
+    counts = {tab: _count(driver, bid, tab) for tab in ("ready", "update", "match", "imported")}
+    assert counts == {"ready": 2, "update": 1, "match": 1, "imported": 0}
+
+    # Tabs switch panels: only the clicked tab's rows are visible.
+    ready_panel = driver.find_element(By.ID, f"panel-{bid}-ready")
+    match_panel = driver.find_element(By.ID, f"panel-{bid}-match")
+    assert ready_panel.is_displayed() and not match_panel.is_displayed()
+    driver.find_element(By.ID, f"tab-{bid}-match").click()
+    assert match_panel.is_displayed() and not ready_panel.is_displayed()
+    assert "WeGive/m1" in match_panel.text
+    assert "no existing contact matches" in match_panel.text
+    driver.find_element(By.ID, f"tab-{bid}-update").click()
+    update_panel = driver.find_element(By.ID, f"panel-{bid}-update")
+    assert "new phone 555-777-1234" in update_panel.text
+
+    # Import commits Ready for Import and Update Needed; Match Needed stays.
+    assert _gift_refs(sandbox) == set()
+    button = driver.find_element(By.ID, f"import-{bid}")
+    assert button.text == "Import 3 gifts"
+    button.click()
+    WebDriverWait(driver, 10).until(ec.staleness_of(button))
+    WebDriverWait(driver, 10).until(
+        lambda d: d.find_element(By.ID, f"count-{bid}-imported").text == "3")
+    assert _gift_refs(sandbox) == {"r1", "r2", "u1"}
+    assert _count(driver, bid, "match") == 1
+    assert driver.find_element(By.ID, f"status-{bid}").text == "Partially Imported"
+
+    # A person creates the contact for the Match Needed gift, then imports it.
+    driver.find_element(By.ID, f"tab-{bid}-match").click()
+    create = driver.find_element(By.ID, f"create-{bid}-3")
+    create.click()
+    WebDriverWait(driver, 10).until(ec.staleness_of(create))
+    assert _count(driver, bid, "ready") == 1
+    driver.find_element(By.ID, f"import-{bid}").click()
+    WebDriverWait(driver, 10).until(
+        lambda d: d.find_element(By.ID, f"count-{bid}-imported").text == "4")
+    assert _gift_refs(sandbox) == {"r1", "r2", "u1", "m1"}
+    assert driver.find_element(By.ID, f"status-{bid}").text == "Imported"

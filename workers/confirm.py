@@ -1,0 +1,241 @@
+"""Confirmation: learning which gifts Virtuous really created, and which wait for a person.
+
+A 2xx from a Gift Transaction means "accepted into the holding state" (seeds 001, 003). The
+real Gift, and its id, appear only after Virtuous's nightly batch or a person's Import, and
+some never do on their own (Match Needed, Update Needed, needs-update). Two ways in:
+
+- the ``giftCreate`` webhook (:func:`apply_webhook`, fed by ``giftsync webhooks``), matched by
+  transactionSource + transactionId;
+- the reconcile sweep (:func:`sweep`), which looks up gifts submitted longer ago than the
+  tenant's ``reconcile_after_seconds`` by ``GET /api/Gift/{transactionSource}/{transactionId}``
+  under the limiter's lookup share, and marks those still missing after
+  ``review_deadline_seconds`` as ``needs_review`` with the batch they came in.
+
+Confirming is one Lua script (``ledger_confirm.lua``): a duplicate or late webhook changes
+nothing twice. A refund or update that waited for the real id is released to the real-time
+sender in the same step.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from mapping.tenant import TenantSettings
+from workers import metrics
+from workers.dependencies import remember
+from workers.keys import member as member_name
+from workers.middleware import Throttled
+from workers.runtime import Runtime
+from workers.scripts import decode, load_script
+from workers.sending import call
+from workers.virtuous import VirtuousClient
+
+log = structlog.get_logger("giftsync.confirm")
+
+# Lookups one sweep makes at most (the limiter's lookup share bounds them too).
+SWEEP_MAX_LOOKUPS = 200
+# A gift looked up and not found is looked up again no sooner than this share of the
+# tenant's reconcile window later.
+RECHECK_SHARE = 0.25
+
+
+def _recheck_key(rt: Runtime, tenant: str) -> str:
+    return f"{rt.keys.prefix}:recheck:{tenant}"
+
+
+@dataclass
+class ConfirmResult:
+    """What one confirmation did."""
+
+    outcome: str
+    previous_state: str = ""
+
+
+def confirm(
+    rt: Runtime, tenant: TenantSettings, transaction_id: str, gift_id: int, source: str
+) -> ConfirmResult:
+    """Record ``gift_id`` as the real Gift of a transaction; release what waited for it."""
+    member = member_name("transaction", transaction_id)
+    script = load_script(rt.redis, "ledger_confirm.lua")
+    keys = rt.keys
+    outcome, previous, published = decode(
+        script(
+            keys=[
+                keys.record(tenant.name, member),
+                keys.state_counts(tenant.name),
+                keys.writeback,
+                keys.unconfirmed(tenant.name),
+                keys.review(tenant.name),
+                _recheck_key(rt, tenant.name),
+            ],
+            args=[gift_id, source, tenant.name, "transaction", transaction_id, member],
+        )
+    )
+    if outcome in ("confirmed", "release"):
+        metrics.CONFIRMATIONS.labels(tenant.name, source).inc()
+        if int(published):
+            seconds = max(rt.batcher.server_ms() - int(published), 0) / 1000
+            metrics.PUBLISH_TO_CONFIRM.labels(tenant.name).observe(seconds)
+    if outcome == "release":
+        from workers.actors import send_gift
+
+        send_gift.send(tenant=tenant.name, member=member)
+        log.info("waiting_change_released", member=member, waited_as=previous)
+    return ConfirmResult(outcome, previous)
+
+
+def _gifts_of(payload: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    if isinstance(payload.get("gift"), Mapping):
+        yield payload["gift"]
+    for model in payload.get("models") or []:
+        if isinstance(model, Mapping) and isinstance(model.get("gift"), Mapping):
+            yield model["gift"]
+
+
+def _contacts_of(payload: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    if isinstance(payload.get("contact"), Mapping):
+        yield payload["contact"]
+    for model in payload.get("models") or []:
+        if isinstance(model, Mapping) and isinstance(model.get("contact"), Mapping):
+            yield model["contact"]
+
+
+def _references(contact: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    if contact.get("referenceSource") and contact.get("referenceId"):
+        yield str(contact["referenceSource"]), str(contact["referenceId"])
+    for ref in contact.get("contactReferences") or []:
+        if not isinstance(ref, Mapping):
+            continue
+        # Virtuous spells these both ways in different payloads.
+        source = ref.get("referenceSource") or ref.get("source")
+        ref_id = ref.get("referenceId") or ref.get("id")
+        if source and ref_id:
+            yield str(source), str(ref_id)
+
+
+@dataclass
+class WebhookResult:
+    """Counts of what one delivery changed."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def apply_webhook(rt: Runtime, tenant: TenantSettings, payload: Mapping[str, Any]) -> WebhookResult:
+    """Apply one verified delivery: gifts by their reference pair, contacts by reference."""
+    result = WebhookResult()
+    for gift in _gifts_of(payload):
+        source, tx_id, gift_id = (
+            gift.get("transactionSource"),
+            gift.get("transactionId"),
+            gift.get("id"),
+        )
+        if source != tenant.transaction_source or not tx_id or not isinstance(gift_id, int):
+            result.add("not_ours")
+            continue
+        result.add(confirm(rt, tenant, str(tx_id), gift_id, "webhook").outcome)
+    for contact in _contacts_of(payload):
+        contact_id = contact.get("id")
+        if not isinstance(contact_id, int):
+            continue
+        for ref_source, ref_id in _references(contact):
+            if ref_source == tenant.reference_source:
+                remember(rt, tenant.name, "donor", ref_id, contact_id)
+                result.add("contact_linked")
+    return result
+
+
+@dataclass
+class SweepResult:
+    """What one reconcile sweep did."""
+
+    looked_up: int = 0
+    confirmed: int = 0
+    needs_review: int = 0
+    throttled: bool = False
+
+
+def _mark_review(rt: Runtime, tenant: TenantSettings, member: str) -> bool:
+    script = load_script(rt.redis, "ledger_review.lua")
+    keys = rt.keys
+    _, record_id = member.split(":", 1)
+    done = script(
+        keys=[
+            keys.record(tenant.name, member),
+            keys.state_counts(tenant.name),
+            keys.writeback,
+            keys.unconfirmed(tenant.name),
+            keys.review(tenant.name),
+        ],
+        args=[tenant.name, "transaction", record_id, member],
+    )
+    if done:
+        metrics.NEEDS_REVIEW.labels(tenant.name).inc()
+    return bool(done)
+
+
+def _due(rt: Runtime, tenant: TenantSettings, now: int) -> list[tuple[str, float]]:
+    """Unconfirmed members old enough to look up, then review members, not rechecked lately."""
+    window_ms = tenant.reconcile_after_seconds * 1000
+    unconfirmed = rt.redis.zrangebyscore(
+        rt.keys.unconfirmed(tenant.name),
+        "-inf",
+        now - window_ms,
+        start=0,
+        num=5000,
+        withscores=True,
+    )
+    review = rt.redis.zrange(rt.keys.review(tenant.name), 0, 5000, withscores=True)
+    candidates = [(decode(m), float(s)) for m, s in [*unconfirmed, *review]]
+    if not candidates:
+        return []
+    rechecks = rt.redis.hmget(_recheck_key(rt, tenant.name), [m for m, _ in candidates])
+    return [
+        (member, submitted)
+        for (member, submitted), after in zip(candidates, rechecks, strict=True)
+        if after is None or int(after) <= now
+    ]
+
+
+def _find(source: str, transaction_id: str, client: VirtuousClient) -> dict[str, Any] | None:
+    return client.find_gift(source, transaction_id)
+
+
+def sweep(rt: Runtime, tenant: TenantSettings, max_lookups: int = SWEEP_MAX_LOOKUPS) -> SweepResult:
+    """Look up gifts that stayed unconfirmed too long; mark the hopeless ones needs_review."""
+    result = SweepResult()
+    now = rt.batcher.server_ms()
+    recheck_ms = int(tenant.reconcile_after_seconds * 1000 * RECHECK_SHARE)
+    deadline_ms = tenant.review_deadline_seconds * 1000
+    for member, submitted in _due(rt, tenant, now)[:max_lookups]:
+        _, tx_id = member.split(":", 1)
+        lookup = functools.partial(_find, tenant.transaction_source, tx_id)
+        try:
+            found = call(rt, tenant, lookup, kind="lookup")
+        except Throttled:
+            result.throttled = True
+            break
+        result.looked_up += 1
+        if found is not None and isinstance(found.get("id"), int):
+            if confirm(rt, tenant, tx_id, found["id"], "lookup").outcome != "already":
+                result.confirmed += 1
+            continue
+        rt.redis.hset(_recheck_key(rt, tenant.name), member, now + max(recheck_ms, 1000))
+        if now - submitted >= deadline_ms and _mark_review(rt, tenant, member):
+            result.needs_review += 1
+    if result.looked_up:
+        log.info(
+            "reconcile_sweep",
+            tenant=tenant.name,
+            looked_up=result.looked_up,
+            confirmed=result.confirmed,
+            needs_review=result.needs_review,
+        )
+    return result
