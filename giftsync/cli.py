@@ -172,6 +172,19 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_console(args: argparse.Namespace) -> int:
+    from giftsync.console import serve
+
+    serve(host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from giftsync.doctor import main as doctor_main
+
+    return doctor_main(tenant=args.tenant, as_json=args.json)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="giftsync",
@@ -252,6 +265,22 @@ def _build_parser() -> argparse.ArgumentParser:
     resume_cmd.add_argument("--tenant", required=True)
     resume_cmd.set_defaults(func=_cmd_resume)
 
+    console = sub.add_parser("console", help="serve the operator console (a small web page)")
+    console.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    console.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; any other needs GIFTSYNC_CONSOLE_TOKEN)",
+    )
+    console.set_defaults(func=_cmd_console)
+
+    doctor = sub.add_parser(
+        "doctor", help="check settings, Redis, every tenant's token and clock skew"
+    )
+    doctor.add_argument("--tenant", help="only this tenant's token")
+    doctor.add_argument("--json", action="store_true", help="machine-readable findings")
+    doctor.set_defaults(func=_cmd_doctor)
+
     sandbox = sub.add_parser("sandbox", help="run the local Virtuous stand-in", add_help=False)
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_cmd_sandbox)
@@ -261,7 +290,13 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``giftsync`` command line; returns the exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    # argparse's REMAINDER takes nothing when the first word after "sandbox" is an option
+    # ("giftsync sandbox --port 8765"), so the sandbox's own options arrive as unknown ones.
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "sandbox":
+        args.rest = [*unknown, *args.rest]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.config:
         os.environ["GIFTSYNC_CONFIG"] = args.config
     func: Command = args.func

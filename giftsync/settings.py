@@ -57,6 +57,9 @@ class Settings:
     webhook_signature_header: str = "X-Virtuous-Signature"
     # How often the scheduler runs each tenant's reconcile sweep.
     reconcile_every_seconds: float = 60.0
+    # The operator console's access token (GIFTSYNC_CONSOLE_TOKEN). It names no tenant, so it
+    # is read here rather than through secret(); repr=False keeps it out of every repr.
+    console_token: str | None = field(default=None, repr=False, compare=False)
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def tenant(self, name: str) -> TenantSettings:
@@ -143,6 +146,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reconcile_every_seconds=reconcile_every,
         webhook_signature_header=env.get("GIFTSYNC_WEBHOOK_SIGNATURE_HEADER")
         or "X-Virtuous-Signature",
+        console_token=env.get("GIFTSYNC_CONSOLE_TOKEN") or None,
         env=env,
         **numbers,
     )

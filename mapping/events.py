@@ -99,9 +99,11 @@ def _check_tenant(value: str) -> str:
     return value
 
 
-_RECORD_MODELS: dict[str, type[Transaction] | type[ScheduledDonation]] = {
+_RECORD_MODELS: dict[str, type[Transaction] | type[ScheduledDonation] | type[Owner]] = {
     "transaction": Transaction,
     "scheduled_donation": ScheduledDonation,
+    # A donor change without a gift: the record is the donor itself (the owner shape).
+    "donor": Owner,
 }
 
 
@@ -111,9 +113,9 @@ class ChangeEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     tenant: Annotated[StrictStr, AfterValidator(_check_tenant)]
-    kind: Literal["transaction", "scheduled_donation"]
+    kind: Literal["transaction", "scheduled_donation", "donor"]
     version: Moment
-    record: Transaction | ScheduledDonation
+    record: Transaction | ScheduledDonation | Owner
 
     @field_validator("record", mode="wrap")
     @classmethod

@@ -24,8 +24,15 @@ new designations as ``"state": "Add"`` rows (at run time every existing designat
 sent back as ``"state": "Delete"``, and all other fields are copied from the GET). For a zeroing
 that is ``{"amount": "0.00", "giftDesignations": []}``, the Projects being the existing ones.
 
-An event that breaks the contract, or that cannot be mapped (a fund with no Project id, a
-donor with no Contact for a direct create), is ``"invalid"`` with every error listed.
+Related records without a Virtuous id are pushed first by the worker, so their requests come
+first: a donor's Contact (looked up by reference, created when not found) before a direct
+``POST /api/Gift`` or a RecurringGift, a campaign's Segment and each fund's Project before a
+RecurringGift. The ids those steps yield appear in the later bodies as placeholders
+(``"<Contact id ...>"`` or ``0``). A ``"donor"`` event previews as its Contact Transaction.
+
+An event that breaks the contract, or that cannot be mapped (a fund with neither a Project id
+nor a code on the batch path, one with no Project id on the direct path), is ``"invalid"``
+with every error listed.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from mapping.batch_entry import batch_entry
+from mapping.batch_entry import batch_entry, contact_payload
 from mapping.decision import SendDecision, decide
 from mapping.errors import MappingError
 from mapping.events import (
     EventValidationError,
+    Fund,
+    Owner,
     ScheduledDonation,
     Transaction,
     is_batch_id,
@@ -47,7 +56,14 @@ from mapping.events import (
     real_gift_id,
 )
 from mapping.realtime import realtime_create, realtime_desired, realtime_update, zeroing_update
-from mapping.recurring import recurring_create, recurring_decision, recurring_update
+from mapping.recurring import (
+    CAMPAIGN_SEGMENT,
+    DONOR_CONTACT,
+    missing_dependencies,
+    recurring_create,
+    recurring_decision,
+    recurring_update,
+)
 from mapping.tenant import TenantSettings
 
 BATCH = "batch"
@@ -55,7 +71,16 @@ REAL_TIME = "real_time"
 TRANSACTIONS_PATH = "/api/v2/Gift/Transactions"
 GIFT_PATH = "/api/Gift"
 RECURRING_PATH = "/api/RecurringGift"
+CONTACT_PATH = "/api/Contact"
+CONTACT_TRANSACTION_PATH = "/api/Contact/Transaction"
+SEGMENT_PATH = "/api/Segment"
+PROJECT_PATH = "/api/Project"
 BATCH_GIFT_WAITS = "batch_gift_waits_for_real_id"
+DONOR = "donor"
+# Stand-ins for ids a dry run cannot know: the Contact, Segment or Project the worker pushes
+# first. The placeholder id is never a real Virtuous id (they are positive).
+CONTACT_PLACEHOLDER = "<Contact id from the lookup or create above>"
+PLACEHOLDER_ID = 0
 
 Plan = tuple[SendDecision, str | None, list[dict[str, Any]]]
 
@@ -84,8 +109,56 @@ def _transaction_plan(tx: Transaction, tenant: TenantSettings) -> Plan:
         return decision, BATCH, [_request("POST", TRANSACTIONS_PATH, entry)]
     if is_batch_id(tx.virtuous_id):
         return SendDecision(False, BATCH_GIFT_WAITS, zero_amount=False), None, []
+    if tx.owner.virtuous_contact_id is None:
+        # POST /api/Gift needs an existing Contact: the worker finds the donor's by reference
+        # or creates it first, so the gift names the Contact id that step yields.
+        body = {**realtime_desired(tx, tenant, decision), "contactId": CONTACT_PLACEHOLDER}
+        requests = [*_contact_requests(tx.owner, tenant), _request("POST", GIFT_PATH, body)]
+        return decision, REAL_TIME, requests
     body = realtime_create(tx, tenant, decision)
     return decision, REAL_TIME, [_request("POST", GIFT_PATH, body)]
+
+
+def _contact_requests(owner: Owner, tenant: TenantSettings) -> list[dict[str, Any]]:
+    ref = f"{CONTACT_PATH}/{tenant.reference_source}/{owner.id}"
+    return [_request("GET", ref), _request("POST", CONTACT_PATH, contact_payload(owner, tenant))]
+
+
+def _dependency_requests(sd: ScheduledDonation, tenant: TenantSettings) -> list[dict[str, Any]]:
+    """The related records the worker pushes first, each with the id it stands in for."""
+    requests: list[dict[str, Any]] = []
+    missing = missing_dependencies(sd)
+    if DONOR_CONTACT in missing:
+        requests += _contact_requests(sd.source, tenant)
+    if CAMPAIGN_SEGMENT in missing and sd.campaign is not None:
+        code = sd.campaign.segment_code or f"WG-CAMPAIGN-{sd.campaign.id}"
+        requests.append(_request("POST", SEGMENT_PATH, {"name": sd.campaign.name, "code": code}))
+    funds = {sd.fund.id: sd.fund, **{a.fund.id: a.fund for a in sd.allocations}}
+    for fund in funds.values():
+        if fund.virtuous_id is None:
+            code = fund.code or f"WG-FUND-{fund.id}"
+            requests.append(
+                _request("POST", PROJECT_PATH, {"name": fund.name, "projectCode": code})
+            )
+    return requests
+
+
+def _with_placeholders(sd: ScheduledDonation) -> ScheduledDonation:
+    """``sd`` with a stand-in id for each related record the worker will push first."""
+    update: dict[str, Any] = {}
+    if sd.source.virtuous_contact_id is None:
+        update["source"] = sd.source.model_copy(update={"virtuous_contact_id": PLACEHOLDER_ID})
+    if sd.campaign is not None and sd.campaign.virtuous_segment_id is None:
+        update["campaign"] = sd.campaign.model_copy(update={"virtuous_segment_id": PLACEHOLDER_ID})
+
+    def fund(f: Fund) -> Fund:
+        return (
+            f if f.virtuous_id is not None else f.model_copy(update={"virtuous_id": PLACEHOLDER_ID})
+        )
+
+    update["fund"] = fund(sd.fund)
+    update["allocations"] = [a.model_copy(update={"fund": fund(a.fund)}) for a in sd.allocations]
+    return sd.model_copy(update=update)
 
 
 def _recurring_plan(sd: ScheduledDonation, tenant: TenantSettings, version: datetime) -> Plan:
@@ -93,11 +166,13 @@ def _recurring_plan(sd: ScheduledDonation, tenant: TenantSettings, version: date
     if not decision.send:
         return decision, None, []
     if sd.virtuous_id is None:
-        body = recurring_create(sd, tenant)
-        return decision, REAL_TIME, [_request("POST", RECURRING_PATH, body)]
+        first = _dependency_requests(sd, tenant)
+        body = recurring_create(_with_placeholders(sd), tenant)
+        return decision, REAL_TIME, [*first, _request("POST", RECURRING_PATH, body)]
     # The event's version is the record's updated_at: for a cancellation, when it happened.
-    body = recurring_update({}, sd, tenant, cancelled_at=version)
-    return decision, REAL_TIME, _get_put(f"{RECURRING_PATH}/{sd.virtuous_id}", body)
+    first = _dependency_requests(sd, tenant)
+    body = recurring_update({}, _with_placeholders(sd), tenant, cancelled_at=version)
+    return decision, REAL_TIME, [*first, *_get_put(f"{RECURRING_PATH}/{sd.virtuous_id}", body)]
 
 
 def _header(raw: str) -> dict[str, Any]:
@@ -140,6 +215,10 @@ def preview_event(raw: str, tenants: Mapping[str, TenantSettings]) -> dict[str, 
     try:
         if isinstance(event.record, Transaction):
             decision, path, requests = _transaction_plan(event.record, tenant)
+        elif isinstance(event.record, Owner):
+            body = contact_payload(event.record, tenant)
+            decision = SendDecision(True, DONOR, zero_amount=False)
+            path, requests = REAL_TIME, [_request("POST", CONTACT_TRANSACTION_PATH, body)]
         else:
             decision, path, requests = _recurring_plan(event.record, tenant, event.version)
     except MappingError as exc:

@@ -53,6 +53,9 @@ class TenantSettings:
     transaction_source: str = "WeGive"
     # referenceSource given to Virtuous for donors (Contact matching by external reference).
     reference_source: str = "WeGive"
+    # A gift or schedule whose new donor's Contact Transaction is still pending waits for the
+    # Contact id (False) or creates the Contact directly (True).
+    create_contacts_directly: bool = False
     ingest_secret_env: str | None = None
     webhook_secret_env: str | None = None
     refund_method: RefundMethod = "zero"

@@ -53,6 +53,7 @@ class CrmApi:
         return [
             r("/api/Contact/Transaction", self.contact_transaction, "POST"),
             r("/api/Contact", self.create_contact, "POST"),
+            r("/api/Contact/Find", self.find_contact, "GET"),
             r("/api/Contact/{id:int}", self.get_contact, "GET"),
             r("/api/Contact/{source}/{reference_id}", self.contact_by_reference, "GET"),
             r("/api/RecurringGift/Query", self.query_recurring, "POST"),
@@ -87,6 +88,21 @@ class CrmApi:
         with self.state.lock:
             contact = store.contacts.get(request.path_params["id"])
             return json_response(contact) if contact is not None else not_found()
+
+    async def find_contact(self, request: Request, store: OrgStore) -> Response:
+        """``?referenceSource=&referenceId=`` and/or ``?email=``: the Contact holding them
+        (both must agree when both are given), else 404."""
+        q = {k.lower(): v for k, v in request.query_params.items()}
+        with self.state.lock:
+            found: set[int] | None = None
+            if q.get("referenceid"):
+                found = store.index.ref_owner(q.get("referencesource") or "", q["referenceid"])
+            if q.get("email"):
+                owners = store.index.email_owners(q["email"])
+                found = owners if found is None else found & owners
+            if not found:
+                return not_found()
+            return json_response(store.contacts[min(found)])
 
     async def contact_by_reference(self, request: Request, store: OrgStore) -> Response:
         with self.state.lock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from sandbox.config import FaultConfig, faults_from_mapping
@@ -131,7 +131,3 @@ class FaultInjector:
                 "pending_burst_429": {k or "*": v for k, v in self._burst.items() if v},
             }
 
-
-def with_burst(config: FaultConfig, n: int) -> FaultConfig:
-    """A copy of ``config`` that starts with a burst of ``n`` 429s."""
-    return replace(config, burst_429=n)

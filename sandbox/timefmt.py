@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
@@ -70,14 +70,6 @@ def parse_timestamp(text: str) -> tuple[str, bool] | None:
 
 def format_timestamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
-def date_part(value: str) -> str:
-    return value[:10]
-
-
-def today() -> date:
-    return datetime.now(UTC).date()
 
 
 class Clock:

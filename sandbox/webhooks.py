@@ -1,9 +1,9 @@
 """Webhook subscriptions and their delivery, the way Virtuous sends them.
 
 A delivery is a JSON POST of ``{"event": "GiftCreate", "gift": {...}}`` (or, in bulk mode,
-``{"event": "GiftCreate", "models": [{"gift": {...}}, ...]}``) to the subscription's
-``payloadUrl``, signed with HMAC-SHA256 of the raw body under the subscription's secret,
-Base64, in ``X-Virtuous-Signature``. ``X-Virtuous-Event`` names the event and
+``{"event": "GiftCreate", "models": [{"gift": {...}}, ...]}``, at most 100 models each) to the
+subscription's ``payloadUrl``, signed with HMAC-SHA256 of the raw body under the
+subscription's secret, Base64, in ``X-Virtuous-Signature``. ``X-Virtuous-Event`` names the event and
 ``X-Virtuous-Delivery`` is an id that stays the same across retries of one delivery.
 
 Deliveries run on background threads with httpx: a non-2xx answer or a transport error is
@@ -44,6 +44,8 @@ EVENT_FLAGS = {
 # Event name -> the key its model travels under.
 MODEL_KEYS = {"GiftCreate": "gift", "GiftUpdate": "gift", "ContactCreate": "contact",
               "ContactUpdate": "contact"}
+# A bulk delivery carries at most this many models (a big nightly run makes several).
+BULK_MAX_MODELS = 100
 # Keep payload bodies of this many most recent deliveries.
 KEEP_BODIES = 2000
 
@@ -173,8 +175,10 @@ class Dispatcher:
                     key = MODEL_KEYS[name]
                     payloads: list[tuple[dict[str, Any], list[list[Any]]]]
                     if bulk and len(group) > 1:
-                        payloads = [({"event": name, "models": [{key: e.model} for e in group]},
-                                     [_refs(e) for e in group])]
+                        chunks = [group[i:i + BULK_MAX_MODELS]
+                                  for i in range(0, len(group), BULK_MAX_MODELS)]
+                        payloads = [({"event": name, "models": [{key: e.model} for e in chunk]},
+                                     [_refs(e) for e in chunk]) for chunk in chunks]
                     else:
                         payloads = [({"event": name, key: e.model}, [_refs(e)]) for e in group]
                     for payload, refs in payloads:

@@ -47,7 +47,7 @@ def small_config(alpha: dict[str, Any] | None = None, **settings: Any) -> Sandbo
     return SandboxConfig(orgs=orgs, **settings)
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 5.0, interval: float = 0.01,
+def wait_for(condition: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.01,
              message: str = "condition") -> T:
     """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout

@@ -58,9 +58,9 @@ def map_changes(events: list[Any], published_ms: int = 0) -> None:
     result = intake.apply(rt.ledger, planned, published_ms)
     for tenant_name in sorted(result.full_buffers):
         cut_and_enqueue(tenants[tenant_name])
+    senders = {"scheduled_donation": send_recurring, "donor": send_contact}
     for tenant_name, member, kind in result.sends:
-        actor = send_recurring if kind == "scheduled_donation" else send_gift
-        actor.send(tenant=tenant_name, member=member)
+        senders.get(kind, send_gift).send(tenant=tenant_name, member=member)
 
 
 @dramatiq.actor(queue_name=SEND_QUEUE)
@@ -94,6 +94,14 @@ def send_recurring(tenant: str, member: str) -> None:
     recurring.send_recurring(runtime(), runtime().settings.tenant(tenant), member)
 
 
+@dramatiq.actor(queue_name=SEND_QUEUE)
+def send_contact(tenant: str, member: str) -> None:
+    """Send one donor as a Contact Transaction (see workers.donors)."""
+    from workers import donors
+
+    donors.send_contact(runtime(), runtime().settings.tenant(tenant), member)
+
+
 @dramatiq.actor(queue_name=CONFIRM_QUEUE)
 def confirm_webhook(tenant: str, payload: dict[str, Any]) -> None:
     """Apply one verified Virtuous webhook delivery (see workers.confirm)."""
@@ -118,6 +126,10 @@ def reconcile(tenant: str) -> None:
     if not rt.redis.set(lock, "1", nx=True, ex=RECONCILE_LOCK_SECONDS):
         return
     try:
-        confirm.sweep(rt, rt.settings.tenant(tenant))
+        from workers import donors
+
+        settings = rt.settings.tenant(tenant)
+        confirm.sweep(rt, settings)
+        donors.sweep(rt, settings)
     finally:
         rt.redis.delete(lock)

@@ -20,6 +20,7 @@ from mapping.events import Campaign, Fund, Owner
 from mapping.tenant import TenantSettings
 from workers.middleware import Throttled
 from workers.runtime import Runtime
+from workers.scripts import decode, load_script
 from workers.sending import call
 
 log = structlog.get_logger("giftsync.dependencies")
@@ -41,11 +42,23 @@ def known_id(rt: Runtime, tenant: str, kind: DependencyType, platform_id: object
     return int(value) if value is not None else None
 
 
+class ContactPending(Exception):
+    """The donor's Contact Transaction is still in Virtuous's holding state: no id yet."""
+
+    def __init__(self, donor_id: str) -> None:
+        super().__init__(f"donor {donor_id}: Contact Transaction still pending in Virtuous")
+        self.donor_id = donor_id
+
+
 def remember(
     rt: Runtime, tenant: str, kind: DependencyType, platform_id: object, virtuous_id: int
 ) -> None:
-    """Keep a learned id and tell the platform on the writeback stream (once)."""
-    if rt.redis.set(_key(rt, tenant, kind, platform_id), virtuous_id, nx=True):
+    """Keep a learned id, tell the platform (once), and release what waited for it."""
+    first = rt.redis.set(_key(rt, tenant, kind, platform_id), virtuous_id, nx=True)
+    if kind == "donor":
+        rt.redis.zrem(rt.keys.donors_pending(tenant), str(platform_id))
+        _release(rt, tenant, str(platform_id))
+    if first:
         rt.redis.xadd(
             rt.keys.writeback,
             {
@@ -87,11 +100,65 @@ def _ensure(
         rt.redis.delete(lock)
 
 
+def _release(rt: Runtime, tenant: str, donor_id: str) -> None:
+    from workers.actors import send_gift, send_recurring
+
+    script = load_script(rt.redis, "ledger_release.lua")
+    released = script(
+        keys=[rt.keys.state_counts(tenant), rt.keys.waiting_on_donor(tenant, donor_id)],
+        args=[rt.keys.prefix, tenant],
+    )
+    for member in decode(released):
+        actor = send_recurring if member.startswith("scheduled_donation:") else send_gift
+        actor.send(tenant=tenant, member=member)
+
+
+def hold_for_donor(rt: Runtime, tenant: str, member: str, donor_id: str) -> None:
+    """Hold ``member`` until the donor's Contact id is learned (webhook or donor sweep)."""
+    script = load_script(rt.redis, "ledger_wait.lua")
+    reason = (
+        f"waiting for donor {donor_id}'s Contact: its Contact Transaction is pending in "
+        "Virtuous (released when the Contact id is known)"
+    )
+    script(
+        keys=[
+            rt.keys.record(tenant, member),
+            rt.keys.state_counts(tenant),
+            rt.keys.waiting_on_donor(tenant, donor_id),
+        ],
+        args=[member, reason],
+    )
+    # The id may have been learned between the send's look and the hold: release again.
+    if known_id(rt, tenant, "donor", donor_id) is not None:
+        _release(rt, tenant, donor_id)
+
+
 def ensure_contact(rt: Runtime, tenant: TenantSettings, owner: Owner) -> int:
-    """The donor's Contact id: given, learned, found by reference, or created."""
+    """The donor's Contact id: given, learned, found by reference, or created.
+
+    A donor whose Contact Transaction is still pending is looked up once; if Virtuous has no
+    Contact yet, :class:`ContactPending` is raised unless the tenant allows creating it
+    directly, so no second Contact is made for one donor.
+    """
     if owner.virtuous_contact_id is not None:
         return owner.virtuous_contact_id
     payload = contact_payload(owner, tenant)
+    donor_id = str(owner.id)
+    known = known_id(rt, tenant.name, "donor", donor_id)
+    if known is not None:
+        return known
+    pending = rt.redis.zscore(rt.keys.donors_pending(tenant.name), donor_id) is not None
+    if pending and not tenant.create_contacts_directly:
+        found = call(
+            rt,
+            tenant,
+            lambda client: client.find_contact(tenant.reference_source, donor_id),
+            kind="lookup",
+        )
+        if found is None:
+            raise ContactPending(donor_id)
+        remember(rt, tenant.name, "donor", donor_id, int(found["id"]))
+        return int(found["id"])
     return _ensure(
         rt,
         tenant,

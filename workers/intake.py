@@ -18,6 +18,7 @@ Routes:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ class _Planned:
     reason: str
     state: str
     event: str = ""
+    new_donor: str = ""
 
 
 @dataclass
@@ -153,7 +155,7 @@ def plan(
         raw = _raw_json(data, known_id, tx)
         try:
             if tx is None:
-                route, payload, reason, state = "realtime", raw, "scheduled_donation", "queued"
+                route, payload, reason, state = "realtime", raw, str(event.kind), "queued"
             else:
                 route, payload, reason, state = _plan_transaction(event, tx, tenant, raw)
         except MappingError as exc:
@@ -175,6 +177,9 @@ def plan(
                 reason=reason,
                 state=state,
                 event=raw if route == "batch" else "",
+                new_donor=str(tx.owner.id)
+                if tx is not None and route == "batch" and tx.owner.virtuous_contact_id is None
+                else "",
             )
         )
     return planned, invalid
@@ -186,6 +191,14 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
     if not planned:
         return result
     pipe = ledger._redis.pipeline(transaction=False)
+    for item in planned:
+        if item.new_donor:
+            # A donor embedded in a batch entry: Virtuous matches or makes its Contact at the
+            # import, and the donor sweep learns the id by reference afterwards.
+            first_seen = published_ms or int(time.time() * 1000)
+            pipe.zadd(
+                ledger.keys.donors_pending(item.tenant.name), {item.new_donor: first_seen}, nx=True
+            )
     for item in planned:
         ledger.accept(
             item.tenant.name,
@@ -199,7 +212,8 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
             event=item.event,
             pipe=pipe,
         )
-    for item, raw in zip(planned, pipe.execute(), strict=True):
+    replies = pipe.execute()[-len(planned) :]
+    for item, raw in zip(planned, replies, strict=True):
         accepted = parse_accepted(raw)
         tenant = item.tenant.name
         result.outcomes[accepted.outcome] = result.outcomes.get(accepted.outcome, 0) + 1

@@ -94,6 +94,34 @@ class Keys:
         """ZSET: members past the review deadline with no Gift in Virtuous -> when marked."""
         return f"{self.prefix}:review:{tenant}"
 
+    def donors_pending(self, tenant: str) -> str:
+        """ZSET: donor ids sent to Virtuous (Contact Transaction or embedded) whose Contact id
+        is not known yet -> when first sent."""
+        return f"{self.prefix}:donors-pending:{tenant}"
+
+    def waiting_on_donor(self, tenant: str, donor_id: str) -> str:
+        """SET: members held until this donor's Contact id is known."""
+        return f"{self.prefix}:waiting-donor:{tenant}:{donor_id}"
+
     def record_lock(self, tenant: str, member_name: str) -> str:
         """STRING: which message owns a record's real-time send right now."""
         return f"{self.prefix}:lock:{tenant}:{member_name}"
+
+    def pull_cursor(self, tenant: str, kind: str) -> str:
+        """HASH: one pull's saved position and totals (by, date, id, gen, synced_ms, runs, ...).
+
+        ``kind`` is the pull's name: ``gifts`` or ``recurring``.
+        """
+        return f"{self.prefix}:pull:{tenant}:{kind}:cursor"
+
+    def pull_told(self, tenant: str, kind: str) -> str:
+        """HASH: Virtuous id -> what the pull last told the platform about that record (JSON)."""
+        return f"{self.prefix}:pull:{tenant}:{kind}:told"
+
+    def pull_pending(self, tenant: str, kind: str) -> str:
+        """STRING: the message id of the pull queued or running (expires after a lease)."""
+        return f"{self.prefix}:pull:{tenant}:{kind}:pending"
+
+    def pull_due(self, tenant: str, kind: str) -> str:
+        """STRING: when the scheduler next enqueues this pull (Redis clock, ms)."""
+        return f"{self.prefix}:pull:{tenant}:{kind}:due"

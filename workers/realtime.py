@@ -25,7 +25,7 @@ from mapping.realtime import realtime_create, realtime_desired, realtime_update,
 from mapping.tenant import TenantSettings
 from workers import metrics
 from workers.batch_send import rejection_reason
-from workers.dependencies import ensure_contact
+from workers.dependencies import ContactPending, ensure_contact, hold_for_donor
 from workers.errors import NotFoundError, RejectedError
 from workers.middleware import Throttled
 from workers.runtime import Runtime
@@ -128,6 +128,9 @@ def send_gift(rt: Runtime, tenant: TenantSettings, member: str) -> None:
         except NotFoundError:
             reason = "the Gift this record points at no longer exists in Virtuous"
             newest = quarantine(rt, tenant.name, member, record["version"], reason)
+        except ContactPending as exc:
+            hold_for_donor(rt, tenant.name, member, exc.donor_id)
+            return
     if newest > int(record["version"]):
         # A newer change arrived while this one was in flight: its own message may already
         # have found the record busy, so make sure someone applies it.

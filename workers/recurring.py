@@ -17,7 +17,13 @@ from mapping.events import Allocation, ScheduledDonation, parse_event_json, real
 from mapping.recurring import recurring_create, recurring_decision, recurring_update
 from mapping.tenant import TenantSettings
 from workers import metrics
-from workers.dependencies import ensure_contact, ensure_project, ensure_segment
+from workers.dependencies import (
+    ContactPending,
+    ensure_contact,
+    ensure_project,
+    ensure_segment,
+    hold_for_donor,
+)
 from workers.realtime import RecordLock, mark_applied
 from workers.runtime import Runtime
 from workers.sending import call
@@ -73,7 +79,11 @@ def send_recurring(rt: Runtime, tenant: TenantSettings, member: str) -> None:
                 reason=decision.reason,
             )
             return
-        sd = with_dependencies(rt, tenant, sd)
+        try:
+            sd = with_dependencies(rt, tenant, sd)
+        except ContactPending as exc:
+            hold_for_donor(rt, tenant.name, member, exc.donor_id)
+            return
         if sd.virtuous_id is not None:
             recurring_id = int(sd.virtuous_id)
             existing = call(rt, tenant, lambda c: c.get_recurring_gift(recurring_id))

@@ -81,7 +81,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 def _batch(sb: RunningSandbox) -> dict[str, Any]:
     admin = httpx.Client(base_url=sb.url)
-    (ada, grace) = seed_contacts(
+    (_ada, grace) = seed_contacts(
         admin, "alpha",
         {"firstName": "Ada", "lastName": "Lovelace", "referenceSource": "WeGive",
          "referenceId": "d1"},

@@ -45,6 +45,14 @@ def test_contacts_are_created_directly_and_found_by_id_and_reference(
     assert org_stats(admin)["duplicate_contacts_created"] == 1
     bad = api.post("/api/Contact", json={"city": "Austin"})
     assert bad.status_code == 400
+    # Find by reference, by email, or both (which must agree).
+    find = "/api/Contact/Find"
+    assert api.get(find, params={"referenceSource": "WeGive", "referenceId": "d1"}).json()[
+        "id"] == contact["id"]
+    assert api.get(find, params={"email": "ADA@example.org"}).json()["id"] == contact["id"]
+    assert api.get(find, params={"email": "ada@example.org", "referenceSource": "WeGive",
+                                 "referenceId": "zzz"}).status_code == 404
+    assert api.get(find).status_code == 404
 
 
 def test_segments_and_projects_are_created_and_usable(api: httpx.Client) -> None:

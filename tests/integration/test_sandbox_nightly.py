@@ -77,7 +77,9 @@ def test_each_matching_signal_makes_a_gift_for_the_right_contact(
 def test_unmatched_gift_transactions_go_to_needs_update_with_the_reason(
         api: httpx.Client, admin: httpx.Client, sandbox: RunningSandbox,
         donors: dict[str, int], contact: dict[str, Any] | None, reason: str) -> None:
-    body = gift_transaction("lost", **({"contact": contact} if contact else {}))
+    body = gift_transaction("lost")
+    if contact is not None:
+        body["contact"] = contact
     api.post("/api/v2/Gift/Transaction", json=body)
     admin.post("/_admin/nightly")
     needs = admin.get("/_admin/needs-update", params={"org": "alpha"}).json()["alpha"]

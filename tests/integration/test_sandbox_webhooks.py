@@ -94,6 +94,18 @@ def test_bulk_setting_delivers_one_payload_with_models(
     assert sorted(m["gift"]["transactionId"] for m in payload["models"]) == ["b0", "b1", "b2"]
 
 
+def test_big_bulk_runs_are_split_into_deliveries_of_at_most_100(
+        api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int) -> None:
+    admin.post("/_admin/settings", json={"webhook_bulk": True})
+    _subscribe(api, receiver, giftCreate=True)
+    api.post("/api/v2/Gift/Transactions", json={
+        "transactions": [gift_transaction(f"b{i}", contact={"id": donor}) for i in range(150)]})
+    admin.post("/_admin/nightly")
+    payloads = _payloads(receiver, 2)
+    assert sorted(len(p["models"]) for p in payloads) == [50, 100]
+    assert len({m["gift"]["transactionId"] for p in payloads for m in p["models"]}) == 150
+
+
 def test_single_setting_delivers_one_payload_per_gift(
         api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int) -> None:
     _subscribe(api, receiver, giftCreate=True)
@@ -126,9 +138,10 @@ def test_failed_deliveries_are_retried(api: httpx.Client, admin: httpx.Client,
     api.post("/api/Gift", json={"contactId": donor, "giftDate": "2026-11-20", "amount": 3,
                                 "giftDesignations": [{"projectId": 101, "amount": 3}]})
     _payloads(receiver, 3)
-    delivery = wait_for(lambda: next((d for d in admin.get("/_admin/webhooks").json()[
-        "deliveries"] if d["status"] == "delivered"), None), message="a delivered status")
-    assert delivery["attempts"] == 3
+    def delivered() -> dict[str, Any] | None:
+        deliveries = admin.get("/_admin/webhooks").json()["deliveries"]
+        return next((d for d in deliveries if d["status"] == "delivered"), None)
+    assert wait_for(delivered, message="a delivered status")["attempts"] == 3
 
 
 def test_dropped_deliveries_are_recorded_and_never_sent(

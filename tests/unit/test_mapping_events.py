@@ -281,6 +281,6 @@ def test_the_schema_ties_the_record_shape_to_kind() -> None:
     assert schema["required"] == ["tenant", "kind", "version", "record"]
     assert {"Transaction", "ScheduledDonation", "Owner", "Fund"} <= set(schema["$defs"])
     thens = [rule["then"]["properties"]["record"]["$ref"] for rule in schema["allOf"]]
-    assert thens == ["#/$defs/Transaction", "#/$defs/ScheduledDonation"]
+    assert thens == ["#/$defs/Transaction", "#/$defs/ScheduledDonation", "#/$defs/Owner"]
     amount = schema["$defs"]["Transaction"]["properties"]["amount"]
     assert amount["type"] == "integer" and amount["minimum"] == 0

@@ -17,7 +17,7 @@ import pytest
 from mapping.dates import gift_date
 from mapping.events import ScheduledDonation, Transaction, parse_event_json
 from mapping.money import cents, dollars
-from mapping.preview import preview_event
+from mapping.preview import CONTACT_PLACEHOLDER, PLACEHOLDER_ID, preview_event
 from mapping.recurring import FREQUENCY_TO_VIRTUOUS
 from mapping.tenant import TenantSettings, parse_tenants
 from tests.unit.test_mapping_factories import event_data, owner_data, sd_data, tenant, tx_data
@@ -31,6 +31,15 @@ TENANTS: dict[str, TenantSettings] = parse_tenants(
 BATCH_POST = [("POST", "/api/v2/Gift/Transactions")]
 GIFT_POST = [("POST", "/api/Gift")]
 RG_POST = [("POST", "/api/RecurringGift")]
+# A donor without a Contact: looked up by reference, created when not found.
+CONTACT_FIRST = [("GET", "/api/Contact/WeGive/706"), ("POST", "/api/Contact")]
+# 5008: the donor's Contact, the campaign's Segment and the fund's Project come first.
+DEPENDENCIES_FIRST = [
+    ("GET", "/api/Contact/WeGive/703"),
+    ("POST", "/api/Contact"),
+    ("POST", "/api/Segment"),
+    ("POST", "/api/Project"),
+]
 
 
 def gift_put(gift_id: int) -> list[tuple[str, str]]:
@@ -68,7 +77,7 @@ EXPECT: dict[Any, tuple[str, str, str | None, list[tuple[str, str]]]] = {
     3003: ("send", "success", "real_time", gift_put(95001)),
     3004: ("send", "refund_of_real_gift", "real_time", gift_put(95002)),
     3005: ("send", "success", "real_time", GIFT_POST),
-    3006: ("invalid", "unmappable", None, []),
+    3006: ("send", "success", "real_time", CONTACT_FIRST + GIFT_POST),
     3007: ("skip", "batch_gift_waits_for_real_id", None, []),
     3008: ("send", "success", "real_time", GIFT_POST),
     5001: ("send", "recurring_create", "real_time", RG_POST),
@@ -78,7 +87,8 @@ EXPECT: dict[Any, tuple[str, str, str | None, list[tuple[str, str]]]] = {
     5005: ("send", "recurring_cancel", "real_time", rg_put(8002)),
     5006: ("skip", "cancelled_never_pushed", None, []),
     5007: ("send", "recurring_create", "real_time", RG_POST),
-    5008: ("invalid", "unmappable", None, []),
+    5008: ("send", "recurring_create", "real_time", DEPENDENCIES_FIRST + RG_POST),
+    703: ("send", "donor", "real_time", [("POST", "/api/Contact/Transaction")]),
     9001: ("invalid", "invalid_event", None, []),
     None: ("invalid", "invalid_event", None, []),  # the line that is not JSON
     9003: ("invalid", "invalid_event", None, []),
@@ -86,8 +96,6 @@ EXPECT: dict[Any, tuple[str, str, str | None, list[tuple[str, str]]]] = {
 
 # Error paths the invalid examples must name.
 EXPECT_ERRORS = {
-    3006: ["record.owner.virtuous_contact_id"],
-    5008: ["record.source.virtuous_contact_id"],
     9001: ["tenant", "record.amount"],
     None: ["$"],
     9003: ["record.created_at", "record.owner.type", "record.allocations"],
@@ -133,6 +141,11 @@ def test_each_example_previews_as_expected(line: str, result: dict[str, Any]) ->
     for request in result["requests"]:
         if request["method"] == "GET":
             assert request["body"] is None
+        elif request["path"] == "/api/Contact/Transaction":
+            assert request["body"]["referenceId"] == str(event.record.id)
+            assert request["body"]["email"] == event.record.email  # type: ignore[union-attr]
+        elif request["path"] in ("/api/Contact", "/api/Segment", "/api/Project"):
+            check_dependency_body(request, event.record)
         elif isinstance(event.record, Transaction):
             check_gift_body(request, event.record, settings, result["reason"])
         else:
@@ -165,7 +178,9 @@ def check_gift_body(
         return
     adds = [row for row in body["giftDesignations"] if row.get("state", "Add") == "Add"]
     if request["method"] == "POST":
-        assert body["contactId"] == tx.owner.virtuous_contact_id
+        # A donor without a Contact gets the one the lookup or create before it yields.
+        expected = tx.owner.virtuous_contact_id or CONTACT_PLACEHOLDER
+        assert body["contactId"] == expected
         assert body["giftDate"] == gift_date(tx.created_at, settings.zone)
         assert body["transactionId"] == str(tx.id)
     if zeroing:
@@ -173,6 +188,17 @@ def check_gift_body(
     else:
         assert _sum(adds, "amount") == cents(amount)
         assert body["customFields"] == [{"name": "wg_id", "value": str(tx.id)}]
+
+
+def check_dependency_body(request: dict[str, Any], record: Any) -> None:
+    body = request["body"]
+    if request["path"] == "/api/Contact":
+        owner = record.owner if isinstance(record, Transaction) else record.source
+        assert body["referenceId"] == str(owner.id)
+    elif request["path"] == "/api/Segment":
+        assert body["code"] and body["name"] == record.campaign.name
+    else:
+        assert body["projectCode"]
 
 
 def check_recurring_body(
@@ -186,7 +212,8 @@ def check_recurring_body(
     assert body["isPrivate"] is sd.anonymous
     if request["method"] == "POST":
         assert body["frequency"] == FREQUENCY_TO_VIRTUOUS[sd.frequency]
-        assert body["contactId"] == sd.source.virtuous_contact_id
+        # 0 stands in for the id of a Contact pushed first.
+        assert body["contactId"] == (sd.source.virtuous_contact_id or PLACEHOLDER_ID)
     if sd.fee_amount and settings.fee_fund_virtuous_id and not settings.fee_splitting:
         assert settings.fee_fund_virtuous_id in [row["projectId"] for row in body["designations"]]
     if sd.status == "cancelled":

@@ -1,0 +1,104 @@
+"""Donors in step: Contact Transactions out, Contact ids back.
+
+A ``"donor"`` change event becomes ``POST /api/Contact/Transaction`` with the tenant's
+``referenceSource`` and the donor id as ``referenceId``, so Virtuous's matching (external
+reference, then email, phone, name + address) finds the existing Contact or makes one. Like a
+Gift Transaction it lands in the holding state, so the Contact id is learned later: from the
+contactCreate / contactUpdate webhooks (:mod:`workers.confirm`) or from :func:`sweep`, which
+looks pending donors up by ``GET /api/Contact/{referenceSource}/{referenceId}``. Donors first
+seen embedded in a batch gift entry are pending the same way. Every id learned goes to the
+writeback stream as ``donor.linked`` (the donor's ``virtuous_contact_id``) and releases the
+gifts and schedules held for it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import structlog
+
+from mapping.batch_entry import contact_payload
+from mapping.events import Owner, parse_event_json
+from mapping.tenant import TenantSettings
+from workers.dependencies import remember
+from workers.errors import RejectedError
+from workers.middleware import Throttled
+from workers.realtime import RecordLock, mark_applied, quarantine
+from workers.runtime import Runtime
+from workers.scripts import decode
+from workers.sending import call
+from workers.virtuous import VirtuousClient
+
+log = structlog.get_logger("giftsync.donors")
+
+# Lookups one donor sweep makes at most.
+SWEEP_MAX_LOOKUPS = 200
+
+
+def send_contact(rt: Runtime, tenant: TenantSettings, member: str) -> None:
+    """Send the newest stored version of one donor as a Contact Transaction."""
+    with RecordLock(rt, tenant.name, member):
+        record = rt.ledger.record(tenant.name, member)
+        if not record.get("payload"):
+            return
+        if int(record.get("applied_version", "-1")) >= int(record.get("version", "-1")):
+            return
+        donor = parse_event_json(record["payload"]).record
+        assert isinstance(donor, Owner)
+        payload = contact_payload(donor, tenant)
+        try:
+            call(rt, tenant, lambda c: c.contact_transaction(payload))
+        except RejectedError as exc:
+            quarantine(rt, tenant.name, member, record["version"], str(exc)[:500])
+            return
+        if donor.virtuous_contact_id is None:
+            rt.redis.zadd(
+                rt.keys.donors_pending(tenant.name),
+                {str(donor.id): rt.batcher.server_ms()},
+                nx=True,
+            )
+        mark_applied(
+            rt,
+            tenant.name,
+            member,
+            version=record["version"],
+            state="submitted",
+            virtuous_id=str(donor.virtuous_contact_id or ""),
+            writeback_type="donor.submitted",
+            reason="contact_transaction",
+        )
+        log.info("contact_transaction_sent", member=member)
+
+
+def _find(source: str, donor_id: str, client: VirtuousClient) -> dict[str, Any] | None:
+    return client.find_contact(source, donor_id)
+
+
+def sweep(rt: Runtime, tenant: TenantSettings, max_lookups: int = SWEEP_MAX_LOOKUPS) -> int:
+    """Look pending donors up by reference; returns how many Contact ids were learned."""
+    now = rt.batcher.server_ms()
+    due = rt.redis.zrangebyscore(
+        rt.keys.donors_pending(tenant.name),
+        "-inf",
+        now - tenant.reconcile_after_seconds * 1000,
+        start=0,
+        num=max_lookups,
+    )
+    learned = 0
+    for raw in due:
+        donor_id = decode(raw)
+        lookup = functools.partial(_find, tenant.reference_source, donor_id)
+        try:
+            found = call(rt, tenant, lookup, kind="lookup")
+        except Throttled:
+            break
+        if found is not None and isinstance(found.get("id"), int):
+            remember(rt, tenant.name, "donor", donor_id, found["id"])
+            learned += 1
+        else:
+            # Not there yet: look again after another window, not on every sweep.
+            rt.redis.zadd(rt.keys.donors_pending(tenant.name), {donor_id: now}, xx=True)
+    if learned:
+        log.info("donor_sweep", tenant=tenant.name, learned=learned)
+    return learned
