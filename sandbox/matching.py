@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,9 +67,9 @@ class Address:
                 "state": self.state, "postal": self.postal, "country": self.country}
 
     @staticmethod
-    def parse(obj: Mapping[str, Any]) -> Address:
+    def parse(obj: Mapping[str, Any], lowered: bool = False) -> Address:
         """Nested ``address`` object or flat address1/city/state/postal fields."""
-        low = lower_keys(obj)
+        low = obj if lowered else lower_keys(obj)
         nested = low.get("address")
         src = lower_keys(nested) if isinstance(nested, Mapping) else low
         return Address(
@@ -150,7 +150,7 @@ class ContactInput:
             last_name=last,
             email=email,
             phone=phone,
-            address=Address.parse(obj),
+            address=Address.parse(low, lowered=True),
         )
 
 
@@ -233,15 +233,17 @@ class ContactIndex:
             if inp.contact_id in exists:
                 return Match(inp.contact_id, "contact id", "contact id given", inp.contact_id)
             return Match(None, None, f"contact id {inp.contact_id} does not exist")
-        signals: list[tuple[str, set[int]]] = [
-            ("reference", set().union(*(self.ref_owner(s, r) for s, r in inp.references))
+        # Lazily: most inputs match on the first signal.
+        signals: list[tuple[str, Callable[[], set[int]]]] = [
+            ("reference", lambda: set().union(*(self.ref_owner(s, r) for s, r in inp.references))
              if inp.references else set()),
-            ("email", self.email_owners(inp.email)),
-            ("phone", set(self.by_phone.get(norm_phone(inp.phone) or "", ()))),
-            ("name+address", self._name_address(inp)),
+            ("email", lambda: self.email_owners(inp.email)),
+            ("phone", lambda: set(self.by_phone.get(norm_phone(inp.phone) or "", ()))),
+            ("name+address", lambda: self._name_address(inp)),
         ]
         ambiguous: list[str] = []
-        for signal, ids in signals:
+        for signal, find in signals:
+            ids = find()
             if len(ids) == 1:
                 (cid,) = ids
                 others = self.email_owners(inp.email) - {cid}

@@ -1,0 +1,104 @@
+"""Benchmark 5: Redis bytes per buffered gift, and worker memory across a 200,000-event run.
+
+Buffer: ``TENANTS`` batch tenants whose max wait is a day each get 99 gifts, one short of a
+batch, so nothing can flush. Redis's ``used_memory`` is read once the workers are up and
+again when every gift is ``buffered`` and the changes queue is empty: the difference per gift
+is what buffering costs, the ledger record included. ``MEMORY USAGE`` of the buffer keys
+alone (entries hash and order set) and of the ledger records gives the split.
+
+Worker memory: the throughput benchmark's run with 2 worker processes, 200,000 events, with
+the resident memory of every process of the worker deployment sampled from /proc every
+250 ms. Flat means the last quarter's peak is within 10% of the first quarter's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.harness import (
+    Result,
+    bench_deployment,
+    submitted,
+    wait_for_consumers,
+    wait_until,
+)
+from benchmarks.throughput import measure
+from giftsync.examples import transaction, version_at
+from producers.publish import publish_many
+from tests.pipeline_fixtures import make_config, org, tenant_table
+
+NAME = "memory"
+TITLE = "Memory: Redis per buffered gift, worker RSS over a long run"
+FIGURES = (
+    "Redis bytes per buffered gift",
+    "buffer keys bytes per gift",
+    "ledger record bytes per gift",
+    "worker RSS first quarter peak",
+    "worker RSS last quarter peak",
+    "last/first quarter peak",
+)
+PER_TENANT = 99
+
+
+def _names(count: int) -> list[str]:
+    return [f"bench-{i:03d}" for i in range(count)]
+
+
+def buffered_bytes(tenant_count: int) -> dict[str, float]:
+    """Bytes per buffered gift: all of Redis, the buffer keys, the ledger records."""
+    names = _names(tenant_count)
+
+    def tenants(url: str) -> str:
+        return "".join(tenant_table(name, url, "VIRTUOUS_TOKEN_HOPE",
+                                    batch_max_wait_seconds=86_400) for name in names)
+
+    with bench_deployment(tenants, make_config(org("hope-shelter", "demo-token-hope"))) as (
+        dep, _server
+    ):
+        dep.start_worker(processes=1, threads=8)
+        wait_for_consumers(dep, 1)
+        before = int(dep.redis.info("memory")["used_memory"])
+        count = PER_TENANT * tenant_count
+        publish_many(transaction(names[i % tenant_count], i + 1, amount=1000 + i,
+                                 version=version_at(i)) for i in range(count))
+        queue = dep.key("dramatiq", "changes.msgs")
+        wait_until(lambda: submitted(dep, names, "buffered") >= count
+                   and dep.redis.hlen(queue) == 0, timeout=120, what="every gift buffered")
+        after = int(dep.redis.info("memory")["used_memory"])
+        buffer_keys = [dep.key("buf", n, part) for n in names for part in ("entries", "order")]
+        records = [key for key in dep.redis.scan_iter(dep.key("rec", "*"), count=1000)]
+        pipe = dep.redis.pipeline(transaction=False)
+        for key in buffer_keys + records:
+            pipe.memory_usage(key, samples=0)
+        sizes = [int(n or 0) for n in pipe.execute()]
+        return {
+            "gifts": count,
+            "total": (after - before) / count,
+            "buffer": sum(sizes[: len(buffer_keys)]) / count,
+            "ledger": sum(sizes[len(buffer_keys):]) / count,
+        }
+
+
+def run(quick: bool) -> Result:
+    """Run benchmark 5."""
+    tenant_count, events = (5, 3_000) if quick else (40, 200_000)
+    result = Result(NAME, TITLE, params={"buffer_tenants": tenant_count,
+                                         "gifts_per_tenant": PER_TENANT, "rss_events": events,
+                                         "rss_workers": "1 x (2 processes, 8 threads)"})
+    got = buffered_bytes(tenant_count)
+    result.add("Redis bytes per buffered gift", got["total"], "bytes")
+    result.add("buffer keys bytes per gift", got["buffer"], "bytes")
+    result.add("ledger record bytes per gift", got["ledger"], "bytes")
+    run_: dict[str, Any] = measure(events, 2, sample_rss=True)
+    quarters = run_["rss_quarters"]
+    first, last = quarters[0][0], quarters[-1][0]
+    ratio = last / first if first else float("nan")
+    result.add("worker RSS first quarter peak", first / 1024, "MiB")
+    result.add("worker RSS last quarter peak", last / 1024, "MiB")
+    result.add("last/first quarter peak", ratio, "x", "<= 1.10", None if quick else ratio <= 1.1)
+    singles = ", ".join(f"{single / 1024:.0f}" for _total, single in quarters)
+    result.notes.append(
+        f"{got['gifts']:,} gifts buffered over {tenant_count} tenants; RSS is the whole worker "
+        f"deployment (main, 2 workers, scheduler); largest single process per quarter: "
+        f"{singles} MiB; run took {run_['seconds']:.1f} s")
+    return result
