@@ -172,6 +172,54 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pull(args: argparse.Namespace) -> int:
+    import time
+
+    from workers import pull
+    from workers.middleware import Throttled
+    from workers.pull_plan import OUTCOMES
+    from workers.runtime import runtime
+
+    rt = runtime()
+    tenant = rt.settings.tenant(args.tenant)
+    for kind in ("gifts", "recurring") if args.kind == "both" else (args.kind,):
+        if args.since:
+            try:
+                pull.reset_cursor(rt, tenant, kind, args.since)
+            except ValueError as exc:
+                print(f"giftsync: --since: {exc}", file=sys.stderr)
+                return 2
+        report = pull.PullReport(kind)
+
+        def draw(r: pull.PullReport) -> None:
+            total = r.records + (r.remaining or 0)
+            done = 30 * r.records // total if total else 30
+            counts = "  ".join(f"{o} {r.counts[o]}" for o in OUTCOMES)
+            bar = f"[{'#' * done}{'.' * (30 - done)}]"
+            sys.stderr.write(f"\r{r.kind:<9} {bar} {r.records}/{total}  {counts}")
+            sys.stderr.flush()
+
+        while not report.done:
+            try:
+                pull.pull(
+                    rt, tenant, kind, report=report, on_page=draw if sys.stderr.isatty() else None
+                )
+            except Throttled as exc:
+                if exc.reason == "paused":
+                    print(
+                        f"\ngiftsync: tenant {tenant.name} is paused (Virtuous said 401)",
+                        file=sys.stderr,
+                    )
+                    return 1
+                # Only here may a pull wait in place: nothing else is queued behind it.
+                time.sleep(exc.delay_seconds)
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        counts = ", ".join(f"{o} {report.counts[o]}" for o in OUTCOMES)
+        print(f"{kind}: {report.records} records in {report.pages} pages: {counts}")
+    return 0
+
+
 def _cmd_console(args: argparse.Namespace) -> int:
     from giftsync.console import serve
 
@@ -280,6 +328,12 @@ def _build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--tenant", help="only this tenant's token")
     doctor.add_argument("--json", action="store_true", help="machine-readable findings")
     doctor.set_defaults(func=_cmd_doctor)
+
+    pull_cmd = sub.add_parser("pull", help="pull a tenant's Virtuous changes now, in process")
+    pull_cmd.add_argument("--tenant", required=True)
+    pull_cmd.add_argument("--since", help="start at this UTC date or time instead of the cursor")
+    pull_cmd.add_argument("--kind", choices=["gifts", "recurring", "both"], default="both")
+    pull_cmd.set_defaults(func=_cmd_pull)
 
     sandbox = sub.add_parser("sandbox", help="run the local Virtuous stand-in", add_help=False)
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)

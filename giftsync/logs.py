@@ -63,10 +63,34 @@ def redact(
     return event_dict
 
 
+class HideMessageBodies(logging.Filter):
+    """Keep message arguments out of other libraries' log lines.
+
+    dramatiq logs a failed message as ``actor(kwargs...)``: for ``map_changes`` that is the
+    donors' names, emails and addresses. This shows the actor and the message id instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_describe_message(arg) for arg in record.args)
+        return True
+
+
+def _describe_message(arg: Any) -> Any:
+    actor = getattr(arg, "actor_name", None)
+    message_id = getattr(arg, "message_id", None)
+    if isinstance(actor, str) and isinstance(message_id, str):
+        return f"{actor}[{message_id}]"
+    return arg
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send structlog JSON lines to stderr at ``level``; call once per process."""
     numeric = logging.getLevelName(level.upper())
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, HideMessageBodies) for f in handler.filters):
+            handler.addFilter(HideMessageBodies())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

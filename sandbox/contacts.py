@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.matching import Address, ContactInput, norm_email, norm_phone, norm_postal
+from sandbox.matching import (
+    Address,
+    ContactInput,
+    Profile,
+    norm_email,
+    norm_phone,
+    norm_postal,
+)
 
 NewId = Callable[[str], int]
 
@@ -83,18 +90,28 @@ def _same_address(a: Address, b: Address) -> bool:
             and low(a.state) == low(b.state) and norm_postal(a.postal) == norm_postal(b.postal))
 
 
-def differences(contact: dict[str, Any], inp: ContactInput) -> list[str]:
+def profile(contact: dict[str, Any]) -> Profile:
+    """The Contact's emails, phones, last names and address, normalised for comparing."""
+    return Profile(
+        emails=frozenset(e for e in map(norm_email, emails(contact)) if e),
+        phones=frozenset(p for p in map(norm_phone, phones(contact)) if p),
+        last_names=frozenset((i.get("lastName") or "").lower()
+                             for i in contact["contactIndividuals"]),
+        address=address(contact),
+    )
+
+
+def differences(have: Profile, inp: ContactInput) -> list[str]:
     """What the incoming data would change on the Contact (the Import Tool's Update Needed)."""
     found = []
-    if inp.email and norm_email(inp.email) not in {norm_email(e) for e in emails(contact)}:
+    if inp.email and norm_email(inp.email) not in have.emails:
         found.append(f"new email {inp.email}")
-    if inp.phone and norm_phone(inp.phone) not in {norm_phone(p) for p in phones(contact)}:
+    if inp.phone and norm_phone(inp.phone) not in have.phones:
         found.append(f"new phone {inp.phone}")
-    if not inp.address.is_empty() and not _same_address(inp.address, address(contact)):
+    if not inp.address.is_empty() and not _same_address(inp.address, have.address):
         parts = (inp.address.address1, inp.address.city, inp.address.state, inp.address.postal)
         found.append("new address " + ", ".join(p for p in parts if p))
-    last_names = {(i.get("lastName") or "").lower() for i in contact["contactIndividuals"]}
-    if inp.last_name and inp.last_name.lower() not in last_names:
+    if inp.last_name and inp.last_name.lower() not in have.last_names:
         found.append(f"different last name {inp.last_name}")
     return found
 
@@ -102,7 +119,7 @@ def differences(contact: dict[str, Any], inp: ContactInput) -> list[str]:
 def merge_into(contact: dict[str, Any], inp: ContactInput, new_id: NewId, now: str,
                add_references: bool = True) -> bool:
     """Merge incoming data into the record (new email/phone primary, address replaced)."""
-    changed = bool(differences(contact, inp))
+    changed = bool(differences(profile(contact), inp))
     primary = contact["contactIndividuals"][0]
     for word, value, kind in (("email", inp.email, "Home Email"),
                               ("phone", inp.phone, "Home Phone")):

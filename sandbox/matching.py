@@ -155,6 +155,16 @@ class ContactInput:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """A Contact's data normalised once for matching and comparing (kept in the index)."""
+
+    emails: frozenset[str]
+    phones: frozenset[str]
+    last_names: frozenset[str]
+    address: Address
+
+
+@dataclass(frozen=True)
 class Match:
     """The outcome of matching one input: a confident contact id, or a reason there is none."""
 
@@ -173,35 +183,31 @@ class ContactIndex:
         self.by_email: dict[str, set[int]] = defaultdict(set)
         self.by_phone: dict[str, set[int]] = defaultdict(set)
         self.by_name: dict[tuple[str, str], set[int]] = defaultdict(set)
-        self.addresses: dict[int, Address] = {}
+        self.profiles: dict[int, Profile] = {}
         self._keys: dict[int, list[tuple[dict[Any, set[int]], Any]]] = {}
 
-    def add(self, contact_id: int, refs: Iterable[tuple[str, str]], emails: Iterable[str],
-            phones: Iterable[str], names: Iterable[tuple[str, str]], address: Address) -> None:
+    def add(self, contact_id: int, refs: Iterable[tuple[str, str]],
+            names: Iterable[tuple[str, str]], profile: Profile) -> None:
         """(Re-)index one Contact from its current data."""
         self.remove(contact_id)
         keys: list[tuple[dict[Any, set[int]], Any]] = []
         for src, rid in refs:
             keys.append((self.by_ref, (src.lower(), rid)))
-        for email in emails:
-            if (e := norm_email(email)) is not None:
-                keys.append((self.by_email, e))
-        for phone in phones:
-            if (p := norm_phone(phone)) is not None:
-                keys.append((self.by_phone, p))
+        keys.extend((self.by_email, e) for e in profile.emails)
+        keys.extend((self.by_phone, p) for p in profile.phones)
         for first, last in names:
             keys.append((self.by_name, (first.lower(), last.lower())))
         for table, key in keys:
             table[key].add(contact_id)
         self._keys[contact_id] = keys
-        self.addresses[contact_id] = address
+        self.profiles[contact_id] = profile
 
     def remove(self, contact_id: int) -> None:
         for table, key in self._keys.pop(contact_id, []):
             table[key].discard(contact_id)
             if not table[key]:
                 del table[key]
-        self.addresses.pop(contact_id, None)
+        self.profiles.pop(contact_id, None)
 
     def ref_owner(self, source: str, ref_id: str) -> set[int]:
         return set(self.by_ref.get((source.lower(), ref_id), ()))
@@ -215,7 +221,7 @@ class ContactIndex:
             return set()
         found = set()
         for cid in self.by_name.get((inp.first_name.lower(), inp.last_name.lower()), ()):
-            have = self.addresses.get(cid, Address())
+            have = self.profiles[cid].address
             same_postal = bool(inp.address.postal) and \
                 norm_postal(inp.address.postal) == norm_postal(have.postal)
             same_city = bool(inp.address.city and inp.address.state and have.city and have.state) \

@@ -68,7 +68,8 @@ def sort_entry(store: OrgStore, entry: ImportEntry) -> None:
     if match.contact_id is None:
         entry.tab, entry.differences = "match", []
         return
-    entry.differences = ct.differences(store.contacts[match.contact_id], inp) if inp else []
+    entry.differences = ct.differences(store.index.profiles[match.contact_id], inp) if inp \
+        else []
     entry.tab = "update" if entry.differences else "ready"
 
 

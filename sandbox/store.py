@@ -123,8 +123,8 @@ class OrgStore:
     # --- contacts ----------------------------------------------------------------------------
 
     def _reindex(self, contact: dict[str, Any]) -> None:
-        self.index.add(contact["id"], ct.references(contact), ct.emails(contact),
-                       ct.phones(contact), ct.names(contact), ct.address(contact))
+        self.index.add(contact["id"], ct.references(contact), ct.names(contact),
+                       ct.profile(contact))
 
     def create_contact(self, inp: ContactInput, fire: bool = True) -> dict[str, Any]:
         """A new Contact (no matching: callers decide); fires ContactCreate."""

@@ -268,9 +268,11 @@ class PendingGift:
 
 
 def gift_fields(body: Mapping[str, Any], prefix: str, problems: Problems, catalog: Catalog,
-                negative: bool = False) -> tuple[dict[str, Any], list[DesignationInput], str]:
-    """The Gift fields a body sets, its designation entries and the key they came under."""
-    low = lower_keys(body)
+                negative: bool = False, lowered: bool = False
+                ) -> tuple[dict[str, Any], list[DesignationInput], str]:
+    """The Gift fields a body sets, its designation entries and the key they came under
+    (``lowered``: the body's keys are lower-cased already)."""
+    low = body if lowered else lower_keys(body)
     amount = parse_money(low.get("amount"), f"{prefix}amount", problems, negative)
     gift_date = parse_date(low.get("giftdate"), f"{prefix}giftDate", problems)
     gift_type = None
@@ -350,7 +352,7 @@ def transaction(entry: Any, prefix: str, problems: Problems, catalog: Catalog,
         problems.add(prefix.rstrip(".") or "body", "Each transaction must be an object.")
         return None
     low = lower_keys(entry)
-    fields, designations, key = gift_fields(entry, prefix, problems, catalog)
+    fields, designations, key = gift_fields(low, prefix, problems, catalog, lowered=True)
     stored = plain_designations(designations, catalog)
     check_sum(stored, fields["amount"], f"{prefix}{key}", problems)
     fields["giftDesignations"] = stored

@@ -15,7 +15,7 @@ from dramatiq.middleware import CurrentMessage
 from giftsync.logs import configure_logging
 from mapping.tenant import TenantSettings
 from workers import batch_send, intake, metrics
-from workers.broker import CHANGES_QUEUE, CONFIRM_QUEUE, SEND_QUEUE, get_broker
+from workers.broker import CHANGES_QUEUE, CONFIRM_QUEUE, PULL_QUEUE, SEND_QUEUE, get_broker
 from workers.runtime import runtime
 
 log = structlog.get_logger("giftsync.actors")
@@ -133,3 +133,24 @@ def reconcile(tenant: str) -> None:
         donors.sweep(rt, settings)
     finally:
         rt.redis.delete(lock)
+
+
+def _message_id() -> str:
+    message = CurrentMessage.get_current_message()
+    return message.message_id if message is not None else ""
+
+
+@dramatiq.actor(queue_name=PULL_QUEUE)
+def pull_gifts(tenant: str) -> None:
+    """Pull the tenant's Gifts changed in Virtuous since its cursor (see workers.pull)."""
+    from workers import pull
+
+    pull.run(runtime(), runtime().settings.tenant(tenant), "gifts", _message_id())
+
+
+@dramatiq.actor(queue_name=PULL_QUEUE)
+def pull_recurring(tenant: str) -> None:
+    """Pull the tenant's RecurringGifts changed in Virtuous since its cursor (see workers.pull)."""
+    from workers import pull
+
+    pull.run(runtime(), runtime().settings.tenant(tenant), "recurring", _message_id())

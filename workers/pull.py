@@ -2,20 +2,20 @@
 
 A pull reads one kind of record, ``gifts`` (``POST /api/Gift/Query/FullGift``) or ``recurring``
 (``POST /api/RecurringGift/Query``), 1000 a page in (pull_by date, Virtuous id) order from a
-saved cursor. It pages by key, never by skip (Virtuous answers a deep skip with a 500): each
-query asks for ``date > cursor date OR (date = cursor date AND id > cursor id)``, and records at
-or before the cursor are dropped client-side too, should a server round the comparison.
+saved cursor, paging by key, never by skip (Virtuous answers a deep skip with a 500). What
+each page writes back is decided by :mod:`workers.pull_plan`; the format and the rules are in
+``workers/PULL.md``.
 
-Each record is mapped by :mod:`mapping.pull` and becomes at most one entry on the writeback
-stream (format and rules: ``workers/PULL.md``). Records giftsync pushed itself are *echoes*:
-counted, never written back, so nothing loops. A per-tenant *told index* remembers what the
-pull last told the platform about each Virtuous id, so an unchanged record is not written again
-and a changed one is known to be an update.
+Redis keys (see :class:`workers.keys.Keys`): the *cursor* hash (position, generation, totals),
+the *told index* (what the pull last told the platform about each Virtuous id, so an
+unchanged record is not written again and a changed one is known to be an update), and the
+scheduler's *due* and *pending* keys.
 
 Invariants:
 
 - A page's writeback entries, its told-index updates and the cursor move are one Lua script
-  (``pull_commit.lua``); a crash re-reads at most the page in flight, never appending twice.
+  (``pull_commit.lua``); a crash re-reads at most the page in flight and appends nothing twice.
+  A page read before another commit (a concurrent pull, a reset) is refused and read again.
 - Every Virtuous call goes through :func:`workers.sending.call` with kind ``"pull"`` (the capped
   lookup share); a throttle raises :class:`Throttled` and the re-delivered message resumes from
   the saved cursor.
@@ -23,32 +23,37 @@ Invariants:
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
-import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
-from mapping.errors import MappingError
 from mapping.events import real_gift_id
-from mapping.pull import (
-    match_pulled_gift,
-    pulled_scheduled_donation,
-    pulled_transaction,
-    wg_id_of,
-)
+from mapping.pull import wg_id_of
 from mapping.tenant import TenantSettings
 from workers import metrics
 from workers.keys import member
 from workers.middleware import Throttled
+from workers.pull_plan import (
+    KINDS,
+    OUTCOMES,
+    PAGE_SIZE,
+    Cursor,
+    KindSpec,
+    PageFacts,
+    PagePlan,
+    Told,
+    after_cursor,
+    instant,
+    our_reference,
+    page_query,
+    plan_page,
+)
 from workers.runtime import Runtime
 from workers.scripts import decode, load_script
 from workers.sending import call
@@ -56,331 +61,10 @@ from workers.virtuous import VirtuousClient
 
 log = structlog.get_logger("giftsync.pull")
 
-PullKind = Literal["gifts", "recurring"]
-OUTCOMES = ("created", "updated", "echo", "skipped")
-
-# Records per query page: the most Virtuous gives.
-PAGE_SIZE = 1000
 # One delivery stops after this long and continues in the next (the time limit is 10 minutes).
 RUN_BUDGET_SECONDS = 120.0
-# An unrecognised RecurringGift younger than this may be one giftsync has just created and not
-# yet recorded the id of (nothing else marks it as ours): the pull waits rather than echo it.
-SETTLE_SECONDS = 30.0
 # A queued or running pull holds its pending flag this long unless it refreshes it.
 PENDING_LEASE_MS = 15 * 60 * 1000
-# Stands for an amount the platform holds but giftsync never learned ("already present").
-KEPT = "kept"
-
-
-@dataclass(frozen=True)
-class KindSpec:
-    """How one kind of record is queried, recognised and written back."""
-
-    name: PullKind
-    record_kind: str  # the platform kind: ledger member prefix, writeback type prefix
-    metric_kind: str  # the kind label of the pull metrics
-    id_parameter: str
-    # tenant pull_by -> (query parameter, record field holding that date)
-    dates: Mapping[str, tuple[str, str]]
-    query: Callable[[VirtuousClient, Mapping[str, Any]], dict[str, Any]]
-
-
-def _query_gifts(client: VirtuousClient, body: Mapping[str, Any]) -> dict[str, Any]:
-    return client.query_gifts(body, skip=0, take=PAGE_SIZE)
-
-
-def _query_recurring(client: VirtuousClient, body: Mapping[str, Any]) -> dict[str, Any]:
-    return client.query_recurring_gifts(body, skip=0, take=PAGE_SIZE)
-
-
-_MODIFIED = ("Last Modified Date", "modifiedDateTimeUtc")
-KINDS: dict[str, KindSpec] = {
-    "gifts": KindSpec(
-        "gifts",
-        "transaction",
-        "gift",
-        "Gift Id",
-        {"Last Modified Date": _MODIFIED, "Gift Date": ("Gift Date", "giftDate")},
-        _query_gifts,
-    ),
-    # A RecurringGift has no gift date: "Gift Date" tenants pull recurring gifts by creation.
-    "recurring": KindSpec(
-        "recurring",
-        "scheduled_donation",
-        "recurring",
-        "Recurring Gift Id",
-        {"Last Modified Date": _MODIFIED, "Gift Date": ("Create Date", "createDateTimeUtc")},
-        _query_recurring,
-    ),
-}
-
-
-# Key paging (pure)
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """The last record a pull committed: its pull_by date as Virtuous wrote it, and its id."""
-
-    date: str
-    id: int
-
-
-def _condition(parameter: str, operator: str, value: str | None = None) -> dict[str, str]:
-    cond = {"parameter": parameter, "operator": operator}
-    if value is not None:
-        cond["value"] = value
-    return cond
-
-
-def page_query(date_parameter: str, id_parameter: str, cursor: Cursor | None) -> dict[str, Any]:
-    """The Query body for the page after ``cursor``: (date, id) order, keyed past the cursor.
-
-    Groups are OR-ed and a group's conditions AND-ed, so the filter reads
-    ``date > c.date OR (date = c.date AND id > c.id)``; with no cursor, every dated record.
-    """
-    if cursor is None:
-        groups = [{"conditions": [_condition(date_parameter, "Is Known")]}]
-    else:
-        groups = [
-            {"conditions": [_condition(date_parameter, "Greater Than", cursor.date)]},
-            {
-                "conditions": [
-                    _condition(date_parameter, "Is", cursor.date),
-                    _condition(id_parameter, "Greater Than", str(cursor.id)),
-                ]
-            },
-        ]
-    return {"groups": groups, "sortBy": date_parameter, "descending": False}
-
-
-_ISO = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?)?"
-    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
-)
-
-
-def instant(value: object) -> datetime | None:
-    """A Virtuous date or timestamp as a naive UTC datetime (naive input is UTC), or None.
-
-    Reads up to seven fraction digits (.NET writes seven; the seventh is dropped).
-    """
-    if not isinstance(value, str):
-        return None
-    m = _ISO.match(value.strip())
-    if m is None:
-        return None
-    year, month, day, hh, mm, ss, frac, tz = m.groups()
-    try:
-        moment = datetime(
-            int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0),
-            int((frac or "0")[:6].ljust(6, "0")),
-        )  # fmt: skip
-    except ValueError:
-        return None
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        moment -= sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[-2:]))
-    return moment
-
-
-def after_cursor(date: object, record_id: object, cursor: Cursor | None) -> bool:
-    """Whether a record lies strictly after the cursor in (date, id) order.
-
-    An unreadable date is let through: the server's filter already placed it.
-    """
-    if cursor is None:
-        return True
-    mine, theirs = instant(date), instant(cursor.date)
-    vid = real_gift_id(record_id) if isinstance(record_id, int | str) else None
-    if mine is None or theirs is None or vid is None:
-        return True
-    return (mine, vid) > (theirs, cursor.id)
-
-
-# What the platform was told, and what Redis knows about a page
-
-
-@dataclass(frozen=True)
-class Told:
-    """The told index's entry for one Virtuous id: the platform holds this record."""
-
-    fp: str  # fingerprint of the record's steady-state mapping last written back
-    id: str = ""  # the platform record id, when giftsync knows it
-    status: str | None = None  # the transaction status the platform holds, if known
-
-    def dumps(self) -> str:
-        return json.dumps({"fp": self.fp, "id": self.id, "status": self.status})
-
-    @staticmethod
-    def loads(raw: object) -> Told | None:
-        if raw is None:
-            return None
-        data = json.loads(decode(raw))
-        return Told(str(data["fp"]), str(data.get("id") or ""), data.get("status"))
-
-
-@dataclass(frozen=True)
-class PageFacts:
-    """What Redis knows about one page's records."""
-
-    # Ledger: real Virtuous id -> member, for every record giftsync pushed of this kind.
-    pushed: Mapping[int, str]
-    # Platform ids (wg_id, our transactionId) of this page that have a ledger record.
-    ledger_ids: AbstractSet[str] = frozenset()
-    # Members whose newest platform event says the scheduled donation is cancelled.
-    platform_cancelled: AbstractSet[str] = frozenset()
-    told: Mapping[int, Told] = field(default_factory=dict)
-
-
-@dataclass
-class PagePlan:
-    """What committing one page writes: entries, told-index updates, counts and the cursor."""
-
-    entries: list[list[str]] = field(default_factory=list)
-    told: dict[int, str] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
-    last: Cursor | None = None
-    # > 0 when the page stopped early at a record that must settle first.
-    defer_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class _Decision:
-    outcome: str
-    record: dict[str, Any] | None = None
-    steady: dict[str, Any] | None = None
-    platform_id: str = ""
-    match: str = "new"
-    status: str | None = None
-
-
-def _our_reference(gift: Mapping[str, Any], tenant: TenantSettings) -> str | None:
-    """The transactionId of a gift giftsync sent (every push carries its reference pair)."""
-    tid = gift.get("transactionId")
-    if gift.get("transactionSource") == tenant.transaction_source and tid not in (None, ""):
-        return str(tid)
-    return None
-
-
-def _gift(gift: Mapping[str, Any], vid: int, tenant: TenantSettings, facts: PageFacts) -> _Decision:
-    wg, ref = wg_id_of(gift), _our_reference(gift, tenant)
-    if vid in facts.pushed or {wg, ref} & facts.ledger_ids:
-        return _Decision("echo")
-    told = facts.told.get(vid)
-    known = {vid: told.id} if told is not None else {}
-    match = match_pulled_gift(
-        gift, known_by_virtuous_id=known, known_by_wg_id={wg} if wg else set()
-    )
-    status = told.status if told is not None else None
-    existing = None if match.by == "new" else {"amount": KEPT, "status": status}
-    record = pulled_transaction(gift, existing=existing, tenant=tenant)
-    if existing is not None and status is None:
-        # The platform's own status stands: giftsync never learned it, so it sends none.
-        del record["status"]
-    status = record.get("status")
-    steady = record
-    if existing is None:
-        steady = pulled_transaction(
-            gift, existing={"amount": KEPT, "status": status}, tenant=tenant
-        )
-    return _Decision("", record, steady, match.transaction_id or "", match.by, status)
-
-
-def _recurring(
-    rg: Mapping[str, Any], vid: int, tenant: TenantSettings, facts: PageFacts
-) -> _Decision:
-    pushed, told = facts.pushed.get(vid), facts.told.get(vid)
-    if pushed is not None:
-        # WeGive owns the plans it pushed; the one change only Virtuous can originate is a
-        # staff cancellation, which the platform must hear about (once, via the told index).
-        if not rg.get("cancelDateTimeUtc") or pushed in facts.platform_cancelled:
-            return _Decision("echo")
-        platform_id, by = pushed.split(":", 1)[1], "virtuous_id"
-    elif told is not None:
-        platform_id, by = told.id, "virtuous_id"
-    else:
-        platform_id, by = "", "new"
-    existing = None if by == "new" else {}
-    record = pulled_scheduled_donation(rg, existing=existing, tenant=tenant)
-    steady = (
-        record
-        if existing is not None
-        else pulled_scheduled_donation(rg, existing={}, tenant=tenant)
-    )
-    return _Decision("", record, steady, platform_id, by)
-
-
-def _canonical(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def fingerprint(record: Mapping[str, Any]) -> str:
-    """A short digest of a mapped record: equal records, equal fingerprints."""
-    return hashlib.blake2b(_canonical(record).encode("utf-8"), digest_size=10).hexdigest()
-
-
-def plan_page(
-    spec: KindSpec,
-    tenant: TenantSettings,
-    records: Sequence[Mapping[str, Any]],
-    facts: PageFacts,
-    *,
-    date_field: str,
-    now: datetime,
-) -> PagePlan:
-    """Decide every record of a page (pure): echo, unchanged, or a create/update entry."""
-    plan = PagePlan()
-    settle_after = now - timedelta(seconds=SETTLE_SECONDS)
-    for rec in records:
-        vid, date = real_gift_id(rec.get("id")), rec.get(date_field)
-        if vid is None or not isinstance(date, str):
-            plan.counts["skipped"] += 1
-            log.warning("pull_record_unreadable", kind=spec.name, field=date_field)
-            continue
-        if spec.name == "recurring" and vid not in facts.pushed and vid not in facts.told:
-            created = instant(rec.get("createDateTimeUtc"))
-            if created is not None and created > settle_after:
-                plan.defer_seconds = max((created - settle_after).total_seconds(), 0.001)
-                break
-        try:
-            decide = _gift if spec.name == "gifts" else _recurring
-            decision = decide(rec, vid, tenant, facts)
-        except MappingError as exc:
-            decision = _Decision("skipped")
-            log.warning(
-                "pull_record_unmappable", virtuous_id=vid, field=exc.path, reason=exc.reason
-            )
-        plan.last = Cursor(date, vid)
-        if decision.record is None or decision.steady is None:
-            plan.counts[decision.outcome] += 1
-            continue
-        told = Told(fingerprint(decision.steady), decision.platform_id, decision.status)
-        previous = facts.told.get(vid)
-        if previous is not None and previous.fp == told.fp:
-            plan.counts["skipped"] += 1  # unchanged since the platform was last told
-            continue
-        create = decision.match == "new"
-        plan.counts["created" if create else "updated"] += 1
-        plan.told[vid] = told.dumps()
-        modified = rec.get("modifiedDateTimeUtc") or told.fp
-        plan.entries.append(
-            [
-                "type", f"{spec.record_kind}.pulled_{'create' if create else 'update'}",
-                "tenant", tenant.name,
-                "kind", spec.record_kind,
-                "id", decision.platform_id,
-                "virtuous_id", str(vid),
-                "match", decision.match,
-                "key", f"{spec.record_kind}:{vid}:{modified}",
-                "modified", str(modified),
-                "record", _canonical(decision.record),
-            ]
-        )  # fmt: skip
-    return plan
-
-
-# Redis: facts, the commit, the cursor
 
 
 def pushed_ids(rt: Runtime, tenant: str, record_kind: str) -> dict[int, str]:
@@ -427,18 +111,20 @@ def gather_facts(
     cancelled: set[str] = set()
     pipe = rt.redis.pipeline(transaction=False)
     if spec.name == "gifts":
-        wanted = sorted({c for r in records for c in (wg_id_of(r), _our_reference(r, tenant)) if c})
+        wanted = sorted({c for r in records for c in (wg_id_of(r), our_reference(r, tenant)) if c})
         for platform_id in wanted:
             pipe.exists(rt.keys.record(tenant.name, member("transaction", platform_id)))
         ledger_ids = {p for p, hit in zip(wanted, pipe.execute(), strict=True) if hit}
     else:
-        members = sorted(
-            {pushed[vid] for r in records if r.get("cancelDateTimeUtc")
-             if (vid := real_gift_id(r.get("id"))) in pushed}
-        )  # fmt: skip
-        for name in members:
+        members = set()
+        for r in records:
+            vid = real_gift_id(r.get("id"))
+            if r.get("cancelDateTimeUtc") and vid is not None and vid in pushed:
+                members.add(pushed[vid])
+        ordered = sorted(members)
+        for name in ordered:
             pipe.hget(rt.keys.record(tenant.name, name), "payload")
-        for name, payload in zip(members, pipe.execute(), strict=True):
+        for name, payload in zip(ordered, pipe.execute(), strict=True):
             if _platform_status(payload) == "cancelled":
                 cancelled.add(name)
     return PageFacts(pushed, frozenset(ledger_ids), frozenset(cancelled), told)
@@ -510,10 +196,15 @@ def commit(
 
 
 def reset_cursor(rt: Runtime, tenant: TenantSettings, kind: str, since: str) -> None:
-    """Start the next pull at ``since`` (an ISO date or time, UTC); the told index stays."""
+    """Start the next pull at ``since`` (an ISO date or time, UTC), records dated exactly
+    then included. The told index stays, so re-read records are written back only if changed.
+    Raises ValueError for a ``since`` that is not a date."""
+    moment = instant(since)
+    if moment is None:
+        raise ValueError(f"not an ISO date or time: {since!r}")
     key = rt.keys.pull_cursor(tenant.name, kind)
     pipe = rt.redis.pipeline(transaction=True)
-    pipe.hset(key, mapping={"by": tenant.pull_by, "date": since, "id": 0})
+    pipe.hset(key, mapping={"by": tenant.pull_by, "date": moment.isoformat(), "id": 0})
     pipe.hincrby(key, "gen", 1)
     pipe.execute()
 
@@ -553,18 +244,22 @@ def pull(
     *,
     budget_seconds: float | None = None,
     on_page: Callable[[PullReport], None] | None = None,
+    report: PullReport | None = None,
 ) -> PullReport:
-    """Pull pages from the saved cursor until the end (or raise Throttled to wait)."""
+    """Pull pages from the saved cursor until the end (or raise Throttled to wait).
+
+    Progress adds up in ``report`` when one is given (a caller resuming after a throttle).
+    """
     spec = KINDS[kind]
     date_parameter, date_field = spec.dates[tenant.pull_by]
     pushed = pushed_ids(rt, tenant.name, spec.record_kind)
-    report = PullReport(kind)
+    report = report if report is not None else PullReport(kind)
     started = time.monotonic()
     while True:
         cursor, gen = load_cursor(rt, tenant, spec.name)
         body = page_query(date_parameter, spec.id_parameter, cursor)
         asked_ms = rt.batcher.server_ms()
-        answer = call(rt, tenant, functools.partial(spec.query, body=body), kind="pull")
+        answer = call(rt, tenant, _asker(spec, body), kind="pull")
         rows = [r for r in answer.get("list") or [] if isinstance(r, Mapping)]
         records = [r for r in rows if after_cursor(r.get(date_field), r.get("id"), cursor)]
         if len(rows) >= PAGE_SIZE and not records:
@@ -595,6 +290,13 @@ def pull(
             raise Throttled(0.001, "continue")
 
 
+def _asker(spec: KindSpec, body: Mapping[str, Any]) -> Callable[[VirtuousClient], dict[str, Any]]:
+    def ask(client: VirtuousClient) -> dict[str, Any]:
+        return spec.query(client, body)
+
+    return ask
+
+
 def _finish(rt: Runtime, tenant: str, kind: str) -> None:
     key = rt.keys.pull_cursor(tenant, kind)
     pipe = rt.redis.pipeline(transaction=True)
@@ -608,13 +310,17 @@ def run(rt: Runtime, tenant: TenantSettings, kind: str, message_id: str) -> None
     pending = rt.keys.pull_pending(tenant.name, kind)
     rt.redis.set(pending, message_id, px=PENDING_LEASE_MS)
     label = KINDS[kind].metric_kind
+
+    def still_running(_: PullReport) -> None:
+        rt.redis.pexpire(pending, PENDING_LEASE_MS)
+
     try:
         report = pull(
             rt,
             tenant,
             kind,
             budget_seconds=RUN_BUDGET_SECONDS,
-            on_page=lambda _: rt.redis.pexpire(pending, PENDING_LEASE_MS),
+            on_page=still_running,
         )
     except Throttled as exc:
         metrics.PULL_RUNS.labels(tenant.name, label, exc.reason).inc()

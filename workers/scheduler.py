@@ -31,6 +31,8 @@ FLUSH_EVERY_SECONDS = 0.5
 MAINTENANCE_EVERY_SECONDS = 5.0
 # How often orphaned batches are looked for.
 ORPHANS_EVERY_SECONDS = 10.0
+# How often each tenant's pulls are checked for being due (each runs every pull_interval_seconds).
+PULLS_EVERY_SECONDS = 1.0
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Scheduler:
             _Periodic(MAINTENANCE_EVERY_SECONDS, self.maintenance, "maintenance"),
             _Periodic(ORPHANS_EVERY_SECONDS, self.adopt_orphans, "orphans"),
             _Periodic(self.rt.settings.reconcile_every_seconds, self.reconcile, "reconcile"),
+            _Periodic(PULLS_EVERY_SECONDS, self.schedule_pulls, "pulls"),
         ]
 
     def flush_due(self) -> None:
@@ -94,6 +97,17 @@ class Scheduler:
 
         for name in sorted(self.rt.settings.tenants):
             reconcile.send(tenant=name)
+
+    def schedule_pulls(self) -> None:
+        """Enqueue each tenant's gift and recurring pulls when due and none is pending."""
+        from workers import pull
+        from workers.actors import broker, pull_gifts, pull_recurring
+
+        for name, tenant in sorted(self.rt.settings.tenants.items()):
+            for kind, actor in (("gifts", pull_gifts), ("recurring", pull_recurring)):
+                message = actor.message(tenant=name)
+                if pull.claim_schedule(self.rt, tenant, kind, message.message_id):
+                    broker.enqueue(message)
 
     def tick(self) -> None:
         """Run every task that is due; a failing task is logged and retried next time."""

@@ -69,6 +69,26 @@ class StateCollector(Collector):
             cap.add_metric([name], float(tenant.calls_per_hour))
         yield from (age, size, states, paused, window, cap)
 
+        yield _pull_lag(rt, now)
+
         dead = GaugeMetricFamily("giftsync_dead_letters", "Dead letters kept by the ledger.")
         dead.add_metric([], float(rt.redis.hlen(rt.keys.dead_letters)))
         yield dead
+
+
+def _pull_lag(rt: Runtime, now_ms: int) -> GaugeMetricFamily:
+    """How far behind now each pull's saved cursor is (absent before its first page)."""
+    from workers.pull import cursor_lag_seconds
+    from workers.pull_plan import KINDS
+
+    lag = GaugeMetricFamily(
+        "giftsync_pull_cursor_lag_seconds",
+        "How far behind now a pull is: its cursor's date, or when it last reached the end.",
+        labels=["tenant", "kind"],
+    )
+    for name in sorted(rt.settings.tenants):
+        for kind, spec in KINDS.items():
+            seconds = cursor_lag_seconds(rt, name, kind, now_ms)
+            if seconds is not None:
+                lag.add_metric([name, spec.metric_kind], seconds)
+    return lag

@@ -1,0 +1,63 @@
+"""Dead letters: kept by the ledger with their reason, listed and replayed by the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producers.publish import publish_many
+from sandbox.config import FaultConfig
+from tests.integration.test_pipeline_batch import events_for
+from tests.pipeline_fixtures import REPO, deployment, make_config, org, tenant_table, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def giftsync(dep: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "giftsync.cli", *args],
+        cwd=REPO,
+        env=dep.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_batch_that_fails_every_retry_is_kept_listed_and_replayed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    config = make_config(org("hope-shelter", "demo-token-hope"))
+    env = {"GIFTSYNC_MAX_RETRIES": "2", "GIFTSYNC_MIN_BACKOFF_MS": "50"}
+    tenants = lambda url: tenant_table("hope-shelter", url, "VIRTUOUS_TOKEN_HOPE")  # noqa: E731
+    with deployment(tmp_path, redis_url, tenants=tenants, sandbox_config=config, env=env) as dep:
+        dep.admin("POST", "faults", json={"fail_rate": 1.0})
+        dep.start_worker(processes=1, threads=2)
+        publish_many(events_for(("hope-shelter",), 30))
+        wait_for(lambda: dep.state_counts("hope-shelter").get("dead", 0) == 30, what="30 dead")
+
+        listed = giftsync(dep, "dlq", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        [letter] = json.loads(listed.stdout)
+        assert letter["actor"] == "send_batch" and letter["tenant"] == "hope-shelter"
+        assert "500" in letter["reason"] or "Transient" in letter["reason"]
+        assert letter["attempts"] == 3
+        record = dep.redis.hgetall(dep.key("rec", "hope-shelter", "transaction:1"))
+        assert record[b"state"] == b"dead" and b"dead letter" in record[b"reason"]
+
+        dep.admin("POST", "faults", json={"clear": True})
+        replayed = giftsync(dep, "dlq", "replay", "--tenant", "hope-shelter")
+        assert replayed.returncode == 0, replayed.stderr
+        assert "replayed 1" in replayed.stdout
+        wait_for(
+            lambda: dep.state_counts("hope-shelter") == {"submitted": 30},
+            what="the replayed batch submitted",
+        )
+        assert json.loads(giftsync(dep, "dlq", "list", "--json").stdout) == []
+        entries = dep.admin("GET", "imports?org=hope-shelter")["hope-shelter"]
+        assert sum(len(b["entries"]) for b in entries) == 30
