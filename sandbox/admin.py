@@ -156,9 +156,14 @@ class AdminApi:
         return config
 
     async def put_org(self, request: Request) -> Response:
-        """Add an organisation, or change one (its records stay): an ``OrgConfig`` table."""
-        store = self.state.add_org(org_from_mapping(await read_json(request)))
-        return json_response(self._org_json(store))
+        """Add an organisation (an ``OrgConfig`` table), or change one: keys not given keep
+        their values, and its records stay."""
+        body = await read_json(request)
+        with self.state.lock:
+            existing = self.state.orgs.get(str(body.get("name")))
+            table = {**asdict(existing.config), **body} if existing is not None else body
+            store = self.state.add_org(org_from_mapping(table))
+            return json_response(self._org_json(store))
 
     async def settings(self, request: Request) -> Response:
         """``{"duplicate_response"?: "noop"|"error", "webhook_bulk"?: bool}``."""

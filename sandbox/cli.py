@@ -20,29 +20,32 @@ from sandbox.server import serve
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="giftsync sandbox",
                                 description="Run a local stand-in for the Virtuous API.")
-    p.add_argument("--port", type=int, default=8765, help="port to serve on (default 8765)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--config", help="TOML or JSON file with the organisations and settings")
-    p.add_argument("--hour-seconds", type=float,
-                   help="how many real seconds 'an hour' (the rate-limit window) lasts")
-    p.add_argument("--calls-per-hour", type=int, help="the cap for every organisation")
-    p.add_argument("--other-integrations-calls-per-hour", type=int,
-                   help="calls other integrations spend per window, for every organisation")
-    p.add_argument("--duplicate-response", choices=("noop", "error"),
-                   help="answer a repeated transactionSource/transactionId with 200 or 400")
-    p.add_argument("--fail-rate", type=float, help="share of /api calls answered 500")
-    p.add_argument("--slow-rate", type=float, help="share of /api calls answered slowly")
-    p.add_argument("--slow-seconds", type=float, help="delay of a slow answer")
-    p.add_argument("--drop-rate", type=float, help="share of /api calls whose connection drops")
-    p.add_argument("--timeout-after-apply-rate", type=float,
-                   help="share of /api calls applied, then held past the client's timeout")
-    p.add_argument("--stall-seconds", type=float, help="how long such an answer is held")
-    p.add_argument("--webhook-drop-rate", type=float, help="share of webhook deliveries dropped")
-    p.add_argument("--webhook-bulk", action="store_true",
-                   help="deliver the gifts one run creates as one bulk webhook")
-    p.add_argument("--nightly-every", type=float, metavar="SECONDS",
-                   help="run the nightly batch every SECONDS (default: only on demand)")
-    p.add_argument("--seed", type=int, help="seed for the fault RNG")
+    add = p.add_argument
+    add("--port", type=int, metavar="N", default=8765, help="port to serve on (default 8765)")
+    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add("--config", metavar="FILE", help="TOML or JSON file: organisations and settings")
+    add("--hour-seconds", type=float, metavar="N",
+        help="how many real seconds 'an hour' (the rate-limit window) lasts")
+    add("--calls-per-hour", type=int, metavar="N", help="the cap for every organisation")
+    add("--other-integrations-calls-per-hour", type=int, metavar="N",
+        help="calls other integrations spend per window, for every organisation")
+    add("--duplicate-response", choices=("noop", "error"),
+        help="answer a repeated transactionSource/transactionId with 200 or 400")
+    add("--fail-rate", type=float, metavar="SHARE", help="share of /api calls answered 500")
+    add("--slow-rate", type=float, metavar="SHARE", help="share of /api calls answered slowly")
+    add("--slow-seconds", type=float, metavar="SECONDS", help="delay of a slow answer")
+    add("--drop-rate", type=float, metavar="SHARE",
+        help="share of /api calls whose connection drops")
+    add("--timeout-after-apply-rate", type=float, metavar="SHARE",
+        help="share of /api calls applied, then held past the client's timeout")
+    add("--stall-seconds", type=float, metavar="SECONDS", help="how long such an answer is held")
+    add("--webhook-drop-rate", type=float, metavar="SHARE",
+        help="share of webhook deliveries dropped")
+    add("--webhook-bulk", action="store_true",
+        help="deliver the gifts one run creates as one bulk webhook")
+    add("--nightly-every", type=float, metavar="SECONDS",
+        help="run the nightly batch every SECONDS (default: only on demand)")
+    add("--seed", type=int, metavar="N", help="seed for the fault RNG")
     return p
 
 

@@ -94,7 +94,14 @@ def _pending(rt: Runtime, tenant: str, member: str) -> dict[str, str] | None:
     return record
 
 
-def quarantine(rt: Runtime, tenant: str, member: str, version: str, reason: str) -> int:
+def quarantine(
+    rt: Runtime,
+    tenant: str,
+    member: str,
+    version: str,
+    reason: str,
+    writeback_type: str = "gift.quarantined",
+) -> int:
     """Virtuous refused this version: record why, tell the platform, and do not retry it.
 
     Returns the record's newest version (a newer change may still be sent)."""
@@ -105,7 +112,7 @@ def quarantine(rt: Runtime, tenant: str, member: str, version: str, reason: str)
         version=version,
         state="quarantined",
         virtuous_id="",
-        writeback_type="gift.quarantined",
+        writeback_type=writeback_type,
         reason=reason,
     )
     rt.redis.zadd(rt.keys.quarantine(tenant), {member: rt.batcher.server_ms()})

@@ -17,6 +17,7 @@ from mapping.events import Allocation, ScheduledDonation, parse_event_json, real
 from mapping.recurring import recurring_create, recurring_decision, recurring_update
 from mapping.tenant import TenantSettings
 from workers import metrics
+from workers.batch_send import rejection_reason
 from workers.dependencies import (
     ContactPending,
     ensure_contact,
@@ -24,7 +25,8 @@ from workers.dependencies import (
     ensure_segment,
     hold_for_donor,
 )
-from workers.realtime import RecordLock, mark_applied
+from workers.errors import NotFoundError, RejectedError
+from workers.realtime import RecordLock, mark_applied, quarantine
 from workers.runtime import Runtime
 from workers.sending import call
 
@@ -60,50 +62,56 @@ def send_recurring(rt: Runtime, tenant: TenantSettings, member: str) -> None:
             return
         if int(record.get("applied_version", "-1")) >= int(record.get("version", "-1")):
             return
-        event = parse_event_json(record["payload"])
-        sd = event.record
-        assert isinstance(sd, ScheduledDonation)
-        known = real_gift_id(record.get("virtuous_id"))
-        if known is not None and sd.virtuous_id is None:
-            sd = sd.model_copy(update={"virtuous_id": known})
-        decision = recurring_decision(sd)
-        if not decision.send:
-            mark_applied(
-                rt,
-                tenant.name,
-                member,
-                version=record["version"],
-                state="skipped",
-                virtuous_id="",
-                writeback_type="recurring.skipped",
-                reason=decision.reason,
-            )
-            return
         try:
-            sd = with_dependencies(rt, tenant, sd)
+            _send(rt, tenant, member, record)
+        except (RejectedError, NotFoundError) as exc:
+            reason = rejection_reason(exc) if isinstance(exc, RejectedError) else str(exc)
+            quarantine(rt, tenant.name, member, record["version"], reason, "recurring.quarantined")
         except ContactPending as exc:
             hold_for_donor(rt, tenant.name, member, exc.donor_id)
-            return
-        if sd.virtuous_id is not None:
-            recurring_id = int(sd.virtuous_id)
-            existing = call(rt, tenant, lambda c: c.get_recurring_gift(recurring_id))
-            body = recurring_update(existing, sd, tenant, cancelled_at=event.version)
-            call(rt, tenant, lambda c: c.update_recurring_gift(recurring_id, body))
-            outcome = "cancelled" if sd.status == "cancelled" else "updated"
-        else:
-            payload = recurring_create(sd, tenant)
-            created = call(rt, tenant, lambda c: c.create_recurring_gift(payload))
-            recurring_id = int(created["id"])
-            outcome = "created"
+
+
+def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, str]) -> None:
+    event = parse_event_json(record["payload"])
+    sd = event.record
+    assert isinstance(sd, ScheduledDonation)
+    known = real_gift_id(record.get("virtuous_id"))
+    if known is not None and sd.virtuous_id is None:
+        sd = sd.model_copy(update={"virtuous_id": known})
+    decision = recurring_decision(sd)
+    if not decision.send:
         mark_applied(
             rt,
             tenant.name,
             member,
             version=record["version"],
-            state="sent",
-            virtuous_id=str(recurring_id),
-            writeback_type=f"recurring.{outcome}",
+            state="skipped",
+            virtuous_id="",
+            writeback_type="recurring.skipped",
             reason=decision.reason,
         )
-        metrics.GIFTS_SUBMITTED.labels(tenant.name, "recurring").inc()
-        log.info("recurring_sent", outcome=outcome, member=member)
+        return
+    sd = with_dependencies(rt, tenant, sd)
+    if sd.virtuous_id is not None:
+        recurring_id = int(sd.virtuous_id)
+        existing = call(rt, tenant, lambda c: c.get_recurring_gift(recurring_id))
+        body = recurring_update(existing, sd, tenant, cancelled_at=event.version)
+        call(rt, tenant, lambda c: c.update_recurring_gift(recurring_id, body))
+        outcome = "cancelled" if sd.status == "cancelled" else "updated"
+    else:
+        payload = recurring_create(sd, tenant)
+        created = call(rt, tenant, lambda c: c.create_recurring_gift(payload))
+        recurring_id = int(created["id"])
+        outcome = "created"
+    mark_applied(
+        rt,
+        tenant.name,
+        member,
+        version=record["version"],
+        state="sent",
+        virtuous_id=str(recurring_id),
+        writeback_type=f"recurring.{outcome}",
+        reason=decision.reason,
+    )
+    metrics.GIFTS_SUBMITTED.labels(tenant.name, "recurring").inc()
+    log.info("recurring_sent", outcome=outcome, member=member)

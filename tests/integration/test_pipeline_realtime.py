@@ -219,3 +219,43 @@ def test_recurring_pushes_each_dependency_once_and_splits_fees(
         amounts = sorted(Decimal(str(d["amountDesignated"])) for d in rg["designations"])
         assert Decimal(str(rg["amount"])) == Decimal("31.00")
         assert amounts == [Decimal("10.33"), Decimal("20.67")]
+
+
+def test_a_fee_fund_gets_the_fee_and_a_cancellation_reaches_virtuous(
+    tmp_path: Path, redis_url: str
+) -> None:
+    def tenants(url: str) -> str:
+        return rt_tenant(url, fee_splitting=False, fee_fund_virtuous_id=88)
+
+    with deployment(tmp_path, redis_url, tenants=tenants, sandbox_config=rt_config()) as dep:
+        dep.start_worker(processes=1, threads=4)
+        allocations = [{"fund": FUNDS[0], "amount": 1500}, {"fund": FUNDS[1], "amount": 1500}]
+        common = {
+            "amount": 3000,
+            "fee_amount": 117,
+            "fund": FUNDS[0],
+            "allocations": allocations,
+            "source": donor(951, contact_id=None),
+        }
+        publish_many([scheduled_donation("river-arts", 950, version=version_at(1), **common)])
+        wait_for(lambda: sent(dep) == 1, what="the recurring gift")
+        [rg] = dep.admin("GET", "recurring-gifts?org=river-arts")["river-arts"]
+        lines = {d["projectId"]: Decimal(str(d["amountDesignated"])) for d in rg["designations"]}
+        assert lines == {101: Decimal("15.00"), 102: Decimal("15.00"), 88: Decimal("1.17")}
+        assert Decimal(str(rg["amount"])) == Decimal("31.17")
+
+        cancel = scheduled_donation(
+            "river-arts",
+            950,
+            version=version_at(2),
+            status="cancelled",
+            virtuous_id=rg["id"],
+            **common,
+        )
+        publish_many([cancel])
+        wait_for(
+            lambda: any(w["type"] == "recurring.cancelled" for w in dep.writeback()),
+            what="the cancellation",
+        )
+        [rg] = dep.admin("GET", "recurring-gifts?org=river-arts")["river-arts"]
+        assert rg["status"] == "Cancelled" and rg["cancelDateTimeUtc"]

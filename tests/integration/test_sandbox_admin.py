@@ -84,6 +84,10 @@ def test_organisations_are_added_and_changed_at_run_time(sandbox: RunningSandbox
     gamma.headers["Authorization"] = "Bearer token-gamma-2"
     assert gamma.get("/api/Gift/1").headers["X-RateLimit-Limit"] == "100"
     assert org_stats(admin, "gamma")["held"] == 1
+    # Keys not given keep their values.
+    admin.post("/_admin/orgs", json={"name": "gamma", "window_seconds": 5})
+    assert gamma.get("/api/Gift/1").headers["X-RateLimit-Limit"] == "100"
+    assert "." in gamma.get("/api/Gift/1").headers["X-RateLimit-Reset"]
     listed = {o["name"]: o for o in admin.get("/_admin/orgs").json()}
     assert "token-gamma-2" not in json.dumps(listed)
     bad = admin.post("/_admin/orgs", json={"name": "delta", "tokens": ["token-alpha-1"]})

@@ -49,12 +49,16 @@ def test_a_cursor_becomes_date_after_or_same_date_and_id_after() -> None:
     assert body["sortBy"] == "Last Modified Date" and body["descending"] is False
 
 
+# Stored as the sandbox stores them: 19-character gift dates, 26-character timestamps.
+TIMES = ("00:00:00", "09:30:00", "09:30:00.500000")
+
+
 def _records(count: int, field: str, seed: int) -> list[dict[str, Any]]:
     """Records with few distinct dates (many ties) and shuffled ids."""
     rng = random.Random(seed)
     ids = rng.sample(range(1, 10 * count), count)
     stamps = [
-        f"2026-11-{20 + rng.randrange(3)}T{rng.choice(['00:00:00', '09:30:00', '09:30:00.5'])}"
+        f"2026-11-{20 + rng.randrange(3)}T{rng.choice(TIMES)}"
         for _ in range(count)
     ]
     return [{"id": i, field: s} for i, s in zip(ids, stamps, strict=True)]
