@@ -50,7 +50,7 @@ def run(quick: bool) -> Result:
         dep.start_worker(processes=2, threads=8)
         wait_for_consumers(dep, 2)
         started = time.monotonic()
-        publish_many(events(count, 1))
+        publish_many(events(count, 1, (TENANT,)))
         wait_until(lambda: submitted(dep, [TENANT]) >= count, timeout=count / cap * window + 120,
                    what="the backlog to drain")
         drained = time.monotonic() - started

@@ -64,7 +64,7 @@ def run(quick: bool) -> Result:
         dep.start_worker(processes=1, threads=8)
         with CallSampler(dep, TENANT) as sampler:
             started = time.monotonic()
-            publish_many(events(count, 1))
+            publish_many(events(count, 1, (TENANT,)))
             wait_until(lambda: submitted(dep, [TENANT]) >= count, timeout=window * 5 + 60,
                        what="the backlog to drain")
             drained = time.monotonic() - started

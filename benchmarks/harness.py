@@ -189,7 +189,7 @@ def rss_kib(pid: int) -> int:
 class RssSampler:
     """Samples the resident memory of every process of some worker process groups."""
 
-    def __init__(self, pgids: list[int], interval: float = 0.25) -> None:
+    def __init__(self, pgids: list[int], interval: float = 0.1) -> None:
         # (monotonic time, total KiB, largest single process KiB)
         self.samples: list[tuple[float, int, int]] = []
         self._pgids, self._interval = pgids, interval

@@ -42,10 +42,11 @@ TARGET = 5000.0
 WARM_UP = 300
 
 
-def events(count: int, start: int, contact_id: int | None = 5000) -> Iterator[dict[str, Any]]:
-    """``count`` successful card transactions spread over the tenants, ids from ``start``."""
+def events(count: int, start: int, tenants: tuple[str, ...] = TENANTS,
+           contact_id: int | None = 5000) -> Iterator[dict[str, Any]]:
+    """``count`` successful card transactions spread over ``tenants``, ids from ``start``."""
     for i in range(count):
-        yield transaction(TENANTS[i % 3], start + i, amount=1000 + i % 9000,
+        yield transaction(tenants[i % len(tenants)], start + i, amount=1000 + i % 9000,
                           version=version_at(i % 100_000), contact_id=contact_id)
 
 

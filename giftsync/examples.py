@@ -10,7 +10,7 @@ sandbox demo's Project and Segment ids.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,8 +110,18 @@ def transaction(
     }
 
 
-def demo_events(count: int, tenants: list[str], *, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """``count`` varied events spread over ``tenants`` (ids unique per tenant)."""
+def demo_events(
+    count: int,
+    tenants: list[str],
+    *,
+    seed: int = 7,
+    contact_ids: Mapping[str, list[int]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """``count`` varied events spread over ``tenants`` (ids unique per tenant).
+
+    ``contact_ids`` names Contacts that exist in each tenant's Virtuous; donors are either one
+    of them or new (no Contact id yet).
+    """
     rng = random.Random(seed)
     statuses = ["success"] * 14 + ["processing", "failed", "refunded", "pending"]
     for index in range(count):
@@ -128,7 +138,8 @@ def demo_events(count: int, tenants: list[str], *, seed: int = 7) -> Iterator[di
                 {"fund": FUNDS[0], "amount": first},
                 {"fund": FUNDS[1], "amount": amount - first},
             ]
-        contact_id = rng.choice([None, 5001, 5002, 5003])
+        known = list((contact_ids or {}).get(tenant, []))
+        contact_id = rng.choice([None, *known]) if known else None
         virtuous_id: int | str | None = None
         if status in ("failed", "refunded") and rng.random() < 0.5:
             virtuous_id = f"btch_{tenant}_1"

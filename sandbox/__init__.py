@@ -2,7 +2,7 @@
 
 Production code never imports this package. Start one with ``start_sandbox(config)`` (a
 background thread on a free port) or ``giftsync sandbox`` / ``python -m sandbox`` (``serve``).
-See sandbox/README.md for what it implements and how to inspect it.
+See docs/sandbox.md for what it implements and how to inspect it.
 """
 
 from sandbox.config import (

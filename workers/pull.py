@@ -262,12 +262,13 @@ def pull(
         answer = call(rt, tenant, _asker(spec, body), kind="pull")
         rows = [r for r in answer.get("list") or [] if isinstance(r, Mapping)]
         records = [r for r in rows if after_cursor(r.get(date_field), r.get("id"), cursor)]
-        if len(rows) >= PAGE_SIZE and not records:
-            raise RuntimeError(f"{spec.name} query ignored the key-paging conditions")
         facts = gather_facts(rt, tenant, spec, records, pushed)
         now = datetime.fromtimestamp(asked_ms / 1000, UTC).replace(tzinfo=None)
         plan = plan_page(spec, tenant, records, facts, date_field=date_field, now=now)
         end = len(rows) < PAGE_SIZE and not plan.defer_seconds
+        if not end and plan.last is None and not plan.defer_seconds:
+            # A full page the cursor cannot move past would be read again for ever.
+            raise RuntimeError(f"{spec.name} page gave no record past the cursor")
         if not commit(rt, tenant, spec, plan, gen, synced_ms=asked_ms if end else None):
             log.info("pull_cursor_moved", kind=spec.name)  # another pull committed: re-read
             continue

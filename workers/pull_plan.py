@@ -51,7 +51,7 @@ OUTCOMES = ("created", "updated", "echo", "skipped")
 # Records per query page: the most Virtuous gives.
 PAGE_SIZE = 1000
 # An unrecognised RecurringGift younger than this may be one giftsync has just created and not
-# yet recorded the id of (nothing else marks it as ours): the pull waits rather than echo it.
+# yet recorded the id of (nothing else marks it as ours): the pull waits, not to call it new.
 SETTLE_SECONDS = 30.0
 # Stands for an amount the platform holds but giftsync never learned ("already present").
 KEPT = "kept"

@@ -20,7 +20,8 @@ import pytest
 from sandbox import RunningSandbox, start_sandbox
 from tests.sandbox_fixtures import TOKEN_A, gift_transaction, seed_contacts, small_config
 
-pytestmark = pytest.mark.browser
+# Installing the browser on first use may take minutes: more than the suite's default timeout.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -80,7 +81,11 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 
 def _batch(sb: RunningSandbox) -> dict[str, Any]:
-    admin = httpx.Client(base_url=sb.url)
+    with httpx.Client(base_url=sb.url) as admin:
+        return _send_batch(sb, admin)
+
+
+def _send_batch(sb: RunningSandbox, admin: httpx.Client) -> dict[str, Any]:
     (_ada, grace) = seed_contacts(
         admin, "alpha",
         {"firstName": "Ada", "lastName": "Lovelace", "referenceSource": "WeGive",

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from producers.publish import publish_many
-from sandbox.config import FaultConfig
 from tests.integration.test_pipeline_batch import events_for
 from tests.pipeline_fixtures import REPO, deployment, make_config, org, tenant_table, wait_for
 

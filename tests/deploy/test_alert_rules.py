@@ -1,0 +1,109 @@
+"""The alert rules and the queries of the dashboard, checked by promtool.
+
+``promtool check rules`` parses the rules, ``promtool test rules`` runs alerts_test.yml (each
+alert fires on synthetic series and stays quiet on healthy ones), and every dashboard and
+scaling query is parsed the same way. promtool comes from Debian's ``prometheus`` package,
+installed by the test setup when missing (see tests/deploy/system_tools.py).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy import deploy_files as d
+from tests.deploy.system_tools import require_promtool
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return require_promtool()
+
+
+def run(promtool: str, *args: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        [promtool, *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
+    return output
+
+
+def test_promtool_checks_the_rules(promtool: str) -> None:
+    output = run(promtool, "check", "rules", str(d.ALERTS))
+    assert f"SUCCESS: {len(d.alert_rules())} rules found" in output
+
+
+def test_promtool_unit_tests_fire_each_alert(promtool: str) -> None:
+    run(promtool, "test", "rules", d.ALERT_TESTS.name, cwd=d.ALERT_TESTS.parent)
+
+
+def test_every_alert_is_fired_by_a_unit_test_and_has_a_runbook_entry() -> None:
+    tests = yaml.safe_load(d.ALERT_TESTS.read_text(encoding="utf-8"))
+    fired = {
+        case["alertname"]
+        for test in tests["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    names = {rule["alert"] for rule in d.alert_rules()}
+    assert names == fired, f"alerts no unit test fires: {sorted(names - fired)}"
+    headings = {
+        re.sub(r"[^a-z0-9-]", "", line.lstrip("#").strip().lower().replace(" ", "-"))
+        for line in d.operations_guide().splitlines()
+        if line.startswith("#")
+    }
+    for rule in d.alert_rules():
+        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+        assert anchor in headings, f"{rule['alert']}: no runbook heading #{anchor}"
+
+
+def test_the_required_alerts_exist() -> None:
+    exprs = {rule["alert"]: str(rule["expr"]) for rule in d.alert_rules()}
+    wanted = {
+        "giftsync_calls_in_window": "tenant near or at its cap",
+        "giftsync_virtuous_429_total": "any 429",
+        "giftsync_tenant_paused": "a tenant paused by 401",
+        "giftsync_dead_letters": "dead letters growing",
+        "giftsync_buffer_oldest_age_seconds": "oldest buffered entry far past its max wait",
+        "giftsync_oldest_unconfirmed_seconds": "unconfirmed past the review deadline",
+        'state="needs_review"': "gifts marked needs_review",
+        "giftsync_pull_cursor_lag_seconds": "a pull cursor lagging",
+        "up{": "workers down",
+    }
+    for needle, what in wanted.items():
+        assert any(needle in expr for expr in exprs.values()), f"no alert for {what}"
+
+
+def test_prometheus_config_checks_with_the_rules(promtool: str, tmp_path: Path) -> None:
+    config = yaml.safe_load(d.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    # compose mounts the rules at /etc/prometheus; point at the file in the repository.
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    config["rule_files"] = [str(d.ALERTS)]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    run(promtool, "check", "config", str(path))
+
+
+def test_the_prometheusrule_for_the_operator_holds_the_same_rules() -> None:
+    rule = d.k8s_named("PrometheusRule", "giftsync")
+    ours = yaml.safe_load(d.ALERTS.read_text(encoding="utf-8"))
+    assert rule["spec"]["groups"] == ours["groups"], (
+        "deploy/k8s/prometheusrule.yaml differs from deploy/prometheus/alerts.yml"
+    )
+
+
+def test_dashboard_and_scaling_queries_parse(promtool: str, tmp_path: Path) -> None:
+    exprs = d.dashboard_exprs() + d.scaling_exprs()
+    rules = [
+        {"record": f"giftsync:check:{i}", "expr": d.for_promtool(expr)}
+        for i, expr in enumerate(exprs)
+    ]
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "queries", "rules": rules}]}))
+    output = run(promtool, "check", "rules", str(path))
+    assert f"SUCCESS: {len(rules)} rules found" in output

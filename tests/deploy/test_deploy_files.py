@@ -1,0 +1,284 @@
+"""The deploy files agree with the code: what Docker and Kubernetes cannot run here is parsed
+and checked. Every command they start is a ``giftsync`` command line that parses; every env
+var they set is one giftsync reads (or a secret a tenants file names); the image holds every
+package; probes, grace periods, scaling and scraping point at things that exist.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy import deploy_files as d
+
+
+def parse_command(argv: tuple[str, ...]) -> str:
+    """Parse ``giftsync ARGV`` as the CLI does; returns the subcommand or fails the test."""
+    from giftsync.cli import _build_parser
+
+    parser = _build_parser()
+    try:
+        args, unknown = parser.parse_known_args(list(argv))
+        if args.command == "sandbox":
+            from sandbox.cli import _parser as sandbox_parser
+
+            sandbox_parser().parse_args([*unknown, *args.rest])
+        else:
+            assert not unknown, f"giftsync {' '.join(argv)}: unknown arguments {unknown}"
+    except SystemExit as exc:
+        pytest.fail(f"giftsync {' '.join(argv)} does not parse (exit {exc.code})")
+    command: str = args.command
+    return command
+
+
+ROLES = list(d.roles())
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.source for r in ROLES])
+def test_every_role_command_parses(role: d.Role) -> None:
+    parse_command(role.argv)
+
+
+def test_every_subcommand_the_deploy_files_use_answers_help_from_the_entrypoint() -> None:
+    # The image's entrypoint is the ``giftsync`` console script; run it as the image would.
+    entrypoint = Path(sys.executable).parent / "giftsync"
+    assert entrypoint.exists(), "pyproject's [project.scripts] giftsync is not installed"
+    for command in sorted({parse_command(role.argv) for role in ROLES}):
+        done = subprocess.run(
+            [str(entrypoint), command, "--help"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"giftsync {command} --help: {done.stderr[-500:]}"
+        assert "usage: giftsync" in done.stdout
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.source for r in ROLES])
+def test_every_env_var_a_role_sets_is_read_by_giftsync(role: d.Role) -> None:
+    secrets = d.tenant_secret_envs(role.tenants_file)
+    known = d.settings_env_names() | set().union(*secrets.values())
+    unknown = set(role.env) - known - set(d.RUNTIME_ENV)
+    assert not unknown, f"{role.source} sets env vars nothing reads: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.source for r in ROLES])
+def test_each_role_gets_the_secrets_its_tenants_file_names(role: d.Role) -> None:
+    needs = {
+        "worker": {"token"},
+        "ingest": {"ingest"},
+        "webhooks": {"webhook"},
+        "console": set(),
+        "sandbox": set(),
+    }[role.argv[0]]
+    secrets = d.tenant_secret_envs(role.tenants_file)
+    for kind in needs:
+        missing = secrets[kind] - set(role.env)
+        assert not missing, f"{role.source} lacks the {kind} env vars {sorted(missing)}"
+    if role.argv[0] != "sandbox":
+        assert "GIFTSYNC_CONFIG" in role.env and "REDIS_URL" in role.env
+    if role.argv[0] == "console" and "--host" in role.argv:
+        assert "GIFTSYNC_CONSOLE_TOKEN" in role.env, "a console bound beyond loopback needs it"
+
+
+def test_dockerfile_is_one_slim_non_root_image_entered_through_giftsync() -> None:
+    steps = d.dockerfile()
+    bases = [rest.split()[0] for word, rest in steps if word == "FROM"]
+    assert bases and all(base.startswith("python:3.11-slim") for base in bases)
+    final = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    users = [rest for word, rest in final if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert ("ENTRYPOINT", '["giftsync"]') in final
+    pyproject = tomllib.loads((d.REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["scripts"]["giftsync"] == "giftsync.cli:main"
+    cmd = next(rest for word, rest in final if word == "CMD")
+    assert cmd == '["--help"]'
+
+
+def test_the_image_copies_every_package_and_the_build_context_lets_them_in() -> None:
+    copied = set()
+    for word, rest in d.dockerfile():
+        if word == "COPY" and not rest.startswith("--from"):
+            *sources, _ = rest.split()
+            for source in sources:
+                assert (d.REPO / source).exists(), f"COPY {source}: no such file in the repo"
+                copied.add(source.rstrip("/"))
+    pyproject = tomllib.loads((d.REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    assert packages <= copied, f"the image would lack {sorted(packages - copied)}"
+    ignore = (d.DOCKERFILE.parent / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    allowed = {line[1:].rstrip("/") for line in ignore.splitlines() if line.startswith("!")}
+    assert copied <= allowed, f"the build context excludes {sorted(copied - allowed)}"
+
+
+def test_dockerfile_env_is_python_runtime_or_giftsync_settings() -> None:
+    env = d.dockerfile_env()
+    unknown = set(env) - set(d.RUNTIME_ENV) - d.settings_env_names()
+    assert not unknown, f"the Dockerfile sets {sorted(unknown)}, which nothing reads"
+
+
+def test_compose_runs_every_role_and_redis_with_aof() -> None:
+    services = d.compose()["services"]
+    for name in ("redis", "worker", "ingest", "webhooks", "sandbox", "prometheus", "grafana"):
+        assert name in services, f"compose lacks {name}"
+    redis_cmd = services["redis"]["command"]
+    assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
+    roles = {service["command"][0] for service in d.compose_services().values()}
+    assert {"worker", "ingest", "webhooks", "sandbox", "console"} <= roles
+
+
+def _seconds(value: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(value[:-1]) * units[value[-1]]
+
+
+def _shutdown_seconds(argv: tuple[str, ...]) -> float:
+    if "--shutdown-timeout-ms" in argv:
+        return int(argv[argv.index("--shutdown-timeout-ms") + 1]) / 1000
+    from giftsync.cli import _build_parser
+
+    default: int = _build_parser().parse_args(["worker"]).shutdown_timeout_ms
+    return default / 1000
+
+
+def test_a_stopping_worker_has_time_to_finish_its_send() -> None:
+    worker = d.compose()["services"]["worker"]
+    assert _seconds(worker["stop_grace_period"]) > _shutdown_seconds(tuple(worker["command"]))
+    deployment = d.k8s_named("Deployment", "giftsync-worker")
+    pod = deployment["spec"]["template"]["spec"]
+    argv = tuple(pod["containers"][0]["args"])
+    assert pod["terminationGracePeriodSeconds"] > _shutdown_seconds(argv) + 5
+
+
+def test_compose_mounts_files_that_exist_and_grafana_finds_the_dashboard() -> None:
+    for name, service in d.compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (d.DEPLOY / source).exists(), f"{name} mounts missing {source}"
+    grafana = d.compose()["services"]["grafana"]["volumes"]
+    target = next(v.split(":")[1] for v in grafana if "dashboards" in v.split(":")[0])
+    provider = d.yaml.safe_load(
+        (d.DEPLOY / "grafana/provisioning/dashboards/giftsync.yml").read_text(encoding="utf-8")
+    )
+    assert provider["providers"][0]["options"]["path"] == target
+    source = d.yaml.safe_load(
+        (d.DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text(encoding="utf-8")
+    )
+    uid = source["datasources"][0]["uid"]
+    board = d.json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
+    for panel in board["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == uid, panel["title"]
+
+
+def _pod(deployment: dict[str, Any]) -> dict[str, Any]:
+    pod: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return pod
+
+
+@pytest.mark.parametrize(
+    "deployment", d.k8s("Deployment"), ids=[x["metadata"]["name"] for x in d.k8s("Deployment")]
+)
+def test_k8s_deployments_have_probes_resources_and_run_unprivileged(
+    deployment: dict[str, Any],
+) -> None:
+    pod = _pod(deployment)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for container in pod["containers"]:
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        for probe in ("readinessProbe", "livenessProbe"):
+            spec = container[probe]
+            port = (spec.get("httpGet") or spec.get("tcpSocket"))["port"]
+            assert port in ports or port in ports.values(), f"{probe} port {port} not exposed"
+        assert container["resources"]["requests"]["cpu"]
+        assert container["resources"]["requests"]["memory"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                # The Secret's keys are the env var names the tenants file gives.
+                assert ref["key"] == item["name"]
+                secret = d.k8s_named("Secret", ref["name"])
+                assert item["name"] in secret["stringData"]
+
+
+def test_ingest_is_probed_on_healthz_and_readyz() -> None:
+    container = _pod(d.k8s_named("Deployment", "giftsync-ingest"))["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_services_and_monitors_select_pods_and_ports_that_exist() -> None:
+    deployments = d.k8s("Deployment")
+    services = {s["metadata"]["name"]: s for s in d.k8s("Service")}
+    for service in services.values():
+        selector = service["spec"]["selector"]
+        pods = [x for x in deployments if selector.items() <= _labels(x).items()]
+        assert pods, f"Service {service['metadata']['name']} selects no Deployment"
+        names = {p["name"] for c in _pod(pods[0])["containers"] for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in names
+    rules = d.ALERTS.read_text(encoding="utf-8")
+    for monitor in d.k8s("ServiceMonitor"):
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        matching = [
+            s for s in services.values() if wanted.items() <= s["metadata"]["labels"].items()
+        ]
+        assert len(matching) == 1, monitor["metadata"]["name"]
+        ports = {p["name"] for p in matching[0]["spec"]["ports"]}
+        assert all(e["port"] in ports for e in monitor["spec"]["endpoints"])
+        # The job label is the Service's name: the one the alerts and compose use.
+        job = matching[0]["metadata"]["name"]
+        compose_jobs = {j["job_name"] for j in _prometheus()["scrape_configs"]}
+        assert job in compose_jobs
+    assert 'job="giftsync-worker"' in rules
+
+
+def _labels(deployment: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _prometheus() -> dict[str, Any]:
+    data: dict[str, Any] = d.yaml.safe_load(d.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    return data
+
+
+def test_workers_scale_on_queue_depth() -> None:
+    (scaled,) = d.k8s("ScaledObject")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "giftsync-worker"
+    assert scaled["spec"]["minReplicaCount"] >= 1
+    assert any("giftsync_queue_depth" in q for q in d.scaling_exprs())
+
+
+def test_kustomize_builds_the_manifests() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (optional: the manifests are parsed above)")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(d.K8S)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    kinds = {doc["kind"] for doc in d.yaml.safe_load_all(done.stdout) if doc}
+    assert {"Deployment", "Service", "ServiceMonitor", "ScaledObject", "PrometheusRule"} <= kinds
+
+
+def test_the_operations_guide_commands_parse() -> None:
+    # Every `giftsync ...` line in the guide's code blocks is a command line that works.
+    text = d.operations_guide()
+    lines = [
+        line.strip().removeprefix("$ ")
+        for block in text.split("```")[1::2]
+        for line in block.splitlines()
+        if line.strip().removeprefix("$ ").startswith("giftsync ")
+    ]
+    assert lines, "the guide shows no giftsync command"
+    for line in lines:
+        argv = tuple(d.shlex.split(line.split("#")[0]))[1:]
+        parse_command(argv)
