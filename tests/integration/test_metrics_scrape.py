@@ -155,8 +155,17 @@ def running(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
             ingest_url = f"http://127.0.0.1:{ingest_port}"
             answers(worker_url, worker, worker_log)
             answers(f"{ingest_url}/readyz", ingest, ingest_log)
+            # A donor the organisation knows, so the nightly import creates the Gifts.
+            contacts = dep.admin("GET", "contacts?org=hope-shelter")["hope-shelter"]
+            known = next(c["id"] for c in contacts if c["name"] == "Ada Lovelace")
             events = [
-                transaction("hope-shelter", i, amount=500 + i, fund=BAD_FUND if i == 13 else None)
+                transaction(
+                    "hope-shelter",
+                    i,
+                    amount=500 + i,
+                    contact_id=known,
+                    fund=BAD_FUND if i == 13 else None,
+                )
                 for i in range(1, HOPE_EVENTS + 1)
             ]
             events.append(transaction("hope-shelter", 1001, status="pending"))

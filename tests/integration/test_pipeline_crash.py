@@ -73,3 +73,38 @@ def test_sigkill_mid_flush_and_mid_send_delivers_every_gift_exactly_once(
             f"\nkills={kills} recovery seconds={[round(r, 1) for r in recovery]} "
             f"repeats no-oped={stats['duplicates_noop']}"
         )
+
+
+def test_a_killed_workers_message_comes_back_within_the_heartbeat_timeout(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Every answer stalls, so the batch's message is in the killed worker's hands.
+    config = make_config(
+        org("hope-shelter", "demo-token-hope"),
+        faults=FaultConfig(slow_rate=1.0, slow_seconds=60),
+    )
+    tenants = lambda url: tenant_table("hope-shelter", url, "VIRTUOUS_TOKEN_HOPE")  # noqa: E731
+    heartbeat_ms = 5000
+    env = {"GIFTSYNC_HEARTBEAT_TIMEOUT_MS": str(heartbeat_ms)}
+    with deployment(tmp_path, redis_url, tenants=tenants, sandbox_config=config, env=env) as dep:
+        worker = dep.start_worker(processes=1, threads=2)
+        publish_many(events_for(("hope-shelter",), 100))
+        wait_for(
+            lambda: dep.admin("GET", "stats")["orgs"]["hope-shelter"]["faults_injected"].get(
+                "slow"
+            ),
+            what="the batch's request to be stalled in Virtuous",
+        )
+        dep.kill_worker(worker)
+        killed = time.monotonic()
+        dep.admin("POST", "faults", json={"clear": True})
+        dep.start_worker(processes=1, threads=2)
+        wait_for(
+            lambda: dep.state_counts("hope-shelter").get("submitted", 0) == 100,
+            timeout=60,
+            what="the killed worker's batch to come back and be sent",
+        )
+        returned = time.monotonic() - killed
+        print(f"\na killed worker's message came back and was sent after {returned:.1f}s")
+        # Heartbeat timeout, plus at most one scheduler maintenance period, plus the send.
+        assert returned < heartbeat_ms / 1000 + 5 + 10
