@@ -18,8 +18,6 @@ secret nor the signature goes anywhere.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
@@ -27,7 +25,6 @@ from typing import Any
 import dramatiq
 import redis
 import structlog
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +37,7 @@ from giftsync.settings import Settings, SettingsError, get_settings, secret
 from mapping.events import EventValidationError, FieldError, parse_event
 from producers import signing
 from producers.publish import decode_json, enqueue_valid
+from producers.serving import serve_forever, serve_in_thread
 from workers.broker import build_broker, get_broker
 from workers.metrics import EVENTS_INVALID
 
@@ -281,15 +279,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     log.info("ingest_starting", host=host, port=port, tenants=len(settings.tenants))
-    uvicorn.run(
-        create_app(),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-    )
+    serve_forever(create_app(), host, port)
 
 
 @contextmanager
@@ -300,21 +290,5 @@ def start_ingest(
 
     For tests, benchmarks and demos. ``port=0`` takes a free port.
     """
-    config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="giftsync-ingest", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the ingest service did not start")
-        time.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://{host}:{bound}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(create_app(settings), host=host, port=port, name="giftsync-ingest") as url:
+        yield url

@@ -13,7 +13,15 @@ from starlette.types import ASGIApp
 
 def serve_forever(app: ASGIApp, host: str, port: int) -> None:
     """Serve ``app`` until interrupted (a deployment role's main loop)."""
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
 
 
 @contextmanager

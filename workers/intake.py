@@ -75,7 +75,7 @@ class IntakeResult:
 
 
 def _known_ids(ledger: Ledger, events: list[tuple[int, ChangeEvent]]) -> list[str | None]:
-    pipe = ledger._redis.pipeline(transaction=False)
+    pipe = ledger.pipeline()
     for _, event in events:
         pipe.hget(
             ledger.keys.record(event.tenant, member(event.kind, event.record.id)), "virtuous_id"
@@ -190,7 +190,7 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
     result = IntakeResult()
     if not planned:
         return result
-    pipe = ledger._redis.pipeline(transaction=False)
+    pipe = ledger.pipeline()
     for item in planned:
         if item.new_donor:
             # A donor embedded in a batch entry: Virtuous matches or makes its Contact at the

@@ -110,6 +110,10 @@ class Ledger:
             return None
         return parse_accepted(result)
 
+    def pipeline(self) -> redis.client.Pipeline:
+        """A non-transactional pipeline on the ledger's Redis, for batching round trips."""
+        return self._redis.pipeline(transaction=False)
+
     def record(self, tenant: str, member_name: str) -> dict[str, str]:
         """The ledger hash of one record ({} when unknown)."""
         raw = self._redis.hgetall(self.keys.record(tenant, member_name))
