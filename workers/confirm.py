@@ -89,20 +89,13 @@ def confirm(
     return ConfirmResult(outcome, previous)
 
 
-def _gifts_of(payload: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    if isinstance(payload.get("gift"), Mapping):
-        yield payload["gift"]
+def _models(payload: Mapping[str, Any], key: str) -> Iterable[Mapping[str, Any]]:
+    """The records of one type in a delivery, single (``{key: ...}``) or bulk (``models``)."""
+    if isinstance(payload.get(key), Mapping):
+        yield payload[key]
     for model in payload.get("models") or []:
-        if isinstance(model, Mapping) and isinstance(model.get("gift"), Mapping):
-            yield model["gift"]
-
-
-def _contacts_of(payload: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    if isinstance(payload.get("contact"), Mapping):
-        yield payload["contact"]
-    for model in payload.get("models") or []:
-        if isinstance(model, Mapping) and isinstance(model.get("contact"), Mapping):
-            yield model["contact"]
+        if isinstance(model, Mapping) and isinstance(model.get(key), Mapping):
+            yield model[key]
 
 
 def _references(contact: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
@@ -131,7 +124,7 @@ class WebhookResult:
 def apply_webhook(rt: Runtime, tenant: TenantSettings, payload: Mapping[str, Any]) -> WebhookResult:
     """Apply one verified delivery: gifts by their reference pair, contacts by reference."""
     result = WebhookResult()
-    for gift in _gifts_of(payload):
+    for gift in _models(payload, "gift"):
         source, tx_id, gift_id = (
             gift.get("transactionSource"),
             gift.get("transactionId"),
@@ -141,7 +134,7 @@ def apply_webhook(rt: Runtime, tenant: TenantSettings, payload: Mapping[str, Any
             result.add("not_ours")
             continue
         result.add(confirm(rt, tenant, str(tx_id), gift_id, "webhook").outcome)
-    for contact in _contacts_of(payload):
+    for contact in _models(payload, "contact"):
         contact_id = contact.get("id")
         if not isinstance(contact_id, int):
             continue

@@ -24,7 +24,7 @@ from mapping.tenant import TenantSettings
 from workers.dependencies import remember
 from workers.errors import RejectedError
 from workers.middleware import Throttled
-from workers.realtime import RecordLock, mark_applied, quarantine
+from workers.realtime import RecordLock, mark_applied, pending_record, quarantine
 from workers.runtime import Runtime
 from workers.scripts import decode
 from workers.sending import call
@@ -39,10 +39,8 @@ SWEEP_MAX_LOOKUPS = 200
 def send_contact(rt: Runtime, tenant: TenantSettings, member: str) -> None:
     """Send the newest stored version of one donor as a Contact Transaction."""
     with RecordLock(rt, tenant.name, member):
-        record = rt.ledger.record(tenant.name, member)
-        if not record.get("payload"):
-            return
-        if int(record.get("applied_version", "-1")) >= int(record.get("version", "-1")):
+        record = pending_record(rt, tenant.name, member)
+        if record is None:
             return
         donor = parse_event_json(record["payload"]).record
         assert isinstance(donor, Owner)

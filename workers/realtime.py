@@ -85,7 +85,8 @@ def mark_applied(
     return int(newest)
 
 
-def _pending(rt: Runtime, tenant: str, member: str) -> dict[str, str] | None:
+def pending_record(rt: Runtime, tenant: str, member: str) -> dict[str, str] | None:
+    """The record if it holds a stored version newer than the one last applied, else None."""
     record = rt.ledger.record(tenant, member)
     if not record.get("payload"):
         return None
@@ -124,7 +125,7 @@ def quarantine(
 def send_gift(rt: Runtime, tenant: TenantSettings, member: str) -> None:
     """Apply the newest stored version of one transaction to Virtuous."""
     with RecordLock(rt, tenant.name, member):
-        record = _pending(rt, tenant.name, member)
+        record = pending_record(rt, tenant.name, member)
         if record is None:
             return
         try:

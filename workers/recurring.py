@@ -26,7 +26,7 @@ from workers.dependencies import (
     hold_for_donor,
 )
 from workers.errors import NotFoundError, RejectedError
-from workers.realtime import RecordLock, mark_applied, quarantine
+from workers.realtime import RecordLock, mark_applied, pending_record, quarantine
 from workers.runtime import Runtime
 from workers.sending import call
 
@@ -57,10 +57,8 @@ def with_dependencies(
 def send_recurring(rt: Runtime, tenant: TenantSettings, member: str) -> None:
     """Apply the newest stored version of one scheduled donation to Virtuous."""
     with RecordLock(rt, tenant.name, member):
-        record = rt.ledger.record(tenant.name, member)
-        if not record.get("payload"):
-            return
-        if int(record.get("applied_version", "-1")) >= int(record.get("version", "-1")):
+        record = pending_record(rt, tenant.name, member)
+        if record is None:
             return
         try:
             _send(rt, tenant, member, record)

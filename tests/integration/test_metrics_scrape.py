@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ TARGET_LABELS = {"job", "instance"}
 INGEST_SECRET = "ingest-secret-for-the-scrape-test"
 HOPE_EVENTS = 40
 RIVER_EVENTS = 20
+CALLS_PER_HOUR = 1_000_000
 BAD_FUND = {"id": 99, "name": "Gone", "virtuous_id": 999, "code": None}
 
 
@@ -127,9 +128,10 @@ def _post_signed(ingest_url: str, events: list[Any]) -> httpx.Response:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("scrape")
-    sandbox = demo_config()
-    # One 429 from Virtuous: the throttle counters get samples.
-    sandbox = type(sandbox)(**{**sandbox.__dict__, "faults": FaultConfig(burst_429=1)})
+    demo = demo_config()
+    # A budget that does not pace this small test; one 429, so the throttle counters move.
+    orgs = [replace(org, calls_per_hour=CALLS_PER_HOUR) for org in demo.orgs]
+    sandbox = replace(demo, orgs=orgs, faults=FaultConfig(burst_429=1))
     env = {
         "INGEST_SECRET_HOPE": INGEST_SECRET,
         "INGEST_SECRET_RIVER": INGEST_SECRET,
