@@ -140,6 +140,8 @@ def initialise(tenants: list[str]) -> None:
         for kind in ("gift", "recurring"):
             for outcome in ("created", "updated", "echo", "skipped"):
                 PULL_RECORDS.labels(tenant, kind, outcome)
+            for outcome in ("done", "failed"):
+                PULL_RUNS.labels(tenant, kind, outcome)
     for actor in ("map_changes", "send_batch", "send_gift", "send_recurring"):
         RETRIES.labels(actor)
         DEAD_LETTERS.labels(actor)

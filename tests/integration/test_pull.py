@@ -72,7 +72,9 @@ class Seeded:
 
 def _ledger(dep: Deployment, member: str, virtuous_id: str, state: str = "confirmed") -> None:
     """A ledger record as the push path leaves it (and its state count, kept in step)."""
-    dep.redis.hset(dep.key("rec", ORG, member), mapping={"state": state, "virtuous_id": virtuous_id})
+    dep.redis.hset(
+        dep.key("rec", ORG, member), mapping={"state": state, "virtuous_id": virtuous_id}
+    )
     dep.redis.hincrby(dep.key("states", ORG), state, 1)
 
 
@@ -252,6 +254,21 @@ def pulled(dep: Deployment) -> list[dict[str, Any]]:
     return entries
 
 
+def lag_seconds() -> dict[tuple[str, ...], float]:
+    """giftsync_pull_cursor_lag_seconds as a scrape would read it, by (tenant, kind)."""
+    from workers.broker import namespace
+    from workers.runtime import runtime
+    from workers.state_metrics import StateCollector
+
+    rt = runtime()
+    return {
+        tuple(sample.labels[k] for k in ("tenant", "kind")): sample.value
+        for family in StateCollector(rt, namespace(rt.settings)).collect()
+        if family.name == "giftsync_pull_cursor_lag_seconds"
+        for sample in family.samples
+    }
+
+
 def _cents(value: Any) -> int:
     return int(Decimal(str(value)) * 100)
 
@@ -271,7 +288,9 @@ def expected_transaction(gift: dict[str, Any], *, create: bool) -> dict[str, Any
         )
     owner = [{"by": "company", "virtuous_contact_id": gift["contactId"]}]
     if gift.get("contactIndividualId"):
-        owner.append({"by": "individual", "virtuous_contact_individual_id": gift["contactIndividualId"]})
+        owner.append(
+            {"by": "individual", "virtuous_contact_individual_id": gift["contactIndividualId"]}
+        )
     owner.append({"by": "primary_individual", "virtuous_contact_id": gift["contactId"]})
     record: dict[str, Any] = {
         "virtuous_id": gift["id"],
@@ -380,6 +399,8 @@ def test_a_pull_writes_back_what_the_seeds_say_once_and_never_echoes(
         check_first_pull(dep, seeded)
         assert len(pulled(dep)) == count
         assert int(saved(dep, "gifts")["id"]) > 0  # the cursor moved
+        assert 0 <= lag_seconds()[("river-arts", "gift")] < 30  # it just reached the end
+        assert 0 <= lag_seconds()[("river-arts", "recurring")] < 30
 
         # A second pull finds nothing new; re-reading everything from the start (the CLI, in
         # this process) finds nothing changed: no entry either way.
@@ -388,7 +409,10 @@ def test_a_pull_writes_back_what_the_seeds_say_once_and_never_echoes(
 
         assert main(["pull", "--tenant", ORG, "--since", "2000-01-01"]) == 0
         out = capsys.readouterr().out
-        assert f"gifts: 2500 records in 3 pages: created 0, updated 0, echo {len(seeded.echoes)}" in out
+        assert (
+            f"gifts: 2500 records in 3 pages: created 0, updated 0, echo {len(seeded.echoes)}"
+            in out
+        )
         assert "recurring: 300 records in 1 pages: created 0, updated 0" in out
         assert len(pulled(dep)) == count
 

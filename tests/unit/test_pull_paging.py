@@ -57,10 +57,7 @@ def _records(count: int, field: str, seed: int) -> list[dict[str, Any]]:
     """Records with few distinct dates (many ties) and shuffled ids."""
     rng = random.Random(seed)
     ids = rng.sample(range(1, 10 * count), count)
-    stamps = [
-        f"2026-11-{20 + rng.randrange(3)}T{rng.choice(TIMES)}"
-        for _ in range(count)
-    ]
+    stamps = [f"2026-11-{20 + rng.randrange(3)}T{rng.choice(TIMES)}" for _ in range(count)]
     return [{"id": i, field: s} for i, s in zip(ids, stamps, strict=True)]
 
 

@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from workers.pull_plan import KINDS, Cursor, PageFacts, PagePlan, Told, fingerprint, plan_page
 from tests.unit.test_mapping_factories import tenant
+from workers.pull_plan import KINDS, Cursor, PageFacts, PagePlan, Told, fingerprint, plan_page
 
 TENANT = tenant(fund_allocations=True, transaction_source="WeGive")
 NOW = datetime(2026, 11, 22, 12, 0, 0)
@@ -91,8 +91,9 @@ def test_a_staff_gift_is_a_create_with_amount_and_success() -> None:
 
 def test_the_same_gift_again_is_unchanged_and_writes_nothing() -> None:
     first = plan(GIFTS, [gift()])
-    told = {9001: Told.loads(first.told[9001])}
-    again = plan(GIFTS, [gift(amount=99)], PageFacts({}, told=told))  # type: ignore[arg-type]
+    told = Told.loads(first.told[9001])
+    assert told is not None
+    again = plan(GIFTS, [gift(amount=99)], PageFacts({}, told={9001: told}))
     # The amount is set on first import only, so a changed amount alone is no change.
     assert again.entries == [] and again.counts == {"skipped": 1}
     assert again.last == Cursor("2026-11-21T10:00:00.009001", 9001)
@@ -147,7 +148,11 @@ def test_a_staff_recurring_gift_is_created_with_amount_fee_and_allocations() -> 
 
 
 def test_recurring_gifts_giftsync_pushed_are_echoes_unless_staff_cancelled_them() -> None:
-    pushed = {501: "scheduled_donation:41", 502: "scheduled_donation:42", 503: "scheduled_donation:43"}
+    pushed = {
+        501: "scheduled_donation:41",
+        502: "scheduled_donation:42",
+        503: "scheduled_donation:43",
+    }
     records = [
         recurring(501),
         recurring(502, cancelDateTimeUtc="2026-11-21T09:00:00"),

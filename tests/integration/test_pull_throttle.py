@@ -1,0 +1,73 @@
+"""A pull throttled by the tenant's capped pull share waits as a delay, not a failure, and
+resumes from its saved cursor: every page is read once, every record written back once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from tests.integration.test_pull import (
+    ORG,
+    check_first_pull,
+    enqueue_pull,
+    pull_config,
+    pull_tenant,
+    saved,
+    seed,
+)
+from tests.pipeline_fixtures import deployment, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def samples(directory: Path, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """One metric's samples from the workers' multiprocess files, by label set."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def value(found: dict[tuple[tuple[str, str], ...], float], **labels: str) -> float:
+    return sum(v for key, v in found.items() if set(labels.items()) <= set(key))
+
+
+def test_a_throttled_pull_resumes_from_its_cursor(tmp_path: Path, redis_url: str) -> None:
+    def tenants(url: str) -> str:
+        # The pull share: 5 calls per 4-second window, 2 back to back, then one a second.
+        return pull_tenant(url, calls_per_hour=100, rate_window_seconds=4, lookup_budget_share=0.05)
+
+    prom = tmp_path / "prom"
+    prom.mkdir()
+    with deployment(tmp_path, redis_url, tenants=tenants, sandbox_config=pull_config()) as dep:
+        seeded = seed(dep, 2500, 300)
+        dep.start_worker(processes=1, threads=2, extra={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
+        enqueue_pull("gifts")
+        enqueue_pull("recurring")
+        for kind in ("gifts", "recurring"):
+            wait_for(
+                lambda k=kind: int(saved(dep, k).get("runs", 0)) >= 1,
+                timeout=30,
+                what=f"the throttled {kind} pull to finish",
+            )
+        check_first_pull(dep, seeded)
+        endpoints: dict[str, Any] = dep.admin("GET", "stats")["requests"]["by_endpoint"]
+        queries = sum(e["count"] for name, e in endpoints.items() if "Gift/Query/FullGift" in name)
+        assert queries == 3, endpoints  # a throttle waits before a call: no page read twice
+
+        throttles = samples(prom, "giftsync_throttle_delays_total")
+        assert value(throttles, actor="pull_gifts", reason="limiter") >= 1
+        runs = samples(prom, "giftsync_pull_runs_total")
+        assert value(runs, tenant=ORG, kind="gift", outcome="done") == 1
+        assert value(runs, tenant=ORG, kind="gift", outcome="limiter") >= 1
+        records = samples(prom, "giftsync_pull_records_total")
+        assert value(records, tenant=ORG, kind="gift", outcome="created") == len(seeded.created)
+        assert value(records, tenant=ORG, kind="gift", outcome="echo") == len(seeded.echoes)
