@@ -325,7 +325,7 @@ def _build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser(
         "doctor", help="check settings, Redis, every tenant's token and clock skew"
     )
-    doctor.add_argument("--tenant", help="only this tenant's token")
+    doctor.add_argument("--tenant", help="only this tenant's secrets and token")
     doctor.add_argument("--json", action="store_true", help="machine-readable findings")
     doctor.set_defaults(func=_cmd_doctor)
 

@@ -20,7 +20,9 @@ MAX_REASON_CHARS = 400
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
 header{background:#23395d;color:#fff;padding:10px 24px;display:flex;align-items:center;gap:16px}
-header h1{font-size:20px;margin:0;flex:1}header a,header button{color:#dce8ff}
+header h1{font-size:20px;margin:0;flex:1}header a{color:#dce8ff}
+header button{background:none;border:1px solid #dce8ff;color:#dce8ff;border-radius:4px;
+padding:3px 10px;cursor:pointer}
 main{padding:12px 24px}section.tenant{background:#fff;border:1px solid #cdd6df;
 border-radius:6px;margin:16px 0;padding:12px 16px}h2{margin:4px 0 8px;font-size:18px}
 h3{font-size:15px;margin:14px 0 6px}table{border-collapse:collapse;width:100%}
@@ -40,11 +42,11 @@ cursor:pointer}
 
 @dataclass(frozen=True)
 class ReviewBatch:
-    """Gifts of one Import Tool batch that wait for a person."""
+    """Gifts of one Import Tool import that wait for a person (its split batches together)."""
 
-    batch_id: str
     import_name: str
     count: int
+    batch_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -141,13 +143,14 @@ def _review(view: TenantView) -> str:
     if not view.review:
         return ""
     rows = "".join(
-        f"<tr><td>{_e(b.import_name)}</td><td>{_e(b.batch_id)}</td><td>{b.count}</td></tr>"
+        f"<tr><td>{_e(b.import_name)}</td><td>{b.count}</td>"
+        f'<td class="muted">{_e(", ".join(b.batch_ids))}</td></tr>'
         for b in view.review
     )
     total = sum(b.count for b in view.review)
     return (
         f'<h3>Needs review in the Import Tool ({total})</h3><table class="review">'
-        f"<tr><th>Import</th><th>giftsync batch</th><th>gifts</th></tr>{rows}</table>"
+        f"<tr><th>Import</th><th>gifts</th><th>giftsync batches</th></tr>{rows}</table>"
     )
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from giftsync.console_access import MIN_TOKEN_CHARS
 from giftsync.settings import Settings, SettingsError, load_settings, secret
 from mapping.tenant import TenantSettings
 
@@ -76,6 +77,9 @@ def check_settings(env: Mapping[str, str] | None = None) -> tuple[Settings | Non
             f"Redis {safe_url(settings.redis_url)}, key prefix {settings.key_prefix!r}",
         )
     ]
+    if settings.console_token is not None and len(settings.console_token) < MIN_TOKEN_CHARS:
+        detail = f"GIFTSYNC_CONSOLE_TOKEN is shorter than {MIN_TOKEN_CHARS} characters"
+        found.append(Finding("settings", "fail", detail + ": the console refuses it"))
     for tenant in sorted(settings.tenants.values(), key=lambda t: t.name):
         for what, env_name in (
             ("ingest secret", tenant.ingest_secret_env),
@@ -216,6 +220,8 @@ def run(env: Mapping[str, str] | None = None, *, tenant: str | None = None) -> l
             known = ", ".join(names)
             return [*found, Finding("settings", "fail", f"no tenant {tenant!r} ({known})")]
         names = [tenant]
+        others = {f"tenant {name}" for name in settings.tenants if name != tenant}
+        found = [f for f in found if f.check not in others]
     client, redis_found = check_redis(settings)
     found += redis_found
     if client is not None:

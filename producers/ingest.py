@@ -25,7 +25,7 @@ from typing import Any
 import dramatiq
 import redis
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import Counter
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -37,7 +37,7 @@ from giftsync.settings import Settings, SettingsError, get_settings, secret
 from mapping.events import EventValidationError, FieldError, parse_event
 from producers import signing
 from producers.publish import decode_json, enqueue_valid
-from producers.serving import serve_forever, serve_in_thread
+from producers.serving import metrics_endpoint, serve_forever, serve_in_thread
 from workers.broker import build_broker, get_broker
 from workers.metrics import EVENTS_INVALID
 
@@ -236,10 +236,6 @@ async def _readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-async def _metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ingest app: with no settings, the process's own settings and broker.
 
@@ -266,7 +262,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/v1/changes", _changes, methods=["POST"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz, methods=["GET"]),
-            Route("/metrics", _metrics, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

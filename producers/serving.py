@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """``GET /metrics``: this process's Prometheus metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 def serve_forever(app: ASGIApp, host: str, port: int) -> None:

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from giftsync.settings import Settings, SettingsError, get_settings, secret
 from mapping.tenant import TenantSettings
+from producers.serving import metrics_endpoint
 from workers import metrics
 from workers.broker import CONFIRM_QUEUE, get_broker
 from workers.runtime import runtime
@@ -134,9 +135,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/v1/virtuous/{tenant}/{token}", _receive, methods=["POST"]),
             Route("/healthz", _healthz),
+            Route("/metrics", metrics_endpoint),
         ]
     )
     app.state.settings = settings or get_settings()
+    for tenant in app.state.settings.tenants:
+        for event in _EVENTS.values():
+            for outcome in ("accepted", "replayed"):
+                metrics.WEBHOOKS_RECEIVED.labels(tenant, event, outcome)
+        metrics.WEBHOOKS_RECEIVED.labels(tenant, "unknown", "rejected")
     return app
 
 

@@ -55,6 +55,11 @@ class StateCollector(Collector):
             "Calls granted to a tenant in the current rolling window.",
             labels=["tenant"],
         )
+        unconfirmed = GaugeMetricFamily(
+            "giftsync_oldest_unconfirmed_seconds",
+            "Age of the oldest gift Virtuous accepted whose real Gift id is not known yet.",
+            labels=["tenant"],
+        )
         cap = GaugeMetricFamily(
             "giftsync_calls_cap", "A tenant's configured calls per window.", labels=["tenant"]
         )
@@ -67,7 +72,11 @@ class StateCollector(Collector):
             paused.add_metric([name], 1.0 if rt.redis.exists(rt.keys.paused(name)) else 0.0)
             window.add_metric([name], float(rt.limiter.calls_in_window(tenant)))
             cap.add_metric([name], float(tenant.calls_per_hour))
-        yield from (age, size, states, paused, window, cap)
+            first = rt.redis.zrange(rt.keys.unconfirmed(name), 0, 0, withscores=True)
+            unconfirmed.add_metric(
+                [name], max(now - float(first[0][1]), 0) / 1000 if first else 0.0
+            )
+        yield from (age, size, states, paused, window, cap, unconfirmed)
 
         yield _pull_lag(rt, now)
 

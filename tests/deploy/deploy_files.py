@@ -26,7 +26,7 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts_test.yml"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "giftsync.json"
-OPERATIONS = DEPLOY / "OPERATIONS.md"
+OPERATIONS = REPO / "docs" / "operations.md"
 IMAGE_PREFIX = "giftsync"
 
 # Env vars a deploy file may set that giftsync does not read: the Python runtime's own.
@@ -178,8 +178,8 @@ _GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 
 
 def operations_guide() -> str:
-    """The operations guide: deploy/OPERATIONS.md, or the README once it was merged there."""
-    path = OPERATIONS if OPERATIONS.exists() else REPO / "README.md"
+    """The operations guide, docs/operations.md (the README links to it)."""
+    path = OPERATIONS
     return path.read_text(encoding="utf-8")
 
 

@@ -189,8 +189,13 @@ def test_chaos_soak_delivers_every_sendable_gift_exactly_once(tmp_path: Path) ->
                 return finished() == len(final) and not any(
                     dep.state_counts(t).get(s) for t in TENANTS for s in busy)
 
-            wait_for(settled, timeout=240 + len(events) / 50, interval=0.5,
-                     what="every record in an end state")
+            try:
+                wait_for(settled, timeout=240 + len(events) / 50, interval=0.5,
+                         what="every record in an end state")
+            except AssertionError as exc:
+                counts = {t: dep.state_counts(t) for t in TENANTS}
+                raise AssertionError(f"{exc}\nstates: {counts}\ndead letters: "
+                                     f"{dep.redis.hlen(dep.key('dead'))}") from None
             check_sandbox_and_ledger(dep, len(events), final, sendable, chaos,
                                      time.monotonic() - started)
     finally:
