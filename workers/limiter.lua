@@ -8,7 +8,8 @@
 -- granted in every half-open interval of length span total at most cap (the proof is in
 -- limiter.py); lookups/pulls also pass a second bucket of the same shape sized cap * share.
 -- A 429 block or a budget Virtuous reported only ever deny, never admit. A grant changes the
--- buckets; a refusal changes at most the wake-up ticket line ('wtat'), never a bucket.
+-- buckets; a refusal changes at most a wake-up ticket line ('wtat' for pushes, 'lwtat' for
+-- lookups and pulls, each spaced by its own bucket's interval), never a bucket.
 -- Tickets: a refused caller that will come back later (a re-enqueued message) is told to wake
 -- one emission interval after the previous refused caller, not at the same instant as every
 -- other waiter, so a backlog of throttled messages wakes one per free token instead of all
@@ -32,7 +33,7 @@ end
 local EPS = 0.000001
 
 local st = redis.call('HMGET', state, 'tat', 'ltat', 'limit', 'ext_left', 'ext_reset_at', 'seq',
-  'wtat')
+  'wtat', 'lwtat')
 local ticketed = ARGV[13] == '1'
 local limit = tonumber(st[3])
 if limit and limit >= 1 and limit < cap then cap = limit end
@@ -94,9 +95,11 @@ if wait > 0 then
   left = left + cost
   if ticketed then
     local ticket = now + wait
-    local last = tonumber(st[7])
+    -- Lookups queue on their own line: their longer interval must not push pushes back.
+    local line = is_lookup and 'lwtat' or 'wtat'
+    local last = tonumber(is_lookup and st[8] or st[7])
     if last and last + ticket_period * cost > ticket then ticket = last + ticket_period * cost end
-    redis.call('HSET', state, 'wtat', string.format('%.17g', ticket))
+    redis.call('HSET', state, line, string.format('%.17g', ticket))
     redis.call('PEXPIRE', state, math.ceil((ticket - now + span + window) * 1000))
     wait = ticket - now
   end
