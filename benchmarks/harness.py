@@ -63,14 +63,21 @@ class Result:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, label: str, value: float | int | str, unit: str = "", target: str = "",
-            met: bool | None = None) -> None:
+    def add(
+        self,
+        label: str,
+        value: float | int | str,
+        unit: str = "",
+        target: str = "",
+        met: bool | None = None,
+    ) -> None:
         """Append one figure."""
         self.figures.append(Figure(label, value, unit, target, met))
 
 
-def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float = 0.1,
-               what: str = "") -> Any:
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = ""
+) -> Any:
     """Poll ``condition`` until it is truthy; raise TimeoutError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -95,8 +102,13 @@ def bench_deployment(
     (workdir / "redis").mkdir()
     server = start_embedded_redis(appendonly=appendonly, directory=workdir / "redis")
     try:
-        with deployment(workdir, server.url, tenants=tenants, sandbox_config=sandbox_config,
-                        env={**QUIET_ENV, **(env or {})}) as dep:
+        with deployment(
+            workdir,
+            server.url,
+            tenants=tenants,
+            sandbox_config=sandbox_config,
+            env={**QUIET_ENV, **(env or {})},
+        ) as dep:
             yield dep, server
     finally:
         server.stop()
@@ -111,8 +123,10 @@ def wait_for_consumers(dep: Deployment, processes: int, timeout: float = 60.0) -
     log_dir = dep.log_dir
 
     def ready() -> bool:
-        lines = sum(path.read_bytes().count(b"ready for action.\n") - _forks(path)
-                    for path in log_dir.glob("worker-*.log"))
+        lines = sum(
+            path.read_bytes().count(b"ready for action.\n") - _forks(path)
+            for path in log_dir.glob("worker-*.log")
+        )
         return lines >= processes
 
     wait_until(ready, timeout=timeout, interval=0.05, what=f"{processes} worker processes")
@@ -218,6 +232,7 @@ class RssSampler:
         for q in range(4):
             low, high = start + q * span, start + (q + 1) * span
             inside = [(total, single) for t, total, single in self.samples if low <= t <= high]
-            peaks.append((max((s[0] for s in inside), default=0),
-                          max((s[1] for s in inside), default=0)))
+            peaks.append(
+                (max((s[0] for s in inside), default=0), max((s[1] for s in inside), default=0))
+            )
         return peaks

@@ -43,25 +43,31 @@ def _epoch(stamp: str) -> float:
 def run(quick: bool) -> Result:
     """Run benchmark 4."""
     count = 40 if quick else 500
-    result = Result(NAME, TITLE, params={"gifts": count, "gap_seconds": GAP,
-                                         "workers": "1 x (2 processes, 8 threads)"})
+    result = Result(
+        NAME,
+        TITLE,
+        params={"gifts": count, "gap_seconds": GAP, "workers": "1 x (2 processes, 8 threads)"},
+    )
     config = make_config(org(TENANT, "demo-token-river", calls_per_hour=NO_CAP))
 
     def tenants(url: str) -> str:
-        return tenant_table(TENANT, url, "VIRTUOUS_TOKEN_RIVER", mode="real_time",
-                            calls_per_hour=NO_CAP)
+        return tenant_table(
+            TENANT, url, "VIRTUOUS_TOKEN_RIVER", mode="real_time", calls_per_hour=NO_CAP
+        )
 
     with bench_deployment(tenants, config) as (dep, _server):
-        made = dep.admin("POST", "contacts", json={"org": TENANT, "firstName": "Kim",
-                                                   "lastName": "Lee"})["contacts"]
+        made = dep.admin(
+            "POST", "contacts", json={"org": TENANT, "firstName": "Kim", "lastName": "Lee"}
+        )["contacts"]
         contact = int(made[0]["id"])
         dep.start_worker(processes=2, threads=8)
         wait_for_consumers(dep, 2)
         published: dict[str, float] = {}
         warm = 5
         for i in range(1, warm + count + 1):
-            event = transaction(TENANT, i, amount=1000 + i, version=version_at(i),
-                                contact_id=contact)
+            event = transaction(
+                TENANT, i, amount=1000 + i, version=version_at(i), contact_id=contact
+            )
             published[str(i)] = time.time()
             publish(event)
             time.sleep(GAP)  # the load's pace, not a wait for work
@@ -69,17 +75,19 @@ def run(quick: bool) -> Result:
 
         def created() -> dict[str, str] | None:
             with state.lock:
-                gifts = {g["transactionId"]: g["createDateTimeUtc"]
-                         for g in state.org(TENANT).gifts.values()}
+                gifts = {
+                    g["transactionId"]: g["createDateTimeUtc"]
+                    for g in state.org(TENANT).gifts.values()
+                }
             return gifts if len(gifts) >= warm + count else None
 
         gifts = wait_until(created, timeout=60, what=f"{warm + count} gifts")
-    latencies = [1000 * (_epoch(gifts[tx]) - published[tx])
-                 for tx in published if int(tx) > warm]
+    latencies = [1000 * (_epoch(gifts[tx]) - published[tx]) for tx in published if int(tx) > warm]
     p99 = percentile(latencies, 0.99)
     result.add("p50", percentile(latencies, 0.50), "ms")
     result.add("p99", p99, "ms", "< 250 ms", None if quick else p99 < 250)
     result.add("max", max(latencies), "ms")
-    result.notes.append(f"{len(latencies)} gifts after {warm} warm-up ones, one every "
-                        f"{GAP * 1000:.0f} ms")
+    result.notes.append(
+        f"{len(latencies)} gifts after {warm} warm-up ones, one every {GAP * 1000:.0f} ms"
+    )
     return result

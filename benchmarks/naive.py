@@ -73,7 +73,7 @@ def naive_gift(event: dict[str, Any]) -> None:
     _client().post("/api/Gift", json=payload).raise_for_status()
 
 
-dramatiq.actor(naive_gift, actor_name=ACTOR, queue_name=QUEUE, broker=broker)
+dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE, broker=broker)(naive_gift)
 
 
 def start_workers(
@@ -87,11 +87,22 @@ def start_workers(
         "GIFTSYNC_NAIVE_TOKEN": token,
         "dramatiq_worker_timeout": "100",
     }
-    argv = [sys.executable, "-m", "dramatiq", "benchmarks.naive:broker", "--queues", QUEUE,
-            "--processes", str(processes), "--threads", str(threads)]
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "benchmarks.naive:broker",
+        "--queues",
+        QUEUE,
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
     with log.open("wb") as out:
-        return subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def enqueue(redis_url: str, events: Iterable[dict[str, Any]]) -> int:
@@ -100,8 +111,11 @@ def enqueue(redis_url: str, events: Iterable[dict[str, Any]]) -> int:
     count = 0
     try:
         for event in events:
-            producer.enqueue(dramatiq.Message(queue_name=QUEUE, actor_name=ACTOR,
-                                              args=(event,), kwargs={}, options={}))
+            producer.enqueue(
+                dramatiq.Message(
+                    queue_name=QUEUE, actor_name=ACTOR, args=(event,), kwargs={}, options={}
+                )
+            )
             count += 1
     finally:
         producer.close()
@@ -114,12 +128,22 @@ def gifts_in(sandbox: Any, org: str) -> int:
         return len(sandbox.state.org(org).gifts)
 
 
-def run_naive(sandbox: Any, redis_url: str, org: str, token: str,
-              events: list[dict[str, Any]], *, processes: int, threads: int, log: Path,
-              timeout: float) -> float:
+def run_naive(
+    sandbox: Any,
+    redis_url: str,
+    org: str,
+    token: str,
+    events: list[dict[str, Any]],
+    *,
+    processes: int,
+    threads: int,
+    log: Path,
+    timeout: float,
+) -> float:
     """Time publish -> every gift created for ``events`` (after a warm-up); returns seconds."""
-    workers = start_workers(redis_url, sandbox.url, token, processes=processes, threads=threads,
-                            log=log)
+    workers = start_workers(
+        redis_url, sandbox.url, token, processes=processes, threads=threads, log=log
+    )
     try:
         warm, rest = events[:50], events[50:]
         enqueue(redis_url, warm)

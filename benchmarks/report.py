@@ -45,9 +45,14 @@ def _ram_gib() -> float:
 
 def _redis_version() -> str:
     try:
-        out = subprocess.run([find_redis_server(), "--version"], capture_output=True, text=True,
-                             timeout=10, check=False).stdout
-    except Exception as exc:  # noqa: BLE001 - the report must not fail for a version string
+        out = subprocess.run(
+            [find_redis_server(), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except Exception as exc:
         return f"unknown ({exc})"
     # "Redis server v=7.0.15 sha=... malloc=jemalloc-5.3.0 bits=64 build=..."
     words = dict(w.split("=", 1) for w in out.split() if "=" in w)
@@ -67,8 +72,13 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write(results: list[Result], info: dict[str, Any], command: str,
-          json_path: Path = RESULTS_JSON, md_path: Path = RESULTS_MD) -> None:
+def write(
+    results: list[Result],
+    info: dict[str, Any],
+    command: str,
+    json_path: Path = RESULTS_JSON,
+    md_path: Path = RESULTS_MD,
+) -> None:
     """Write results.json and RESULTS.md."""
     info = {**info, "load_average_end": [round(x, 2) for x in os.getloadavg()]}
     document = {
@@ -107,8 +117,10 @@ def markdown(document: dict[str, Any]) -> str:
     for bench in document["benchmarks"]:
         for figure in bench["figures"]:
             met = {True: "yes", False: "**no**", None: ""}[figure["met"]]
-            lines.append(f"| {bench['title']} | {figure['label']} | {_value(figure)} | "
-                         f"{figure['target']} | {met} |")
+            lines.append(
+                f"| {bench['title']} | {figure['label']} | {_value(figure)} | "
+                f"{figure['target']} | {met} |"
+            )
     lines.append("")
     for bench in document["benchmarks"]:
         params = ", ".join(f"{k}={v}" for k, v in bench["params"].items())

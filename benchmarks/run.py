@@ -28,10 +28,19 @@ BENCHMARKS: dict[str, ModuleType] = {
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke of each benchmark")
-    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), metavar="NAME",
-                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
-    parser.add_argument("--out", type=Path, default=report.HERE,
-                        help="directory for the JSON and markdown results (default: benchmarks/)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=report.HERE,
+        help="directory for the JSON and markdown results (default: benchmarks/)",
+    )
     return parser
 
 
@@ -39,12 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen benchmarks; returns the exit status."""
     args = _parser().parse_args(argv)
     command = "python -m benchmarks.run" + "".join(
-        f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+        f" {a}" for a in (argv if argv is not None else sys.argv[1:])
+    )
     names = args.only or list(BENCHMARKS)
     info = report.machine()
-    print(f"machine: {info['nproc']} cores, {info['cpu']}, {info['ram_gib']} GiB, "
-          f"Python {info['python']}, Redis {info['redis']}, load {info['load_average_start']}",
-          flush=True)
+    print(
+        f"machine: {info['nproc']} cores, {info['cpu']}, {info['ram_gib']} GiB, "
+        f"Python {info['python']}, Redis {info['redis']}, load {info['load_average_start']}",
+        flush=True,
+    )
     results: list[Result] = []
     failed = []
     for name in names:

@@ -67,6 +67,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     # dramatiq reads this once, at import: an idle consumer polls Redis at most this many ms
     # apart. Its default (1000) adds up to a second to every throttled message's wake-up.
     os.environ.setdefault("dramatiq_worker_timeout", str(args.poll_ms))
+    # Also read once, when prometheus_client is first imported (workers.broker imports it):
+    # set after that, the forked workers would count in memory and /metrics would show none
+    # of their counters.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="giftsync-metrics-")
 
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
@@ -75,8 +80,6 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from workers.broker import QUEUES
 
     get_settings()  # fail fast, with every configuration problem, before forking workers
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="giftsync-metrics-")
     argv = [
         "workers.actors",
         "--processes",

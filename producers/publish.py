@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any
 
 import dramatiq
@@ -26,6 +27,7 @@ CHUNK_SIZE = 100
 __all__ = [
     "CHUNK_SIZE",
     "InvalidEvents",
+    "as_json",
     "decode_json",
     "enqueue_valid",
     "publish",
@@ -95,10 +97,28 @@ def _enqueue(events: list[Any], broker: dramatiq.Broker | None = None) -> None:
     (broker or get_broker()).enqueue(message)
 
 
+def as_json(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A valid event as the contract's JSON has it, ready for the queue.
+
+    The contract takes a ``datetime`` (``version``, ``record.created_at``) or a ``date``
+    (``record.start_date``) handed over in Python as well as the ISO 8601 text; the queue
+    carries JSON, so those become that text here. A valid event has no other non-JSON value.
+    """
+    out = dict(event)
+    if isinstance(out.get("version"), date):
+        out["version"] = out["version"].isoformat()
+    record = out.get("record")
+    if isinstance(record, Mapping):
+        moments = {k: v.isoformat() for k, v in record.items() if isinstance(v, date)}
+        if moments:
+            out["record"] = {**record, **moments}
+    return out
+
+
 def publish(event: Mapping[str, Any]) -> None:
     """Validate one change event and enqueue it; an invalid event raises and enqueues nothing."""
     validate(event)
-    _enqueue([dict(event)])
+    _enqueue([as_json(event)])
 
 
 def enqueue_valid(
@@ -141,7 +161,7 @@ def publish_many(events: Iterable[Mapping[str, Any]], *, chunk_size: int = CHUNK
             except EventValidationError as exc:
                 errors[index] = exc.errors
                 continue
-            yield dict(event)
+            yield as_json(event)
 
     accepted = enqueue_valid(valid(), chunk_size=chunk_size)
     if errors:

@@ -28,8 +28,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _is_form(request: Request) -> bool:
-    return request.headers.get("content-type", "").startswith(
-        "application/x-www-form-urlencoded")
+    return request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -45,6 +44,7 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 def guarded(handler: Handler) -> Handler:
     """400 for ValidationFailed/ConfigError, 404 for an unknown organisation or record."""
+
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
@@ -53,6 +53,7 @@ def guarded(handler: Handler) -> Handler:
             return json_response(body, 400)
         except KeyError as exc:
             return json_response({"message": f"not found: {exc.args[0]}"}, 404)
+
     endpoint.__name__ = handler.__name__
     return endpoint
 
@@ -64,8 +65,14 @@ class AdminApi:
     def routes(self) -> list[Route]:
         def r(path: str, handler: Handler, method: str = "GET") -> Route:
             return Route(path, guarded(handler), methods=[method])
-        lists = {"gifts": "gifts", "contacts": "contacts", "recurring-gifts": "recurring_gifts",
-                 "held": "held", "needs-update": "needs_update"}
+
+        lists = {
+            "gifts": "gifts",
+            "contacts": "contacts",
+            "recurring-gifts": "recurring_gifts",
+            "held": "held",
+            "needs-update": "needs_update",
+        }
         return [
             *(r(f"/_admin/{path}", self._lister(key)) for path, key in lists.items()),
             r("/_admin/state", self.snapshot),
@@ -81,8 +88,7 @@ class AdminApi:
             r("/_admin/reset", self.reset, "POST"),
             r("/_admin/nightly", self.run_nightly, "POST"),
             r("/_admin/imports/{id:int}/import", self.import_batch, "POST"),
-            r("/_admin/imports/{id:int}/entries/{index:int}/resolve", self.resolve_entry,
-              "POST"),
+            r("/_admin/imports/{id:int}/entries/{index:int}/resolve", self.resolve_entry, "POST"),
             r("/_admin/needs-update/{id:int}/resolve", self.resolve_needs_update, "POST"),
         ]
 
@@ -93,6 +99,7 @@ class AdminApi:
         async def lister(request: Request) -> Response:
             snap = self.state.snapshot(self._org(request), (key,))
             return json_response({name: data[key] for name, data in snap.items()})
+
         lister.__name__ = f"list_{key}"
         return lister
 
@@ -108,9 +115,12 @@ class AdminApi:
     async def imports(self, request: Request) -> Response:
         full = request.query_params.get("entries", "1") != "0"
         with self.state.lock:
-            return json_response({
-                s.name: [b.to_json() if full else b.summary() for b in s.imports.values()]
-                for s in self.state.orgs_named(self._org(request))})
+            return json_response(
+                {
+                    s.name: [b.to_json() if full else b.summary() for b in s.imports.values()]
+                    for s in self.state.orgs_named(self._org(request))
+                }
+            )
 
     def _batch(self, batch_id: int) -> tuple[OrgStore, Any]:
         for store in self.state.orgs.values():
@@ -127,10 +137,13 @@ class AdminApi:
         org = self._org(request)
         with_body = request.query_params.get("body") == "1"
         with self.state.lock:
-            subs = {s.name: [w.to_json() for w in s.webhooks.values()]
-                    for s in self.state.orgs_named(org)}
-        return json_response({"subscriptions": subs,
-                              "deliveries": self.state.webhooks.listing(org, with_body)})
+            subs = {
+                s.name: [w.to_json() for w in s.webhooks.values()]
+                for s in self.state.orgs_named(org)
+            }
+        return json_response(
+            {"subscriptions": subs, "deliveries": self.state.webhooks.listing(org, with_body)}
+        )
 
     async def faults(self, request: Request) -> Response:
         return json_response(self.state.faults.snapshot())
@@ -176,11 +189,16 @@ class AdminApi:
                 else:
                     self.state.duplicate_response = body["duplicate_response"]
             if "webhook_bulk" in body:
-                self.state.webhook_bulk = parse_bool(body["webhook_bulk"], "webhook_bulk",
-                                                     problems, self.state.webhook_bulk)
+                self.state.webhook_bulk = parse_bool(
+                    body["webhook_bulk"], "webhook_bulk", problems, self.state.webhook_bulk
+                )
             problems.check()
-            return json_response({"duplicate_response": self.state.duplicate_response,
-                                  "webhook_bulk": self.state.webhook_bulk})
+            return json_response(
+                {
+                    "duplicate_response": self.state.duplicate_response,
+                    "webhook_bulk": self.state.webhook_bulk,
+                }
+            )
 
     async def reset(self, request: Request) -> Response:
         self.state.reset()
@@ -204,10 +222,10 @@ class AdminApi:
 
     def _choice(self, body: dict[str, Any]) -> tuple[int | None, bool]:
         problems = Problems()
-        contact_id = parse_int(body.get("contactId", body.get("contact_id")), "contactId",
-                               problems)
-        create = parse_bool(body.get("createContact", body.get("create_contact")),
-                            "createContact", problems, False)
+        contact_id = parse_int(body.get("contactId", body.get("contact_id")), "contactId", problems)
+        create = parse_bool(
+            body.get("createContact", body.get("create_contact")), "createContact", problems, False
+        )
         problems.check()
         return contact_id, create
 
@@ -218,8 +236,9 @@ class AdminApi:
         with self.state.lock:
             store, batch = self._batch(request.path_params["id"])
             with self.state.mutate(store):
-                entry = nightly.resolve_entry(store, batch, request.path_params["index"],
-                                              contact_id, create)
+                entry = nightly.resolve_entry(
+                    store, batch, request.path_params["index"], contact_id, create
+                )
                 if _is_form(request):
                     return RedirectResponse(f"/#batch-{batch.id}", status_code=303)
                 return json_response(entry.to_json())
@@ -231,10 +250,10 @@ class AdminApi:
         discard = bool(body.get("discard"))
         held_id = request.path_params["id"]
         with self.state.lock:
-            store = next((s for s in self.state.orgs.values() if held_id in s.needs_update),
-                         None)
+            store = next((s for s in self.state.orgs.values() if held_id in s.needs_update), None)
             if store is None:
                 raise KeyError(f"needs-update transaction {held_id}")
             with self.state.mutate(store):
-                return json_response(nightly.resolve_needs_update(store, held_id, contact_id,
-                                                                  create, discard))
+                return json_response(
+                    nightly.resolve_needs_update(store, held_id, contact_id, create, discard)
+                )

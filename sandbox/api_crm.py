@@ -50,6 +50,7 @@ class CrmApi:
     def routes(self) -> list[Route]:
         def r(path: str, handler: Any, method: str) -> Route:
             return Route(path, org_endpoint(self.state, handler), methods=[method])
+
         return [
             r("/api/Contact/Transaction", self.contact_transaction, "POST"),
             r("/api/Contact", self.create_contact, "POST"),
@@ -106,8 +107,9 @@ class CrmApi:
 
     async def contact_by_reference(self, request: Request, store: OrgStore) -> Response:
         with self.state.lock:
-            contact = store.contact_by_reference(request.path_params["source"],
-                                                 request.path_params["reference_id"])
+            contact = store.contact_by_reference(
+                request.path_params["source"], request.path_params["reference_id"]
+            )
             return json_response(contact) if contact is not None else not_found()
 
     # --- recurring gifts ---------------------------------------------------------------------
@@ -119,8 +121,7 @@ class CrmApi:
             now = store.clock.now()
             fields = recurring.recurring_fields(body, problems, store.catalog, [], now)
             problems.check()
-            record = recurring.build_recurring(store.new_id("recurring"), fields, now,
-                                               store.new_id)
+            record = recurring.build_recurring(store.new_id("recurring"), fields, now, store.new_id)
             store.recurring_gifts[record["id"]] = record
             return json_response(record)
 
@@ -137,15 +138,15 @@ class CrmApi:
                 return not_found()
             problems = Problems()
             now = store.clock.now()
-            fields = recurring.recurring_fields(body, problems, store.catalog,
-                                                record["designations"], now)
+            fields = recurring.recurring_fields(
+                body, problems, store.catalog, record["designations"], now
+            )
             problems.check()
             recurring.replace_recurring(record, fields, now, store.new_id)
             return json_response(record)
 
     async def query_recurring(self, request: Request, store: OrgStore) -> Response:
-        return await run_paged_query(self.state, request, store, "recurring",
-                                     RECURRING_PARAMETERS)
+        return await run_paged_query(self.state, request, store, "recurring", RECURRING_PARAMETERS)
 
     # --- segments and projects ---------------------------------------------------------------
 
@@ -160,15 +161,24 @@ class CrmApi:
         name = str(low.get("name") or code).strip()
         with self.state.mutate(store):
             if not code:
-                raise ValidationFailed("The code field is required.",
-                                       {"code": ["The code field is required."]})
+                raise ValidationFailed(
+                    "The code field is required.", {"code": ["The code field is required."]}
+                )
             if code.lower() in store.catalog.segment_codes:
-                raise ValidationFailed(f"A segment with code '{code}' already exists.",
-                                       {"code": [f"'{code}' is already in use."]})
-            record = store.add_segment({
-                "id": self._free_id("segment", store.segments), "name": name, "code": code,
-                "description": low.get("description"), "campaignId": low.get("campaignid"),
-                "createDateTimeUtc": store.clock.now()})
+                raise ValidationFailed(
+                    f"A segment with code '{code}' already exists.",
+                    {"code": [f"'{code}' is already in use."]},
+                )
+            record = store.add_segment(
+                {
+                    "id": self._free_id("segment", store.segments),
+                    "name": name,
+                    "code": code,
+                    "description": low.get("description"),
+                    "campaignId": low.get("campaignid"),
+                    "createDateTimeUtc": store.clock.now(),
+                }
+            )
             return json_response(record)
 
     async def get_segment(self, request: Request, store: OrgStore) -> Response:
@@ -190,16 +200,26 @@ class CrmApi:
         problems.check()
         with self.state.mutate(store):
             if not code:
-                raise ValidationFailed("The projectCode field is required.",
-                                       {"projectCode": ["The projectCode field is required."]})
+                raise ValidationFailed(
+                    "The projectCode field is required.",
+                    {"projectCode": ["The projectCode field is required."]},
+                )
             if code.lower() in store.catalog.project_codes:
-                raise ValidationFailed(f"A project with code '{code}' already exists.",
-                                       {"projectCode": [f"'{code}' is already in use."]})
-            record = store.add_project({
-                "id": self._free_id("project", store.projects), "name": name,
-                "projectCode": code, "description": low.get("description"),
-                "externalAccountingCode": low.get("externalaccountingcode"),
-                "isActive": is_active, "createDateTimeUtc": store.clock.now()})
+                raise ValidationFailed(
+                    f"A project with code '{code}' already exists.",
+                    {"projectCode": [f"'{code}' is already in use."]},
+                )
+            record = store.add_project(
+                {
+                    "id": self._free_id("project", store.projects),
+                    "name": name,
+                    "projectCode": code,
+                    "description": low.get("description"),
+                    "externalAccountingCode": low.get("externalaccountingcode"),
+                    "isActive": is_active,
+                    "createDateTimeUtc": store.clock.now(),
+                }
+            )
             return json_response(record)
 
     async def get_project(self, request: Request, store: OrgStore) -> Response:
@@ -217,17 +237,29 @@ class CrmApi:
         url = str(low.get("payloadurl") or low.get("url") or "")
         if not url.startswith(("http://", "https://")):
             problems.add("payloadUrl", "An http(s) payloadUrl is required.")
-        flags = {flag: parse_bool(low.get(flag.lower()), flag, problems, False)
-                 for flag in EVENT_FLAGS if flag.lower() in low}
+        flags = {
+            flag: parse_bool(low.get(flag.lower()), flag, problems, False)
+            for flag in EVENT_FLAGS
+            if flag.lower() in low
+        }
         active = parse_bool(low.get("active"), "active", problems, True)
         problems.check()
-        events = frozenset(EVENT_FLAGS[f] for f, on in flags.items() if on) if flags \
+        events = (
+            frozenset(EVENT_FLAGS[f] for f, on in flags.items() if on)
+            if flags
             else frozenset(EVENT_FLAGS.values())
+        )
         with self.state.mutate(store):
-            sub = Subscription(store.new_id("webhook"), store.name, url,
-                               str(low.get("secret") or secrets.token_urlsafe(24)), events,
-                               active, None if low.get("name") is None else str(low["name"]),
-                               store.clock.now())
+            sub = Subscription(
+                store.new_id("webhook"),
+                store.name,
+                url,
+                str(low.get("secret") or secrets.token_urlsafe(24)),
+                events,
+                active,
+                None if low.get("name") is None else str(low["name"]),
+                store.clock.now(),
+            )
             store.webhooks[sub.id] = sub
             return json_response(sub.to_json())
 

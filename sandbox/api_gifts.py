@@ -43,6 +43,7 @@ class GiftApi:
     def routes(self) -> list[Route]:
         def r(path: str, handler: Any, method: str) -> Route:
             return Route(path, org_endpoint(self.state, handler), methods=[method])
+
         return [
             r("/api/v2/Gift/Transaction", self.transaction, "POST"),
             r("/api/v2/Gift/Transactions", self.transactions, "POST"),
@@ -54,8 +55,13 @@ class GiftApi:
             r("/api/Gift/{source}/{transaction_id}", self.by_reference, "GET"),
         ]
 
-    def _duplicates(self, store: OrgStore, pendings: list[validation.PendingGift | None],
-                    problems: Problems, prefix: str) -> set[int]:
+    def _duplicates(
+        self,
+        store: OrgStore,
+        pendings: list[validation.PendingGift | None],
+        problems: Problems,
+        prefix: str,
+    ) -> set[int]:
         """Indexes of entries whose reference pair was seen (before, or earlier in this body).
         In "error" mode each becomes a problem naming the entry."""
         seen_here: set[tuple[str, str]] = set()
@@ -95,15 +101,19 @@ class GiftApi:
         low = lower_keys(body)
         entries = low.get("transactions")
         if not isinstance(entries, list) or not entries:
-            raise ValidationFailed("At least one transaction is required.",
-                                   {"transactions": ["At least one transaction is required."]})
+            raise ValidationFailed(
+                "At least one transaction is required.",
+                {"transactions": ["At least one transaction is required."]},
+            )
         problems = Problems()
         source = None if low.get("transactionsource") is None else str(low["transactionsource"])
-        create_import = validation.parse_bool(low.get("createimport"), "createImport", problems,
-                                              False)
-        pendings = [validation.transaction(entry, f"transactions[{i}].", problems,
-                                           store.catalog, source)
-                    for i, entry in enumerate(entries)]
+        create_import = validation.parse_bool(
+            low.get("createimport"), "createImport", problems, False
+        )
+        pendings = [
+            validation.transaction(entry, f"transactions[{i}].", problems, store.catalog, source)
+            for i, entry in enumerate(entries)
+        ]
         with self.state.mutate(store):
             store.counters.gift_transactions += len(entries)
             dups = self._duplicates(store, pendings, problems, "transactions[{0}].")
@@ -112,8 +122,14 @@ class GiftApi:
             if create_import and fresh:
                 now = store.clock.now()
                 name = str(low.get("importname") or f"{source or 'API'} Import {now[:19]}")
-                batch = ImportBatch(store.new_id("import"), store.name, name, source, now,
-                                    [ImportEntry(i, p) for i, p in enumerate(fresh)])
+                batch = ImportBatch(
+                    store.new_id("import"),
+                    store.name,
+                    name,
+                    source,
+                    now,
+                    [ImportEntry(i, p) for i, p in enumerate(fresh)],
+                )
                 for p in fresh:
                     if p.ref:
                         store.seen_refs.add(p.ref)
@@ -139,8 +155,7 @@ class GiftApi:
             return json_response(gift)
 
     def _contact_id(self, body: dict[str, Any], store: OrgStore, problems: Problems) -> int | None:
-        contact_id = validation.parse_int(lower_keys(body).get("contactid"), "contactId",
-                                          problems)
+        contact_id = validation.parse_int(lower_keys(body).get("contactid"), "contactId", problems)
         if contact_id is None:
             if "contactId" not in problems.state:
                 problems.add("contactId", "The contactId field is required.")
@@ -155,8 +170,9 @@ class GiftApi:
 
     async def by_reference(self, request: Request, store: OrgStore) -> Response:
         with self.state.lock:
-            gift = store.gift_by_ref(request.path_params["source"],
-                                     request.path_params["transaction_id"])
+            gift = store.gift_by_ref(
+                request.path_params["source"], request.path_params["transaction_id"]
+            )
             return json_response(gift) if gift is not None else not_found()
 
     async def replace(self, request: Request, store: OrgStore) -> Response:
@@ -167,16 +183,18 @@ class GiftApi:
                 return not_found()
             problems = Problems()
             fields, inputs, key = validation.gift_fields(body, "", problems, store.catalog)
-            final = gifts.resolve_designations(gift["giftDesignations"], inputs, key, problems,
-                                               store.catalog)
+            final = gifts.resolve_designations(
+                gift["giftDesignations"], inputs, key, problems, store.catalog
+            )
             validation.check_sum(final, fields["amount"], key, problems)
             contact_id = self._contact_id(body, store, problems)
             problems.check()
             assert contact_id is not None
             ref = _ref(body)
             old_ref = (gift["transactionSource"], gift["transactionId"])
-            gifts.replace_gift(gift, contact_id, fields, final, ref, store.clock.now(),
-                               store.new_id)
+            gifts.replace_gift(
+                gift, contact_id, fields, final, ref, store.clock.now(), store.new_id
+            )
             if ref is not None and ref != old_ref:
                 if store.gift_refs.get(old_ref) == gift["id"]:
                     del store.gift_refs[old_ref]
@@ -191,8 +209,11 @@ class GiftApi:
         problems = Problems()
         raw = next((low[k] for k in ("reversedgiftid", "giftid", "id") if k in low), None)
         gift_id = validation.parse_int(raw, "reversedGiftId", problems)
-        gift_date = validation.parse_date(low["giftdate"], "giftDate", problems) \
-            if low.get("giftdate") else None
+        gift_date = (
+            validation.parse_date(low["giftdate"], "giftDate", problems)
+            if low.get("giftdate")
+            else None
+        )
         with self.state.mutate(store):
             original = store.gifts.get(gift_id) if gift_id is not None else None
             if gift_id is None and not problems:
@@ -200,17 +221,23 @@ class GiftApi:
             elif gift_id is not None and original is None:
                 problems.add("reversedGiftId", f"Gift {gift_id} does not exist.")
             elif original is not None and original["reversedGiftId"] is not None:
-                problems.add("reversedGiftId", f"Gift {gift_id} is a reversing transaction "
-                             "and cannot be reversed.")
+                problems.add(
+                    "reversedGiftId",
+                    f"Gift {gift_id} is a reversing transaction and cannot be reversed.",
+                )
             elif original is not None and original["reversingGiftId"] is not None:
-                problems.add("reversedGiftId", f"Gift {gift_id} has already been reversed "
-                             f"(by gift {original['reversingGiftId']}).")
+                problems.add(
+                    "reversedGiftId",
+                    f"Gift {gift_id} has already been reversed "
+                    f"(by gift {original['reversingGiftId']}).",
+                )
             problems.check()
             assert original is not None
             now = store.clock.now()
             notes = None if low.get("notes") is None else str(low["notes"])
-            reversal = gifts.reversing_gift(original, store.new_id("gift"), now, store.new_id,
-                                            gift_date, notes, _ref(body))
+            reversal = gifts.reversing_gift(
+                original, store.new_id("gift"), now, store.new_id, gift_date, notes, _ref(body)
+            )
             store.add_gift(reversal)
             original["reversingGiftId"] = reversal["id"]
             original["modifiedDateTimeUtc"] = now
@@ -227,8 +254,13 @@ def _ref(body: dict[str, Any]) -> tuple[str, str] | None:
     return (str(source), str(tid)) if source not in (None, "") and tid not in (None, "") else None
 
 
-async def run_paged_query(state: SandboxState, request: Request, store: OrgStore, table: str,
-                          parameters: dict[str, tuple[str, str]]) -> Response:
+async def run_paged_query(
+    state: SandboxState,
+    request: Request,
+    store: OrgStore,
+    table: str,
+    parameters: dict[str, tuple[str, str]],
+) -> Response:
     """A Query endpoint: ``?skip=&take=`` (take at most ``max_take``); a skip past the deep-skip
     limit is a 500, as the live API answers it, so clients must page by key."""
     skip = query_int(request, "skip", 0)
@@ -236,8 +268,10 @@ async def run_paged_query(state: SandboxState, request: Request, store: OrgStore
     if skip > state.config.deep_skip_limit:
         return server_error()
     if take > state.config.max_take or take < 1:
-        raise ValidationFailed(f"take must be between 1 and {state.config.max_take}.",
-                               {"take": [f"Must be between 1 and {state.config.max_take}."]})
+        raise ValidationFailed(
+            f"take must be between 1 and {state.config.max_take}.",
+            {"take": [f"Must be between 1 and {state.config.max_take}."]},
+        )
     raw = await request.body()
     body = parse_body(raw) if raw.strip() else {}
     with state.lock:

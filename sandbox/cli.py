@@ -18,39 +18,77 @@ from sandbox.server import serve
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="giftsync sandbox",
-                                description="Run a local stand-in for the Virtuous API.")
+    p = argparse.ArgumentParser(
+        prog="giftsync sandbox", description="Run a local stand-in for the Virtuous API."
+    )
     add = p.add_argument
     add("--port", type=int, metavar="N", default=8765, help="port to serve on (default 8765)")
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--config", metavar="FILE", help="TOML or JSON file: organisations and settings")
-    add("--hour-seconds", type=float, metavar="N",
-        help="how many real seconds 'an hour' (the rate-limit window) lasts")
+    add(
+        "--hour-seconds",
+        type=float,
+        metavar="N",
+        help="how many real seconds 'an hour' (the rate-limit window) lasts",
+    )
     add("--calls-per-hour", type=int, metavar="N", help="the cap for every organisation")
-    add("--other-integrations-calls-per-hour", type=int, metavar="N",
-        help="calls other integrations spend per window, for every organisation")
-    add("--duplicate-response", choices=("noop", "error"),
-        help="answer a repeated transactionSource/transactionId with 200 or 400")
+    add(
+        "--other-integrations-calls-per-hour",
+        type=int,
+        metavar="N",
+        help="calls other integrations spend per window, for every organisation",
+    )
+    add(
+        "--duplicate-response",
+        choices=("noop", "error"),
+        help="answer a repeated transactionSource/transactionId with 200 or 400",
+    )
     add("--fail-rate", type=float, metavar="SHARE", help="share of /api calls answered 500")
     add("--slow-rate", type=float, metavar="SHARE", help="share of /api calls answered slowly")
     add("--slow-seconds", type=float, metavar="SECONDS", help="delay of a slow answer")
-    add("--drop-rate", type=float, metavar="SHARE",
-        help="share of /api calls whose connection drops")
-    add("--timeout-after-apply-rate", type=float, metavar="SHARE",
-        help="share of /api calls applied, then held past the client's timeout")
+    add(
+        "--drop-rate",
+        type=float,
+        metavar="SHARE",
+        help="share of /api calls whose connection drops",
+    )
+    add(
+        "--timeout-after-apply-rate",
+        type=float,
+        metavar="SHARE",
+        help="share of /api calls applied, then held past the client's timeout",
+    )
     add("--stall-seconds", type=float, metavar="SECONDS", help="how long such an answer is held")
-    add("--webhook-drop-rate", type=float, metavar="SHARE",
-        help="share of webhook deliveries dropped")
-    add("--webhook-bulk", action="store_true",
-        help="deliver the gifts one run creates as one bulk webhook")
-    add("--nightly-every", type=float, metavar="SECONDS",
-        help="run the nightly batch every SECONDS (default: only on demand)")
+    add(
+        "--webhook-drop-rate",
+        type=float,
+        metavar="SHARE",
+        help="share of webhook deliveries dropped",
+    )
+    add(
+        "--webhook-bulk",
+        action="store_true",
+        help="deliver the gifts one run creates as one bulk webhook",
+    )
+    add(
+        "--nightly-every",
+        type=float,
+        metavar="SECONDS",
+        help="run the nightly batch every SECONDS (default: only on demand)",
+    )
     add("--seed", type=int, metavar="N", help="seed for the fault RNG")
     return p
 
 
-_FAULT_OPTIONS = ("fail_rate", "slow_rate", "slow_seconds", "drop_rate",
-                  "timeout_after_apply_rate", "stall_seconds", "webhook_drop_rate")
+_FAULT_OPTIONS = (
+    "fail_rate",
+    "slow_rate",
+    "slow_seconds",
+    "drop_rate",
+    "timeout_after_apply_rate",
+    "stall_seconds",
+    "webhook_drop_rate",
+)
 
 
 def build_config(args: argparse.Namespace) -> SandboxConfig:
@@ -87,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"giftsync sandbox: {exc}", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
-    orgs = ", ".join(f"{o.name} ({o.calls_per_hour} calls per {o.window_seconds:g}s)"
-                     for o in config.orgs)
-    print(f"Virtuous sandbox on http://{host}:{args.port}  (Import Tool page: /, "
-          f"admin: /_admin/stats)\norganisations: {orgs}", flush=True)
+    orgs = ", ".join(
+        f"{o.name} ({o.calls_per_hour} calls per {o.window_seconds:g}s)" for o in config.orgs
+    )
+    print(
+        f"Virtuous sandbox on http://{host}:{args.port}  (Import Tool page: /, "
+        f"admin: /_admin/stats)\norganisations: {orgs}",
+        flush=True,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         serve(config, args.host, args.port)
     return 0

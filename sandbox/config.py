@@ -57,8 +57,14 @@ class FaultConfig:
     webhook_drop_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("fail_rate", "slow_rate", "drop_rate", "timeout_after_apply_rate",
-                     "drop_after_apply_share", "webhook_drop_rate"):
+        for name in (
+            "fail_rate",
+            "slow_rate",
+            "drop_rate",
+            "timeout_after_apply_rate",
+            "drop_after_apply_share",
+            "webhook_drop_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"faults.{name} must be between 0 and 1, not {value!r}")
@@ -166,30 +172,68 @@ _DEMO_SEGMENTS: dict[int, str] = {
 def _demo_contacts(prefix: str) -> list[dict[str, Any]]:
     """A few existing donors per organisation so demo batches land in all three tabs."""
     return [
-        {"firstName": "Ada", "lastName": "Lovelace", "email": f"ada@{prefix}.example.org",
-         "phone": "555-010-0001", "referenceSource": "WeGive", "referenceId": "1001",
-         "address": {"address1": "1 Analytical Way", "city": "Austin", "state": "TX",
-                     "postal": "78701"}},
-        {"firstName": "Grace", "lastName": "Hopper", "email": f"grace@{prefix}.example.org",
-         "phone": "555-010-0002",
-         "address": {"address1": "2 Compiler Ct", "city": "Denver", "state": "CO",
-                     "postal": "80202"}},
-        {"firstName": "Alan", "lastName": "Turing", "phone": "555-010-0003",
-         "address": {"address1": "3 Enigma Rd", "city": "Portland", "state": "OR",
-                     "postal": "97201"}},
-        {"name": "Acme Foundation", "contactType": "Organization",
-         "email": f"giving@acme-{prefix}.example.org", "referenceSource": "WeGive",
-         "referenceId": "2001"},
+        {
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "email": f"ada@{prefix}.example.org",
+            "phone": "555-010-0001",
+            "referenceSource": "WeGive",
+            "referenceId": "1001",
+            "address": {
+                "address1": "1 Analytical Way",
+                "city": "Austin",
+                "state": "TX",
+                "postal": "78701",
+            },
+        },
+        {
+            "firstName": "Grace",
+            "lastName": "Hopper",
+            "email": f"grace@{prefix}.example.org",
+            "phone": "555-010-0002",
+            "address": {
+                "address1": "2 Compiler Ct",
+                "city": "Denver",
+                "state": "CO",
+                "postal": "80202",
+            },
+        },
+        {
+            "firstName": "Alan",
+            "lastName": "Turing",
+            "phone": "555-010-0003",
+            "address": {
+                "address1": "3 Enigma Rd",
+                "city": "Portland",
+                "state": "OR",
+                "postal": "97201",
+            },
+        },
+        {
+            "name": "Acme Foundation",
+            "contactType": "Organization",
+            "email": f"giving@acme-{prefix}.example.org",
+            "referenceSource": "WeGive",
+            "referenceId": "2001",
+        },
     ]
 
 
 def demo_config(**overrides: Any) -> SandboxConfig:
     """The demo's three organisations, matching examples/tenants.toml."""
     orgs = [
-        OrgConfig(name=name, tokens=[f"demo-token-{short}"], projects=dict(_DEMO_PROJECTS),
-                  segments=dict(_DEMO_SEGMENTS), contacts=_demo_contacts(short))
-        for name, short in (("hope-shelter", "hope"), ("river-arts", "river"),
-                            ("north-food-bank", "north"))
+        OrgConfig(
+            name=name,
+            tokens=[f"demo-token-{short}"],
+            projects=dict(_DEMO_PROJECTS),
+            segments=dict(_DEMO_SEGMENTS),
+            contacts=_demo_contacts(short),
+        )
+        for name, short in (
+            ("hope-shelter", "hope"),
+            ("river-arts", "river"),
+            ("north-food-bank", "north"),
+        )
     ]
     return SandboxConfig(orgs=orgs, **overrides)
 
@@ -235,7 +279,7 @@ def _typed(prefix: str, cls: type[Any], table: Mapping[str, Any]) -> dict[str, A
 
 def _id_map(prefix: str, table: Any) -> dict[int, str]:
     if not isinstance(table, Mapping):
-        raise ConfigError(f"{prefix}: must be a table of id = \"CODE\"")
+        raise ConfigError(f'{prefix}: must be a table of id = "CODE"')
     try:
         return {int(key): str(code) for key, code in table.items()}
     except ValueError as exc:

@@ -42,22 +42,28 @@ def build_contact(contact_id: int, inp: ContactInput, new_id: NewId, now: str) -
         "isPrivate": False,
         "contactReferences": [{"source": s, "id": r} for s, r in inp.references],
         "address": None if inp.address.is_empty() else inp.address.to_json(),
-        "contactIndividuals": [{
-            "id": individual_id,
-            "contactId": contact_id,
-            "firstName": inp.first_name,
-            "lastName": inp.last_name,
-            "isPrimary": True,
-            "contactMethods": methods,
-        }],
+        "contactIndividuals": [
+            {
+                "id": individual_id,
+                "contactId": contact_id,
+                "firstName": inp.first_name,
+                "lastName": inp.last_name,
+                "isPrimary": True,
+                "contactMethods": methods,
+            }
+        ],
         "createDateTimeUtc": now,
         "modifiedDateTimeUtc": now,
     }
 
 
 def _methods(contact: dict[str, Any], word: str) -> list[str]:
-    return [m["value"] for ind in contact["contactIndividuals"] for m in ind["contactMethods"]
-            if word in m["type"].lower() and m.get("value")]
+    return [
+        m["value"]
+        for ind in contact["contactIndividuals"]
+        for m in ind["contactMethods"]
+        if word in m["type"].lower() and m.get("value")
+    ]
 
 
 def emails(contact: dict[str, Any]) -> list[str]:
@@ -73,21 +79,30 @@ def references(contact: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def names(contact: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(i["firstName"], i["lastName"]) for i in contact["contactIndividuals"]
-            if i.get("firstName") and i.get("lastName")]
+    return [
+        (i["firstName"], i["lastName"])
+        for i in contact["contactIndividuals"]
+        if i.get("firstName") and i.get("lastName")
+    ]
 
 
 def address(contact: dict[str, Any]) -> Address:
     raw = contact.get("address") or {}
-    return Address(**{k: raw.get(k) for k in ("address1", "address2", "city", "state",
-                                              "postal", "country")})
+    return Address(
+        **{k: raw.get(k) for k in ("address1", "address2", "city", "state", "postal", "country")}
+    )
 
 
 def _same_address(a: Address, b: Address) -> bool:
     def low(x: str | None) -> str:
         return (x or "").strip().lower()
-    return (low(a.address1) == low(b.address1) and low(a.city) == low(b.city)
-            and low(a.state) == low(b.state) and norm_postal(a.postal) == norm_postal(b.postal))
+
+    return (
+        low(a.address1) == low(b.address1)
+        and low(a.city) == low(b.city)
+        and low(a.state) == low(b.state)
+        and norm_postal(a.postal) == norm_postal(b.postal)
+    )
 
 
 def profile(contact: dict[str, Any]) -> Profile:
@@ -95,8 +110,9 @@ def profile(contact: dict[str, Any]) -> Profile:
     return Profile(
         emails=frozenset(e for e in map(norm_email, emails(contact)) if e),
         phones=frozenset(p for p in map(norm_phone, phones(contact)) if p),
-        last_names=frozenset((i.get("lastName") or "").lower()
-                             for i in contact["contactIndividuals"]),
+        last_names=frozenset(
+            (i.get("lastName") or "").lower() for i in contact["contactIndividuals"]
+        ),
         address=address(contact),
     )
 
@@ -116,13 +132,16 @@ def differences(have: Profile, inp: ContactInput) -> list[str]:
     return found
 
 
-def merge_into(contact: dict[str, Any], inp: ContactInput, new_id: NewId, now: str,
-               add_references: bool = True) -> bool:
+def merge_into(
+    contact: dict[str, Any], inp: ContactInput, new_id: NewId, now: str, add_references: bool = True
+) -> bool:
     """Merge incoming data into the record (new email/phone primary, address replaced)."""
     changed = bool(differences(profile(contact), inp))
     primary = contact["contactIndividuals"][0]
-    for word, value, kind in (("email", inp.email, "Home Email"),
-                              ("phone", inp.phone, "Home Phone")):
+    for word, value, kind in (
+        ("email", inp.email, "Home Email"),
+        ("phone", inp.phone, "Home Phone"),
+    ):
         have = emails(contact) if word == "email" else phones(contact)
         norm = norm_email if word == "email" else norm_phone
         if value and norm(value) not in {norm(v) for v in have}:
@@ -133,7 +152,8 @@ def merge_into(contact: dict[str, Any], inp: ContactInput, new_id: NewId, now: s
     if not inp.address.is_empty() and not _same_address(inp.address, address(contact)):
         contact["address"] = inp.address.to_json()
     if inp.last_name and inp.last_name.lower() not in {
-            (i.get("lastName") or "").lower() for i in contact["contactIndividuals"]}:
+        (i.get("lastName") or "").lower() for i in contact["contactIndividuals"]
+    }:
         primary["lastName"] = inp.last_name
         if inp.first_name:
             primary["firstName"] = inp.first_name

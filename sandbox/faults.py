@@ -35,8 +35,9 @@ NO_FAULT = FaultDecision("none")
 class FaultInjector:
     """Decides the fault for each call. Thread-safe."""
 
-    def __init__(self, base: FaultConfig, per_org: dict[str, FaultConfig],
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, base: FaultConfig, per_org: dict[str, FaultConfig], seed: int | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._initial = (base, dict(per_org), seed)
         self.reset()
@@ -59,8 +60,7 @@ class FaultInjector:
     def settings(self, org: str) -> FaultConfig:
         return self.per_org.get(org, self.base)
 
-    def update(self, changes: dict[str, Any], org: str | None = None,
-               clear: bool = False) -> None:
+    def update(self, changes: dict[str, Any], org: str | None = None, clear: bool = False) -> None:
         """Change rates (keys of ``FaultConfig``) globally or for one organisation."""
         with self._lock:
             if org is None:
@@ -86,8 +86,12 @@ class FaultInjector:
                     self._burst[key] -= 1
                     self.injected[(org, "burst_429")] += 1
                     return FaultDecision("burst_429", retry_after=faults.burst_retry_after)
-            if not (faults.fail_rate or faults.drop_rate or faults.timeout_after_apply_rate
-                    or faults.slow_rate):
+            if not (
+                faults.fail_rate
+                or faults.drop_rate
+                or faults.timeout_after_apply_rate
+                or faults.slow_rate
+            ):
                 return NO_FAULT
             draw = self._rng.random()
             edge = faults.fail_rate
@@ -130,4 +134,3 @@ class FaultInjector:
                 "orgs": {org: asdict(f) for org, f in self.per_org.items()},
                 "pending_burst_429": {k or "*": v for k, v in self._burst.items() if v},
             }
-

@@ -62,8 +62,7 @@ def bearer_token(scope: Scope) -> str | None:
 def rate_headers(verdict: Verdict, window: float) -> list[tuple[bytes, bytes]]:
     """The rate-limit headers. Reset is Unix seconds, as Virtuous sends it; with a compressed
     hour (a window under a minute) it carries milliseconds, or it would be useless."""
-    reset = (f"{verdict.reset_epoch:.3f}" if window < 60
-             else str(math.ceil(verdict.reset_epoch)))
+    reset = f"{verdict.reset_epoch:.3f}" if window < 60 else str(math.ceil(verdict.reset_epoch))
     return [
         (b"x-ratelimit-limit", str(verdict.limit).encode()),
         (b"x-ratelimit-remaining", str(verdict.remaining).encode()),
@@ -72,11 +71,24 @@ def rate_headers(verdict: Verdict, window: float) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def _answer(send: Send, status: int, body: bytes, content_type: bytes,
-                  headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type),
-                            (b"content-length", str(len(body)).encode()), *headers]})
+async def _answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -109,15 +121,24 @@ class Gate:
         if store is None:
             with state.lock:
                 state.requests.record(label, fingerprint, None, 401)
-            await _answer(send, 401, b"Authorization has been denied for this request.",
-                          b"text/plain; charset=utf-8")
+            await _answer(
+                send,
+                401,
+                b"Authorization has been denied for this request.",
+                b"text/plain; charset=utf-8",
+            )
             return
         decision = state.faults.decide(store.name)
         with state.lock:
             if decision.kind == "burst_429":
                 limiter = store.limiter
-                verdict = Verdict(False, limiter.limit, 0, time.time() + decision.retry_after,
-                                  float(decision.retry_after))
+                verdict = Verdict(
+                    False,
+                    limiter.limit,
+                    0,
+                    time.time() + decision.retry_after,
+                    float(decision.retry_after),
+                )
             else:
                 verdict = store.limiter.admit()
             if not verdict.allowed:
@@ -126,35 +147,73 @@ class Gate:
         headers = rate_headers(verdict, store.limiter.window)
         if not verdict.allowed:
             retry = decision.retry_after if decision.kind == "burst_429" else verdict.retry_after
-            message = (f"API calls quota exceeded: at most {verdict.limit} calls per hour. "
-                       f"Retry after {retry} seconds.")
-            await _answer(send, 429, dumps({"message": message}), b"application/json",
-                          [*headers, (b"retry-after", str(retry).encode())])
+            message = (
+                f"API calls quota exceeded: at most {verdict.limit} calls per hour. "
+                f"Retry after {retry} seconds."
+            )
+            await _answer(
+                send,
+                429,
+                dumps({"message": message}),
+                b"application/json",
+                [*headers, (b"retry-after", str(retry).encode())],
+            )
             return
         scope[ORG_KEY] = store.name
         if decision.kind == "fail":
             self._record(label, fingerprint, store.name, 500)
-            await _answer(send, 500, dumps({"message": "An error has occurred."}),
-                          b"application/json", headers)
+            await _answer(
+                send,
+                500,
+                dumps({"message": "An error has occurred."}),
+                b"application/json",
+                headers,
+            )
             return
         if decision.kind == "slow":
             await asyncio.sleep(decision.seconds)
         if decision.kind == "drop" and not decision.after_apply:
             self._record(label, fingerprint, store.name, DROPPED)
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", b"64"), *headers]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"64"),
+                        *headers,
+                    ],
+                }
+            )
             raise DropConnection
-        await self._forward(scope, receive, send, headers, label, fingerprint, store.name,
-                            decision.kind, decision.seconds)
+        await self._forward(
+            scope,
+            receive,
+            send,
+            headers,
+            label,
+            fingerprint,
+            store.name,
+            decision.kind,
+            decision.seconds,
+        )
 
     def _record(self, label: str, fingerprint: str, org: str, status: int) -> None:
         with self.state.lock:
             self.state.requests.record(label, fingerprint, org, status)
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send,
-                       headers: list[tuple[bytes, bytes]], label: str, fingerprint: str,
-                       org: str, fault: str, seconds: float) -> None:
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        label: str,
+        fingerprint: str,
+        org: str,
+        fault: str,
+        seconds: float,
+    ) -> None:
         """Run the handler, adding the headers; hold or cut its answer for the two faults that
         apply the request first."""
         hold = fault in ("drop", "stall")
@@ -184,4 +243,3 @@ class Gate:
                 raise DropConnection from None
             for message in held:
                 await send(message)
-

@@ -17,21 +17,47 @@ from sandbox.validation import Catalog, DesignationInput, Problems
 NewId = Callable[[str], int]
 
 # Fields a PUT body may set (everything else a Gift holds is system-owned).
-SETTABLE = ("contactIndividualId", "giftType", "giftDate", "amount", "currencyCode",
-            "description", "notes", "isTaxDeductible", "isPrivate", "segmentId", "segment",
-            "segmentCode", "recurringGiftPayments", "recurringGiftTransactionId",
-            "pledgeTransactionId", "customFields")
+SETTABLE = (
+    "contactIndividualId",
+    "giftType",
+    "giftDate",
+    "amount",
+    "currencyCode",
+    "description",
+    "notes",
+    "isTaxDeductible",
+    "isPrivate",
+    "segmentId",
+    "segment",
+    "segmentCode",
+    "recurringGiftPayments",
+    "recurringGiftTransactionId",
+    "pledgeTransactionId",
+    "customFields",
+)
 
 
 def _designations(items: list[dict[str, Any]], new_id: NewId) -> list[dict[str, Any]]:
-    return [{"id": d["id"] if d.get("id") is not None else new_id("designation"),
-             "projectId": d["projectId"], "projectCode": d["projectCode"],
-             "amountDesignated": d["amountDesignated"]} for d in items]
+    return [
+        {
+            "id": d["id"] if d.get("id") is not None else new_id("designation"),
+            "projectId": d["projectId"],
+            "projectCode": d["projectCode"],
+            "amountDesignated": d["amountDesignated"],
+        }
+        for d in items
+    ]
 
 
-def build_gift(gift_id: int, contact_id: int, fields: dict[str, Any],
-               ref: tuple[str, str] | None, now: str, new_id: NewId,
-               batch: str | None = None) -> dict[str, Any]:
+def build_gift(
+    gift_id: int,
+    contact_id: int,
+    fields: dict[str, Any],
+    ref: tuple[str, str] | None,
+    now: str,
+    new_id: NewId,
+    batch: str | None = None,
+) -> dict[str, Any]:
     """A new Gift from validated fields."""
     gift: dict[str, Any] = {
         "id": gift_id,
@@ -50,36 +76,46 @@ def build_gift(gift_id: int, contact_id: int, fields: dict[str, Any],
     return gift
 
 
-def resolve_designations(existing: list[dict[str, Any]], inputs: list[DesignationInput],
-                         path: str, problems: Problems, catalog: Catalog) -> list[dict[str, Any]]:
+def resolve_designations(
+    existing: list[dict[str, Any]],
+    inputs: list[DesignationInput],
+    path: str,
+    problems: Problems,
+    catalog: Catalog,
+) -> list[dict[str, Any]]:
     """The designations after a PUT.
 
     With no ``state`` marker anywhere the list replaces the old one. With markers (the diff
     protocol): start from the existing designations, remove each ``Delete`` (by id), change each
     ``Update`` (or unmarked entry naming an existing id), append each ``Add``.
     """
+
     def stored(d: DesignationInput, keep_id: int | None) -> dict[str, Any]:
-        return {"id": keep_id, "projectId": d.project_id,
-                "projectCode": catalog.projects.get(d.project_id or -1),
-                "amountDesignated": d.amount}
+        return {
+            "id": keep_id,
+            "projectId": d.project_id,
+            "projectCode": catalog.projects.get(d.project_id or -1),
+            "amountDesignated": d.amount,
+        }
 
     known = {d["id"]: d for d in existing}
     if not any(d.state for d in inputs):
-        return [stored(d, d.designation_id if d.designation_id in known else None)
-                for d in inputs]
+        return [stored(d, d.designation_id if d.designation_id in known else None) for d in inputs]
     result = {d["id"]: dict(d) for d in existing}
     added: list[dict[str, Any]] = []
     for i, d in enumerate(inputs):
         if d.state == "Delete":
             if d.designation_id not in result:
-                problems.add(f"{path}[{i}].id",
-                             f"Designation {d.designation_id} is not on this gift.")
+                problems.add(
+                    f"{path}[{i}].id", f"Designation {d.designation_id} is not on this gift."
+                )
             else:
                 del result[d.designation_id]
         elif d.state == "Update" or (d.state is None and d.designation_id in result):
             if d.designation_id not in result:
-                problems.add(f"{path}[{i}].id",
-                             f"Designation {d.designation_id} is not on this gift.")
+                problems.add(
+                    f"{path}[{i}].id", f"Designation {d.designation_id} is not on this gift."
+                )
             else:
                 result[d.designation_id] = stored(d, d.designation_id)
         else:
@@ -87,9 +123,15 @@ def resolve_designations(existing: list[dict[str, Any]], inputs: list[Designatio
     return list(result.values()) + added
 
 
-def replace_gift(gift: dict[str, Any], contact_id: int, fields: dict[str, Any],
-                 designations: list[dict[str, Any]], ref: tuple[str, str] | None, now: str,
-                 new_id: NewId) -> None:
+def replace_gift(
+    gift: dict[str, Any],
+    contact_id: int,
+    fields: dict[str, Any],
+    designations: list[dict[str, Any]],
+    ref: tuple[str, str] | None,
+    now: str,
+    new_id: NewId,
+) -> None:
     """Apply a full-replacement PUT in place."""
     gift["contactId"] = contact_id
     for key in SETTABLE:
@@ -100,9 +142,15 @@ def replace_gift(gift: dict[str, Any], contact_id: int, fields: dict[str, Any],
     gift["modifiedDateTimeUtc"] = now
 
 
-def reversing_gift(original: dict[str, Any], gift_id: int, now: str, new_id: NewId,
-                   gift_date: str | None, notes: str | None,
-                   ref: tuple[str, str] | None) -> dict[str, Any]:
+def reversing_gift(
+    original: dict[str, Any],
+    gift_id: int,
+    now: str,
+    new_id: NewId,
+    gift_date: str | None,
+    notes: str | None,
+    ref: tuple[str, str] | None,
+) -> dict[str, Any]:
     """The negating Gift of a reversal: same donor, type and projects, every amount negated."""
     reversal: dict[str, Any] = {
         "id": gift_id,
@@ -118,9 +166,14 @@ def reversing_gift(original: dict[str, Any], gift_id: int, now: str, new_id: New
     reversal["recurringGiftPayments"] = []
     reversal["batch"] = original.get("batch")
     reversal["giftDesignations"] = [
-        {"id": new_id("designation"), "projectId": d["projectId"],
-         "projectCode": d["projectCode"], "amountDesignated": -d["amountDesignated"]}
-        for d in original["giftDesignations"]]
+        {
+            "id": new_id("designation"),
+            "projectId": d["projectId"],
+            "projectCode": d["projectCode"],
+            "amountDesignated": -d["amountDesignated"],
+        }
+        for d in original["giftDesignations"]
+    ]
     reversal["reversedGiftId"] = original["id"]
     reversal["reversingGiftId"] = None
     reversal["createDateTimeUtc"] = now

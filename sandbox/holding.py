@@ -16,24 +16,37 @@ from sandbox.matching import ContactInput
 from sandbox.validation import PendingGift
 
 Tab = Literal["ready", "update", "match", "imported"]
-TAB_TITLES: dict[str, str] = {"ready": "Ready for Import", "update": "Update Needed",
-                              "match": "Match Needed", "imported": "Imported"}
+TAB_TITLES: dict[str, str] = {
+    "ready": "Ready for Import",
+    "update": "Update Needed",
+    "match": "Match Needed",
+    "imported": "Imported",
+}
 
 
 def contact_json(inp: ContactInput | None) -> dict[str, Any] | None:
     """Incoming contact data as shown to people and tests (None when there was none)."""
     if inp is None:
         return None
-    return {"id": inp.contact_id, "references": [list(r) for r in inp.references],
-            "name": inp.display_name() or None, "firstName": inp.first_name,
-            "lastName": inp.last_name, "email": inp.email, "phone": inp.phone,
-            "address": None if inp.address.is_empty() else inp.address.to_json()}
+    return {
+        "id": inp.contact_id,
+        "references": [list(r) for r in inp.references],
+        "name": inp.display_name() or None,
+        "firstName": inp.first_name,
+        "lastName": inp.last_name,
+        "email": inp.email,
+        "phone": inp.phone,
+        "address": None if inp.address.is_empty() else inp.address.to_json(),
+    }
 
 
 def pending_json(pending: PendingGift) -> dict[str, Any]:
-    return {"transactionSource": pending.ref[0] if pending.ref else None,
-            "transactionId": pending.ref[1] if pending.ref else None,
-            "gift": pending.fields, "contact": contact_json(pending.contact)}
+    return {
+        "transactionSource": pending.ref[0] if pending.ref else None,
+        "transactionId": pending.ref[1] if pending.ref else None,
+        "gift": pending.fields,
+        "contact": contact_json(pending.contact),
+    }
 
 
 @dataclass
@@ -48,8 +61,12 @@ class HeldTransaction:
     reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.id, "kind": self.kind, "received": self.received,
-                                "reason": self.reason}
+        body: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "received": self.received,
+            "reason": self.reason,
+        }
         if self.gift is not None:
             body.update(pending_json(self.gift))
         else:
@@ -70,10 +87,16 @@ class ImportEntry:
     resolved_by_hand: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "tab": self.tab, "tab_title": TAB_TITLES[self.tab],
-                "contact_id": self.contact_id, "reason": self.reason,
-                "differences": self.differences, "gift_id": self.gift_id,
-                **pending_json(self.pending)}
+        return {
+            "index": self.index,
+            "tab": self.tab,
+            "tab_title": TAB_TITLES[self.tab],
+            "contact_id": self.contact_id,
+            "reason": self.reason,
+            "differences": self.differences,
+            "gift_id": self.gift_id,
+            **pending_json(self.pending),
+        }
 
 
 @dataclass
@@ -94,17 +117,24 @@ class ImportBatch:
 
     @property
     def status(self) -> str:
-        """"Processed" until someone imports; then "Imported" or "Partially Imported"."""
+        """ "Processed" until someone imports; then "Imported" or "Partially Imported"."""
         counts = self.counts()
         if not counts["imported"]:
             return "Processed"
         return "Imported" if counts["imported"] == len(self.entries) else "Partially Imported"
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "org": self.org, "name": self.name, "status": self.status,
-                "transaction_source": self.transaction_source, "created": self.created,
-                "imported_at": self.imported_at, "counts": self.counts(),
-                "size": len(self.entries)}
+        return {
+            "id": self.id,
+            "org": self.org,
+            "name": self.name,
+            "status": self.status,
+            "transaction_source": self.transaction_source,
+            "created": self.created,
+            "imported_at": self.imported_at,
+            "counts": self.counts(),
+            "size": len(self.entries),
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {**self.summary(), "entries": [e.to_json() for e in self.entries]}

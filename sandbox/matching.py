@@ -63,8 +63,14 @@ class Address:
         return not any((self.address1, self.city, self.state, self.postal))
 
     def to_json(self) -> dict[str, Any]:
-        return {"address1": self.address1, "address2": self.address2, "city": self.city,
-                "state": self.state, "postal": self.postal, "country": self.country}
+        return {
+            "address1": self.address1,
+            "address2": self.address2,
+            "city": self.city,
+            "state": self.state,
+            "postal": self.postal,
+            "country": self.country,
+        }
 
     @staticmethod
     def parse(obj: Mapping[str, Any], lowered: bool = False) -> Address:
@@ -118,8 +124,10 @@ class ContactInput:
         for ref in low.get("contactreferences") or low.get("references") or []:
             if isinstance(ref, Mapping):
                 r = lower_keys(ref)
-                src, rid = _text(r.get("source") or r.get("referencesource")), _text(
-                    r.get("id") or r.get("referenceid"))
+                src, rid = (
+                    _text(r.get("source") or r.get("referencesource")),
+                    _text(r.get("id") or r.get("referenceid")),
+                )
                 if src and rid and (src, rid) not in refs:
                     refs.append((src, rid))
         first, last = _text(low.get("firstname")), _text(low.get("lastname"))
@@ -139,8 +147,11 @@ class ContactInput:
                 elif "phone" in kind and not phone:
                     phone = value
         raw_id = low.get("id") if "id" in low else low.get("contactid")
-        contact_id = int(raw_id) if isinstance(raw_id, int) and not isinstance(raw_id, bool) \
+        contact_id = (
+            int(raw_id)
+            if isinstance(raw_id, int) and not isinstance(raw_id, bool)
             else (int(raw_id) if isinstance(raw_id, str) and raw_id.isdigit() else None)
+        )
         return ContactInput(
             contact_id=contact_id,
             references=tuple(refs),
@@ -186,8 +197,13 @@ class ContactIndex:
         self.profiles: dict[int, Profile] = {}
         self._keys: dict[int, list[tuple[dict[Any, set[int]], Any]]] = {}
 
-    def add(self, contact_id: int, refs: Iterable[tuple[str, str]],
-            names: Iterable[tuple[str, str]], profile: Profile) -> None:
+    def add(
+        self,
+        contact_id: int,
+        refs: Iterable[tuple[str, str]],
+        names: Iterable[tuple[str, str]],
+        profile: Profile,
+    ) -> None:
         """(Re-)index one Contact from its current data."""
         self.remove(contact_id)
         keys: list[tuple[dict[Any, set[int]], Any]] = []
@@ -222,11 +238,14 @@ class ContactIndex:
         found = set()
         for cid in self.by_name.get((inp.first_name.lower(), inp.last_name.lower()), ()):
             have = self.profiles[cid].address
-            same_postal = bool(inp.address.postal) and \
-                norm_postal(inp.address.postal) == norm_postal(have.postal)
-            same_city = bool(inp.address.city and inp.address.state and have.city and have.state) \
-                and (inp.address.city or "").lower() == (have.city or "").lower() \
+            same_postal = bool(inp.address.postal) and norm_postal(
+                inp.address.postal
+            ) == norm_postal(have.postal)
+            same_city = (
+                bool(inp.address.city and inp.address.state and have.city and have.state)
+                and (inp.address.city or "").lower() == (have.city or "").lower()
                 and (inp.address.state or "").lower() == (have.state or "").lower()
+            )
             if same_postal or same_city:
                 found.add(cid)
         return found
@@ -241,8 +260,14 @@ class ContactIndex:
             return Match(None, None, f"contact id {inp.contact_id} does not exist")
         # Lazily: most inputs match on the first signal.
         signals: list[tuple[str, Callable[[], set[int]]]] = [
-            ("reference", lambda: set().union(*(self.ref_owner(s, r) for s, r in inp.references))
-             if inp.references else set()),
+            (
+                "reference",
+                lambda: (
+                    set().union(*(self.ref_owner(s, r) for s, r in inp.references))
+                    if inp.references
+                    else set()
+                ),
+            ),
             ("email", lambda: self.email_owners(inp.email)),
             ("phone", lambda: set(self.by_phone.get(norm_phone(inp.phone) or "", ()))),
             ("name+address", lambda: self._name_address(inp)),
@@ -255,17 +280,29 @@ class ContactIndex:
                 others = self.email_owners(inp.email) - {cid}
                 if signal != "email" and others and cid not in self.email_owners(inp.email):
                     owners = ", ".join(f"#{o}" for o in sorted(others))
-                    return Match(None, signal, f"matched #{cid} by {signal}, but email "
-                                 f"{inp.email} belongs to another contact ({owners})", cid)
+                    return Match(
+                        None,
+                        signal,
+                        f"matched #{cid} by {signal}, but email "
+                        f"{inp.email} belongs to another contact ({owners})",
+                        cid,
+                    )
                 return Match(cid, signal, f"matched by {signal}", cid)
             if len(ids) > 1:
                 listed = ", ".join(f"#{c}" for c in sorted(ids))
                 ambiguous.append(f"{signal} matches several contacts ({listed})")
         if ambiguous:
             return Match(None, None, "; ".join(ambiguous))
-        tried = [s for s, present in (
-            ("reference", inp.references), ("email", inp.email), ("phone", inp.phone),
-            ("name+address", inp.last_name and not inp.address.is_empty())) if present]
+        tried = [
+            s
+            for s, present in (
+                ("reference", inp.references),
+                ("email", inp.email),
+                ("phone", inp.phone),
+                ("name+address", inp.last_name and not inp.address.is_empty()),
+            )
+            if present
+        ]
         if not tried:
             return Match(None, None, "no reference, email, phone or name+address to match on")
         return Match(None, None, f"no existing contact matches by {', '.join(tried)}")

@@ -23,8 +23,7 @@ from sandbox.validation import ValidationFailed
 
 def run_nightly(store: OrgStore, create_contacts_for_gifts: bool = False) -> dict[str, Any]:
     """Resolve every held transaction of the organisation; re-sort pending import entries."""
-    summary = {"contacts_created": 0, "contacts_updated": 0, "gifts_created": 0,
-               "needs_update": 0}
+    summary = {"contacts_created": 0, "contacts_updated": 0, "gifts_created": 0, "needs_update": 0}
     held = list(store.held.values())
     store.held.clear()
     for item in (h for h in held if h.kind == "contact"):
@@ -68,8 +67,7 @@ def sort_entry(store: OrgStore, entry: ImportEntry) -> None:
     if match.contact_id is None:
         entry.tab, entry.differences = "match", []
         return
-    entry.differences = ct.differences(store.index.profiles[match.contact_id], inp) if inp \
-        else []
+    entry.differences = ct.differences(store.index.profiles[match.contact_id], inp) if inp else []
     entry.tab = "update" if entry.differences else "ready"
 
 
@@ -93,42 +91,56 @@ def import_batch(store: OrgStore, batch: ImportBatch) -> dict[str, Any]:
         created.append(gift["id"])
     if created:
         batch.imported_at = store.clock.now()
-    return {"batch": batch.summary(), "imported": len(created), "gift_ids": created,
-            "remaining": {"match": batch.counts()["match"]}}
+    return {
+        "batch": batch.summary(),
+        "imported": len(created),
+        "gift_ids": created,
+        "remaining": {"match": batch.counts()["match"]},
+    }
 
 
-def _chosen_contact(store: OrgStore, contact_id: int | None, create: bool,
-                    entry_contact: Any) -> tuple[int, str]:
+def _chosen_contact(
+    store: OrgStore, contact_id: int | None, create: bool, entry_contact: Any
+) -> tuple[int, str]:
     if contact_id is not None:
         if contact_id not in store.contacts:
-            raise ValidationFailed(f"Contact {contact_id} does not exist.",
-                                   {"contactId": [f"Contact {contact_id} does not exist."]})
+            raise ValidationFailed(
+                f"Contact {contact_id} does not exist.",
+                {"contactId": [f"Contact {contact_id} does not exist."]},
+            )
         return contact_id, f"matched by hand to #{contact_id}"
     if create:
         if entry_contact is None or not entry_contact.has_identity():
-            raise ValidationFailed("Not enough contact data to create a contact.",
-                                   {"createContact": ["The transaction has no name or email."]})
+            raise ValidationFailed(
+                "Not enough contact data to create a contact.",
+                {"createContact": ["The transaction has no name or email."]},
+            )
         return store.create_contact(entry_contact)["id"], "new contact created by hand"
-    raise ValidationFailed("Say which contact: contactId, or createContact: true.",
-                           {"contactId": ["Required unless createContact is true."]})
+    raise ValidationFailed(
+        "Say which contact: contactId, or createContact: true.",
+        {"contactId": ["Required unless createContact is true."]},
+    )
 
 
-def resolve_entry(store: OrgStore, batch: ImportBatch, index: int, contact_id: int | None,
-                  create: bool) -> ImportEntry:
+def resolve_entry(
+    store: OrgStore, batch: ImportBatch, index: int, contact_id: int | None, create: bool
+) -> ImportEntry:
     """A person picks (or creates) the Contact of a Match Needed entry: it becomes Ready."""
     if not 0 <= index < len(batch.entries):
         raise ValidationFailed(f"Batch {batch.id} has no entry {index}.")
     entry = batch.entries[index]
     if entry.tab == "imported":
         raise ValidationFailed(f"Entry {index} of batch {batch.id} is already imported.")
-    entry.contact_id, entry.reason = _chosen_contact(store, contact_id, create,
-                                                     entry.pending.contact)
+    entry.contact_id, entry.reason = _chosen_contact(
+        store, contact_id, create, entry.pending.contact
+    )
     entry.tab, entry.differences, entry.resolved_by_hand = "ready", [], True
     return entry
 
 
-def resolve_needs_update(store: OrgStore, held_id: int, contact_id: int | None, create: bool,
-                         discard: bool) -> dict[str, Any]:
+def resolve_needs_update(
+    store: OrgStore, held_id: int, contact_id: int | None, create: bool, discard: bool
+) -> dict[str, Any]:
     """A person resolves a needs-update transaction: pick a Contact, create one, or discard."""
     held: HeldTransaction | None = store.needs_update.get(held_id)
     if held is None or held.gift is None:

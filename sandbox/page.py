@@ -64,8 +64,7 @@ def _donor(entry: ImportEntry) -> str:
         return "<em>no contact data</em>"
     parts = [c.display_name(), c.email, c.phone]
     if not c.address.is_empty():
-        parts.append(", ".join(p for p in (c.address.city, c.address.state, c.address.postal)
-                               if p))
+        parts.append(", ".join(p for p in (c.address.city, c.address.state, c.address.postal) if p))
     refs = ", ".join(f"{s}/{r}" for s, r in c.references)
     if refs:
         parts.append(f"ref {refs}")
@@ -84,13 +83,15 @@ def _outcome(batch: ImportBatch, entry: ImportEntry, contacts: dict[int, Any]) -
             text += "<br><span class='reason'>" + _e("; ".join(entry.differences)) + "</span>"
         return text
     action = f"/_admin/imports/{batch.id}/entries/{entry.index}/resolve"
-    return (f"<span class='reason'>{_e(entry.reason)}</span><br>"
-            f"<form class='inline' method='post' action='{action}'>"
-            f"<input type='hidden' name='createContact' value='true'>"
-            f"<button id='create-{batch.id}-{entry.index}'>Create contact</button></form> "
-            f"<form class='inline' method='post' action='{action}'>"
-            f"<input name='contactId' size='6' placeholder='contact id'>"
-            f"<button>Match</button></form>")
+    return (
+        f"<span class='reason'>{_e(entry.reason)}</span><br>"
+        f"<form class='inline' method='post' action='{action}'>"
+        f"<input type='hidden' name='createContact' value='true'>"
+        f"<button id='create-{batch.id}-{entry.index}'>Create contact</button></form> "
+        f"<form class='inline' method='post' action='{action}'>"
+        f"<input name='contactId' size='6' placeholder='contact id'>"
+        f"<button>Match</button></form>"
+    )
 
 
 def _panel(batch: ImportBatch, tab: str, contacts: dict[int, Any], active: bool) -> str:
@@ -99,19 +100,23 @@ def _panel(batch: ImportBatch, tab: str, contacts: dict[int, Any], active: bool)
     for entry in entries[:MAX_ROWS]:
         g = entry.pending.fields
         ref = "/".join(entry.pending.ref) if entry.pending.ref else "(no reference)"
-        rows.append(f"<tr data-index='{entry.index}'><td>{entry.index}</td><td>{_e(ref)}</td>"
-                    f"<td>{_donor(entry)}</td><td>{_e(g['amount'])}</td>"
-                    f"<td>{_e((g['giftDate'] or '')[:10])}</td>"
-                    f"<td>{_outcome(batch, entry, contacts)}</td></tr>")
+        rows.append(
+            f"<tr data-index='{entry.index}'><td>{entry.index}</td><td>{_e(ref)}</td>"
+            f"<td>{_donor(entry)}</td><td>{_e(g['amount'])}</td>"
+            f"<td>{_e((g['giftDate'] or '')[:10])}</td>"
+            f"<td>{_outcome(batch, entry, contacts)}</td></tr>"
+        )
     more = len(entries) - MAX_ROWS
     if more > 0:
         rows.append(f"<tr><td colspan='6'>… and {more} more</td></tr>")
     if not entries:
         rows.append("<tr><td colspan='6'><em>Nothing here.</em></td></tr>")
     cls = "panel active" if active else "panel"
-    return (f"<div class='{cls}' id='panel-{batch.id}-{tab}'><table><tr><th>#</th>"
-            f"<th>Transaction</th><th>Donor (incoming)</th><th>Amount</th><th>Date</th>"
-            f"<th>Matched contact / reason</th></tr>{''.join(rows)}</table></div>")
+    return (
+        f"<div class='{cls}' id='panel-{batch.id}-{tab}'><table><tr><th>#</th>"
+        f"<th>Transaction</th><th>Donor (incoming)</th><th>Amount</th><th>Date</th>"
+        f"<th>Matched contact / reason</th></tr>{''.join(rows)}</table></div>"
+    )
 
 
 def _batch(batch: ImportBatch, contacts: dict[int, Any]) -> str:
@@ -121,18 +126,21 @@ def _batch(batch: ImportBatch, contacts: dict[int, Any]) -> str:
         f"<button class='tab{' active' if t == first else ''}' id='tab-{batch.id}-{t}' "
         f"data-panel='panel-{batch.id}-{t}'>{TAB_TITLES[t]} "
         f"(<span class='count' id='count-{batch.id}-{t}'>{counts[t]}</span>)</button>"
-        for t in TABS)
+        for t in TABS
+    )
     panels = "".join(_panel(batch, t, contacts, t == first) for t in TABS)
     resolvable = counts["ready"] + counts["update"]
     disabled = "" if resolvable else " disabled"
-    return (f"<article class='batch' id='batch-{batch.id}' data-batch='{batch.id}'>"
-            f"<h3>{_e(batch.name)}<span class='status' id='status-{batch.id}'>"
-            f"{_e(batch.status)}</span></h3>"
-            f"<p>{_e(batch.org)} · batch {batch.id} · {len(batch.entries)} gifts · "
-            f"received {_e(batch.created[:19])} UTC</p><div class='tabs'>{tabs}</div>{panels}"
-            f"<form method='post' action='/_admin/imports/{batch.id}/import'>"
-            f"<button class='import' id='import-{batch.id}'{disabled}>Import "
-            f"{resolvable} gifts</button></form></article>")
+    return (
+        f"<article class='batch' id='batch-{batch.id}' data-batch='{batch.id}'>"
+        f"<h3>{_e(batch.name)}<span class='status' id='status-{batch.id}'>"
+        f"{_e(batch.status)}</span></h3>"
+        f"<p>{_e(batch.org)} · batch {batch.id} · {len(batch.entries)} gifts · "
+        f"received {_e(batch.created[:19])} UTC</p><div class='tabs'>{tabs}</div>{panels}"
+        f"<form method='post' action='/_admin/imports/{batch.id}/import'>"
+        f"<button class='import' id='import-{batch.id}'{disabled}>Import "
+        f"{resolvable} gifts</button></form></article>"
+    )
 
 
 def render(state: SandboxState) -> str:
@@ -149,14 +157,16 @@ def render(state: SandboxState) -> str:
                 f"<td>{s['contacts']}</td><td>{s['held']}</td><td>{s['needs_update']}</td>"
                 f"<td>{s['imports']}</td><td>{lim.in_window()} / {lim.limit} per "
                 f"{lim.window:g}s</td><td>{lim.max_in_window}</td>"
-                f"<td>{store.counters.rate_limited}</td></tr>")
+                f"<td>{store.counters.rate_limited}</td></tr>"
+            )
             batches.extend((b, store.contacts) for b in store.imports.values())
             needs.extend(
                 f"<tr><td>{_e(store.name)}</td><td>{h.id}</td>"
                 f"<td>{_e('/'.join(h.gift.ref) if h.gift and h.gift.ref else '')}</td>"
                 f"<td>{_e(h.gift.fields['amount'] if h.gift else '')}</td>"
                 f"<td class='reason'>{_e(h.reason)}</td></tr>"
-                for h in store.needs_update.values())
+                for h in store.needs_update.values()
+            )
         batches.sort(key=lambda pair: pair[0].id, reverse=True)
         shown = "".join(_batch(b, contacts) for b, contacts in batches[:MAX_BATCHES])
     hidden = len(batches) - MAX_BATCHES
@@ -177,10 +187,12 @@ def render(state: SandboxState) -> str:
         f"<h2>Import batches</h2>{shown or '<p><em>No import batches yet.</em></p>'}{older}"
         "<h2>Needs update</h2><table id='needs-update'><tr><th>Organisation</th><th>#</th>"
         f"<th>Transaction</th><th>Amount</th><th>Reason</th></tr>{needs_html}</table>"
-        f"</main><script>{_SCRIPT}</script></body></html>")
+        f"</main><script>{_SCRIPT}</script></body></html>"
+    )
 
 
 def routes(state: SandboxState) -> list[Route]:
     async def import_tool(request: Request) -> HTMLResponse:
         return HTMLResponse(render(state))
+
     return [Route("/", import_tool, methods=["GET"])]

@@ -54,15 +54,33 @@ RECURRING_PARAMETERS: dict[str, tuple[str, str]] = {
 }
 
 _OPERATORS = {
-    "is": "eq", "equals": "eq", "equal": "eq", "isnot": "ne", "notequal": "ne",
-    "greaterthan": "gt", "after": "gt", "onorafter": "ge", "greaterthanorequal": "ge",
-    "greaterthanorequalto": "ge", "atleast": "ge", "lessthan": "lt", "before": "lt",
-    "onorbefore": "le", "lessthanorequal": "le", "lessthanorequalto": "le", "atmost": "le",
-    "isknown": "known", "isnotknown": "unknown",
+    "is": "eq",
+    "equals": "eq",
+    "equal": "eq",
+    "isnot": "ne",
+    "notequal": "ne",
+    "greaterthan": "gt",
+    "after": "gt",
+    "onorafter": "ge",
+    "greaterthanorequal": "ge",
+    "greaterthanorequalto": "ge",
+    "atleast": "ge",
+    "lessthan": "lt",
+    "before": "lt",
+    "onorbefore": "le",
+    "lessthanorequal": "le",
+    "lessthanorequalto": "le",
+    "atmost": "le",
+    "isknown": "known",
+    "isnotknown": "unknown",
 }
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
-    "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b,
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
 }
 
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -73,16 +91,19 @@ def _stamp(value: str) -> str:
     return value + ".000000" if len(value) == 19 else value
 
 
-def _condition(cond: Any, path: str, problems: Problems,
-               parameters: Mapping[str, tuple[str, str]]) -> Predicate | None:
+def _condition(
+    cond: Any, path: str, problems: Problems, parameters: Mapping[str, tuple[str, str]]
+) -> Predicate | None:
     if not isinstance(cond, Mapping):
         problems.add(path, "A condition must be an object.")
         return None
     low = lower_keys(cond)
     name = str(low.get("parameter") or "").strip().lower()
     if name not in parameters:
-        problems.add(f"{path}.parameter", f"Unknown parameter '{low.get('parameter')}'. "
-                     f"Known: {', '.join(sorted(parameters))}.")
+        problems.add(
+            f"{path}.parameter",
+            f"Unknown parameter '{low.get('parameter')}'. Known: {', '.join(sorted(parameters))}.",
+        )
         return None
     op = _OPERATORS.get(str(low.get("operator") or "").replace(" ", "").lower())
     if op is None:
@@ -123,11 +144,13 @@ def _condition(cond: Any, path: str, problems: Problems,
     def predicate(record: Mapping[str, Any]) -> bool:
         have = record.get(field)
         return have is not None and compare(get(have), value)
+
     return predicate
 
 
-def compile_filter(body: Mapping[str, Any], problems: Problems,
-                   parameters: Mapping[str, tuple[str, str]]) -> Predicate:
+def compile_filter(
+    body: Mapping[str, Any], problems: Problems, parameters: Mapping[str, tuple[str, str]]
+) -> Predicate:
     """A predicate for the body's groups (conditions AND-ed, groups OR-ed)."""
     groups = lower_keys(body).get("groups") or []
     if not isinstance(groups, list):
@@ -139,16 +162,19 @@ def compile_filter(body: Mapping[str, Any], problems: Problems,
         if not isinstance(conds, list):
             problems.add(f"groups[{g}].conditions", "Must be a list.")
             continue
-        preds = [_condition(c, f"groups[{g}].conditions[{i}]", problems, parameters)
-                 for i, c in enumerate(conds)]
+        preds = [
+            _condition(c, f"groups[{g}].conditions[{i}]", problems, parameters)
+            for i, c in enumerate(conds)
+        ]
         compiled.append([p for p in preds if p is not None])
     if not compiled:
         return lambda r: True
     return lambda r: any(all(p(r) for p in group) for group in compiled)
 
 
-def sort_key(body: Mapping[str, Any], problems: Problems,
-             parameters: Mapping[str, tuple[str, str]]) -> tuple[Callable[[Any], Any], bool]:
+def sort_key(
+    body: Mapping[str, Any], problems: Problems, parameters: Mapping[str, tuple[str, str]]
+) -> tuple[Callable[[Any], Any], bool]:
     """The key function for the body's ``sortBy`` (id when absent) and whether descending."""
     low = lower_keys(body)
     name = str(low.get("sortby") or "id").strip().lower()
@@ -163,16 +189,21 @@ def sort_key(body: Mapping[str, Any], problems: Problems,
         if value is None:
             return (0, "", record["id"])
         return (1, _stamp(value) if kind == "date" else value, record["id"])
+
     return key, descending
 
 
-def run_query(records: Iterable[Mapping[str, Any]], body: Mapping[str, Any], skip: int,
-              take: int, parameters: Mapping[str, tuple[str, str]]
-              ) -> tuple[list[Mapping[str, Any]], int]:
+def run_query(
+    records: Iterable[Mapping[str, Any]],
+    body: Mapping[str, Any],
+    skip: int,
+    take: int,
+    parameters: Mapping[str, tuple[str, str]],
+) -> tuple[list[Mapping[str, Any]], int]:
     """(the page of matching records, how many match in all); raises the 400 on a bad body."""
     problems = Problems()
     predicate = compile_filter(body, problems, parameters)
     key, descending = sort_key(body, problems, parameters)
     problems.check()
     matched = sorted((r for r in records if predicate(r)), key=key, reverse=descending)
-    return matched[skip:skip + take], len(matched)
+    return matched[skip : skip + take], len(matched)

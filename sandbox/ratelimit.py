@@ -40,8 +40,9 @@ class Verdict:
 class RollingWindow:
     """One organisation's budget. Not thread-safe: the caller holds the state lock."""
 
-    def __init__(self, limit: int, window: float, other_per_window: int = 0,
-                 now: float | None = None) -> None:
+    def __init__(
+        self, limit: int, window: float, other_per_window: int = 0, now: float | None = None
+    ) -> None:
         self.limit = limit
         self.window = window
         self.other_per_window = other_per_window
@@ -87,8 +88,9 @@ class RollingWindow:
             reset_epoch = wall + max(0.0, self._times[-1] + self.window - now)
         else:
             reset_after, reset_epoch = 0.0, wall
-        return Verdict(allowed, self.limit, max(0, self.limit - len(self._times)),
-                       reset_epoch, reset_after)
+        return Verdict(
+            allowed, self.limit, max(0, self.limit - len(self._times)), reset_epoch, reset_after
+        )
 
     def admit(self, now: float | None = None) -> Verdict:
         """Count one call if the window has room; say so either way."""

@@ -27,14 +27,24 @@ from sandbox.validation import (
 NewId = Callable[[str], int]
 
 FREQUENCIES = {
-    "daily": "Daily", "weekly": "Weekly", "biweekly": "Biweekly", "monthly": "Monthly",
-    "quarterly": "Quarterly", "semiannually": "SemiAnnually", "annually": "Annually",
+    "daily": "Daily",
+    "weekly": "Weekly",
+    "biweekly": "Biweekly",
+    "monthly": "Monthly",
+    "quarterly": "Quarterly",
+    "semiannually": "SemiAnnually",
+    "annually": "Annually",
     "yearly": "Annually",
 }
 
 
-def recurring_fields(body: Mapping[str, Any], problems: Problems, catalog: Catalog,
-                     existing: list[dict[str, Any]], now: str) -> dict[str, Any]:
+def recurring_fields(
+    body: Mapping[str, Any],
+    problems: Problems,
+    catalog: Catalog,
+    existing: list[dict[str, Any]],
+    now: str,
+) -> dict[str, Any]:
     """Validated fields of a create or PUT body (the designations resolved against ``existing``)."""
     low = lower_keys(body)
     contact_id = parse_int(low.get("contactid"), "contactId", problems)
@@ -45,8 +55,9 @@ def recurring_fields(body: Mapping[str, Any], problems: Problems, catalog: Catal
     start = parse_date(low.get("startdate"), "startDate", problems)
     next_date = None
     if low.get("nextexpectedpaymentdate"):
-        next_date = parse_date(low.get("nextexpectedpaymentdate"), "nextExpectedPaymentDate",
-                               problems)
+        next_date = parse_date(
+            low.get("nextexpectedpaymentdate"), "nextExpectedPaymentDate", problems
+        )
     frequency = None
     raw_freq = low.get("frequency")
     if raw_freq in (None, ""):
@@ -54,8 +65,11 @@ def recurring_fields(body: Mapping[str, Any], problems: Problems, catalog: Catal
     else:
         frequency = FREQUENCIES.get(str(raw_freq).lower())
         if frequency is None:
-            problems.add("frequency", f"'{raw_freq}' is not a valid frequency. "
-                         f"Valid: {', '.join(sorted(set(FREQUENCIES.values())))}.")
+            problems.add(
+                "frequency",
+                f"'{raw_freq}' is not a valid frequency. "
+                f"Valid: {', '.join(sorted(set(FREQUENCIES.values())))}.",
+            )
     amount = parse_money(low.get("amount"), "amount", problems)
     key = "giftDesignations" if "giftdesignations" in low else "designations"
     inputs = parse_designations(low.get(key.lower()), key, problems, catalog)
@@ -85,7 +99,8 @@ def recurring_fields(body: Mapping[str, Any], problems: Problems, catalog: Catal
         "segmentId": segment_id,
         "segmentCode": catalog.segments.get(segment_id) if segment_id is not None else None,
         "description": None if low.get("description") is None else str(low["description"]),
-        "transactionSource": None if low.get("transactionsource") is None
+        "transactionSource": None
+        if low.get("transactionsource") is None
         else str(low["transactionsource"]),
         "transactionId": None if low.get("transactionid") is None else str(low["transactionid"]),
         "designations": designations,
@@ -95,12 +110,14 @@ def recurring_fields(body: Mapping[str, Any], problems: Problems, catalog: Catal
 
 
 def _with_ids(items: list[dict[str, Any]], new_id: NewId) -> list[dict[str, Any]]:
-    return [{**d, "id": d["id"] if d.get("id") is not None else new_id("designation")}
-            for d in items]
+    return [
+        {**d, "id": d["id"] if d.get("id") is not None else new_id("designation")} for d in items
+    ]
 
 
-def build_recurring(recurring_id: int, fields: dict[str, Any], now: str,
-                    new_id: NewId) -> dict[str, Any]:
+def build_recurring(
+    recurring_id: int, fields: dict[str, Any], now: str, new_id: NewId
+) -> dict[str, Any]:
     """A new RecurringGift; its next payment defaults to its start date."""
     record = {"id": recurring_id, **fields}
     record["nextExpectedPaymentDate"] = fields["nextExpectedPaymentDate"] or fields["startDate"]
@@ -110,8 +127,9 @@ def build_recurring(recurring_id: int, fields: dict[str, Any], now: str,
     return record
 
 
-def replace_recurring(record: dict[str, Any], fields: dict[str, Any], now: str,
-                      new_id: NewId) -> None:
+def replace_recurring(
+    record: dict[str, Any], fields: dict[str, Any], now: str, new_id: NewId
+) -> None:
     """Full replacement in place; a cancelled gift keeps its first cancellation time."""
     was_cancelled = record.get("cancelDateTimeUtc")
     record.update(fields)

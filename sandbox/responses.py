@@ -38,12 +38,14 @@ def server_error(message: str = "An error has occurred.") -> Response:
 
 def org_endpoint(state: SandboxState, handler: OrgHandler) -> Endpoint:
     """Wrap a handler: give it the calling organisation's store; turn ValidationFailed into 400."""
+
     async def endpoint(request: Request) -> Response:
         store = state.orgs[request.scope[ORG_KEY]]
         try:
             return await handler(request, store)
         except ValidationFailed as exc:
             return json_response(exc.body(), 400)
+
     endpoint.__name__ = handler.__name__
     return endpoint
 
@@ -55,8 +57,9 @@ def query_int(request: Request, name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
-        raise ValidationFailed(f"'{raw}' is not a valid {name}.",
-                               {name: [f"'{raw}' is not a valid integer."]}) from exc
+        raise ValidationFailed(
+            f"'{raw}' is not a valid {name}.", {name: [f"'{raw}' is not a valid integer."]}
+        ) from exc
     if value < 0:
         raise ValidationFailed(f"{name} must not be negative.", {name: ["Must be 0 or more."]})
     return value

@@ -54,7 +54,7 @@ class SeedApi:
         if name is None and len(self.state.orgs) == 1:
             name = next(iter(self.state.orgs))
         if name is None:
-            raise ValidationFailed("Name the organisation: \"org\".", {"org": ["Required."]})
+            raise ValidationFailed('Name the organisation: "org".', {"org": ["Required."]})
         return self.state.orgs[str(name)]
 
     @staticmethod
@@ -70,8 +70,11 @@ class SeedApi:
         """``{"org", "contacts": [contact input, ...]}`` (or one contact's fields inline)."""
         body = await read_json(request)
         store = self._store(body)
-        inputs = [ContactInput.parse(item) for item in self._items(body, "contacts")
-                  if isinstance(item, dict)]
+        inputs = [
+            ContactInput.parse(item)
+            for item in self._items(body, "contacts")
+            if isinstance(item, dict)
+        ]
         problems = Problems()
         for i, inp in enumerate(inputs):
             if not inp.has_identity():
@@ -94,26 +97,30 @@ class SeedApi:
                 if not isinstance(item, dict):
                     problems.add(f"gifts[{i}]", "Must be an object.")
                     continue
-                fields, inputs, key = validation.gift_fields(item, prefix, problems,
-                                                             store.catalog, negative=True)
+                fields, inputs, key = validation.gift_fields(
+                    item, prefix, problems, store.catalog, negative=True
+                )
                 stored = validation.plain_designations(inputs, store.catalog)
                 validation.check_sum(stored, fields["amount"], f"{prefix}{key}", problems)
-                contact_id = validation.parse_int(item.get("contactId"), f"{prefix}contactId",
-                                                  problems)
+                contact_id = validation.parse_int(
+                    item.get("contactId"), f"{prefix}contactId", problems
+                )
                 if contact_id not in store.contacts:
                     problems.add(f"{prefix}contactId", f"Contact {contact_id} does not exist.")
                 created = _stamp(item, "createDateTimeUtc", prefix, problems)
                 modified = _stamp(item, "modifiedDateTimeUtc", prefix, problems)
                 source, tid = item.get("transactionSource"), item.get("transactionId")
                 ref = (str(source), str(tid)) if source and tid else None
-                built.append((contact_id, {**fields, "giftDesignations": stored}, ref,
-                              created, modified))
+                built.append(
+                    (contact_id, {**fields, "giftDesignations": stored}, ref, created, modified)
+                )
             problems.check()
             made = []
             for contact_id, fields, ref, created, modified in built:
                 assert contact_id is not None
-                gift = gifts.build_gift(store.new_id("gift"), contact_id, fields, ref,
-                                        store.clock.now(), store.new_id)
+                gift = gifts.build_gift(
+                    store.new_id("gift"), contact_id, fields, ref, store.clock.now(), store.new_id
+                )
                 gift["createDateTimeUtc"] = created or gift["createDateTimeUtc"]
                 gift["modifiedDateTimeUtc"] = modified or created or gift["modifiedDateTimeUtc"]
                 made.append(store.add_gift(gift, fire=bool(body.get("webhooks"))))
@@ -132,10 +139,12 @@ class SeedApi:
                 gift = store.gifts[gift_id]
                 merged = {**gift, **{k: v for k, v in body.items() if k != "webhooks"}}
                 problems = Problems()
-                fields, inputs, key = validation.gift_fields(merged, "", problems, store.catalog,
-                                                             negative=True)
-                final = gifts.resolve_designations(gift["giftDesignations"], inputs, key,
-                                                   problems, store.catalog)
+                fields, inputs, key = validation.gift_fields(
+                    merged, "", problems, store.catalog, negative=True
+                )
+                final = gifts.resolve_designations(
+                    gift["giftDesignations"], inputs, key, problems, store.catalog
+                )
                 validation.check_sum(final, fields["amount"], key, problems)
                 modified = _stamp(body, "modifiedDateTimeUtc", "", problems)
                 contact_id = validation.parse_int(merged.get("contactId"), "contactId", problems)
@@ -143,8 +152,9 @@ class SeedApi:
                     problems.add("contactId", f"Contact {contact_id} does not exist.")
                 problems.check()
                 assert contact_id is not None
-                gifts.replace_gift(gift, contact_id, fields, final, None, store.clock.now(),
-                                   store.new_id)
+                gifts.replace_gift(
+                    gift, contact_id, fields, final, None, store.clock.now(), store.new_id
+                )
                 if modified:
                     gift["modifiedDateTimeUtc"] = modified
                 if body.get("webhooks", True):
@@ -168,12 +178,15 @@ class SeedApi:
                 created = _stamp(item, "createDateTimeUtc", "", problems)
                 modified = _stamp(item, "modifiedDateTimeUtc", "", problems)
                 if problems:
-                    raise ValidationFailed("The request is invalid.", {
-                        f"recurringGifts[{i}].{k}": v for k, v in problems.state.items()})
+                    raise ValidationFailed(
+                        "The request is invalid.",
+                        {f"recurringGifts[{i}].{k}": v for k, v in problems.state.items()},
+                    )
                 pending.append((fields, created, modified, now))
             for fields, created, modified, now in pending:
-                record = recurring.build_recurring(store.new_id("recurring"), fields, now,
-                                                   store.new_id)
+                record = recurring.build_recurring(
+                    store.new_id("recurring"), fields, now, store.new_id
+                )
                 record["createDateTimeUtc"] = created or now
                 record["modifiedDateTimeUtc"] = modified or created or now
                 store.recurring_gifts[record["id"]] = record

@@ -19,8 +19,14 @@ from sandbox.state import SandboxState
 def _uvicorn_config(state: SandboxState) -> uvicorn.Config:
     # No access log and warnings only: per-request logging would cost more than the handlers.
     # A short graceful shutdown: stalled (timeout-after-apply) answers must not hold a stop.
-    return uvicorn.Config(build_app(state), log_level="warning", access_log=False,
-                          lifespan="off", timeout_graceful_shutdown=1, backlog=4096)
+    return uvicorn.Config(
+        build_app(state),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        backlog=4096,
+    )
 
 
 class _NightlyTimer:
@@ -48,8 +54,15 @@ class RunningSandbox:
     """A sandbox serving on ``url`` from a background thread. ``stop()`` (or leaving the
     ``with`` block) shuts it down."""
 
-    def __init__(self, state: SandboxState, server: uvicorn.Server, thread: threading.Thread,
-                 host: str, port: int, timer: _NightlyTimer | None) -> None:
+    def __init__(
+        self,
+        state: SandboxState,
+        server: uvicorn.Server,
+        thread: threading.Thread,
+        host: str,
+        port: int,
+        timer: _NightlyTimer | None,
+    ) -> None:
         self.state = state
         self.host = host
         self.port = port
@@ -68,26 +81,33 @@ class RunningSandbox:
     def __enter__(self) -> RunningSandbox:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
-def start_sandbox(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0,
-                  startup_timeout: float = 10.0) -> RunningSandbox:
+def start_sandbox(
+    config: SandboxConfig, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 10.0
+) -> RunningSandbox:
     """Start a sandbox in a background thread (port 0: a free port) and wait until it serves."""
     install_log_filter()
     state = SandboxState(config)
     # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto does,
     # and without it Nagle + delayed ACKs cost 40 ms per answer.
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
-                         socket.IPPROTO_TCP)
+    sock = socket.socket(
+        socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
     server = uvicorn.Server(_uvicorn_config(state))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name=f"sandbox-{bound_port}", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{bound_port}", daemon=True
+    )
     state.webhooks.start()
     thread.start()
     deadline = time.monotonic() + startup_timeout
@@ -111,8 +131,9 @@ def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8765) -> N
     config_.host, config_.port = host, port
     server = uvicorn.Server(config_)
     state.webhooks.start()
-    timer = _NightlyTimer(state, config.nightly_every_seconds) \
-        if config.nightly_every_seconds else None
+    timer = (
+        _NightlyTimer(state, config.nightly_every_seconds) if config.nightly_every_seconds else None
+    )
     if timer is not None:
         timer.start()
     try:

@@ -28,8 +28,17 @@ from sandbox.store import OrgStore
 from sandbox.timefmt import Clock
 from sandbox.webhooks import Dispatcher
 
-SNAPSHOT_TABLES = ("gifts", "contacts", "recurring_gifts", "projects", "segments", "imports",
-                   "held", "needs_update", "webhooks")
+SNAPSHOT_TABLES = (
+    "gifts",
+    "contacts",
+    "recurring_gifts",
+    "projects",
+    "segments",
+    "imports",
+    "held",
+    "needs_update",
+    "webhooks",
+)
 
 
 def token_fingerprint(token: str | None) -> str:
@@ -65,8 +74,10 @@ class RequestStats:
         return {
             "total": self.total,
             "by_endpoint": endpoints,
-            "by_token": {fp: {"count": n, "org": self.token_org.get(fp)}
-                         for fp, n in sorted(self.by_token.items())},
+            "by_token": {
+                fp: {"count": n, "org": self.token_org.get(fp)}
+                for fp, n in sorted(self.by_token.items())
+            },
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
         }
 
@@ -140,8 +151,13 @@ class SandboxState:
         """Hand the store's queued webhook events to the dispatcher."""
         if store.events:
             events, store.events = store.events, []
-            self.webhooks.publish(store.name, list(store.webhooks.values()), events,
-                                  self.webhook_bulk, lambda: self.faults.drop_webhook(store.name))
+            self.webhooks.publish(
+                store.name,
+                list(store.webhooks.values()),
+                events,
+                self.webhook_bulk,
+                lambda: self.faults.drop_webhook(store.name),
+            )
 
     @contextmanager
     def mutate(self, store: OrgStore) -> Iterator[OrgStore]:
@@ -158,7 +174,8 @@ class SandboxState:
         for store in self.orgs_named(name):
             with self.mutate(store):
                 out[store.name] = nightly.run_nightly(
-                    store, self.config.create_contact_for_unmatched_gifts)
+                    store, self.config.create_contact_for_unmatched_gifts
+                )
         return out
 
     def org_stats(self, store: OrgStore) -> dict[str, Any]:
@@ -184,11 +201,14 @@ class SandboxState:
     def stats(self) -> dict[str, Any]:
         """Everything ``GET /_admin/stats`` answers."""
         with self.lock:
-            return {"requests": self.requests.to_json(),
-                    "orgs": {name: self.org_stats(s) for name, s in self.orgs.items()}}
+            return {
+                "requests": self.requests.to_json(),
+                "orgs": {name: self.org_stats(s) for name, s in self.orgs.items()},
+            }
 
-    def snapshot(self, name: str | None = None,
-                 tables: Iterable[str] = SNAPSHOT_TABLES) -> dict[str, Any]:
+    def snapshot(
+        self, name: str | None = None, tables: Iterable[str] = SNAPSHOT_TABLES
+    ) -> dict[str, Any]:
         """A deep, JSON-ready copy of one organisation's records (or all's): ``tables`` from
         gifts, contacts, recurring_gifts, projects, segments, imports, held, needs_update,
         webhooks."""
@@ -204,8 +224,9 @@ class SandboxState:
             "webhooks": lambda s: [w.to_json() for w in s.webhooks.values()],
         }
         with self.lock:
-            out = {store.name: {t: views[t](store) for t in tables}
-                   for store in self.orgs_named(name)}
+            out = {
+                store.name: {t: views[t](store) for t in tables} for store in self.orgs_named(name)
+            }
             # One JSON round trip: a copy no later change can touch, with numbers as JSON has them.
             copied: dict[str, Any] = json.loads(json.dumps(out, default=json_default))
             return copied

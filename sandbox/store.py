@@ -73,8 +73,15 @@ class OrgStore:
         self._project_map: dict[int, str] = {}
         self.config = config
         self.limiter = self._limiter()
-        self.catalog = Catalog(self._project_map, self._project_codes, self._segment_map,
-                               self._segment_codes, {}, self.contacts, self.recurring_gifts)
+        self.catalog = Catalog(
+            self._project_map,
+            self._project_codes,
+            self._segment_map,
+            self._segment_codes,
+            {},
+            self.contacts,
+            self.recurring_gifts,
+        )
         self.configure(config)
         for raw in config.contacts:
             self.create_contact(ContactInput.parse(raw), fire=False)
@@ -86,21 +93,23 @@ class OrgStore:
     def _limiter(self) -> RollingWindow:
         c = self.config
         # "Per hour" means per window: a compressed hour keeps the same counts.
-        return RollingWindow(c.calls_per_hour, c.window_seconds,
-                             c.other_integrations_calls_per_hour)
+        return RollingWindow(
+            c.calls_per_hour, c.window_seconds, c.other_integrations_calls_per_hour
+        )
 
     def configure(self, config: OrgConfig) -> None:
         """Apply (new) settings; the budget restarts only if its shape changed."""
         old = self.config
         self.config = config
         if (old.calls_per_hour, old.window_seconds, old.other_integrations_calls_per_hour) != (
-                config.calls_per_hour, config.window_seconds,
-                config.other_integrations_calls_per_hour):
+            config.calls_per_hour,
+            config.window_seconds,
+            config.other_integrations_calls_per_hour,
+        ):
             self.limiter = self._limiter()
         for pid, code in config.projects.items():
             if pid not in self.projects:
-                self.add_project({"id": pid, "name": code, "projectCode": code,
-                                  "isActive": True})
+                self.add_project({"id": pid, "name": code, "projectCode": code, "isActive": True})
         for sid, code in config.segments.items():
             if sid not in self.segments:
                 self.add_segment({"id": sid, "name": code, "code": code})
@@ -123,8 +132,9 @@ class OrgStore:
     # --- contacts ----------------------------------------------------------------------------
 
     def _reindex(self, contact: dict[str, Any]) -> None:
-        self.index.add(contact["id"], ct.references(contact), ct.names(contact),
-                       ct.profile(contact))
+        self.index.add(
+            contact["id"], ct.references(contact), ct.names(contact), ct.profile(contact)
+        )
 
     def create_contact(self, inp: ContactInput, fire: bool = True) -> dict[str, Any]:
         """A new Contact (no matching: callers decide); fires ContactCreate."""
@@ -182,18 +192,19 @@ class OrgStore:
             self.events.append(Event("GiftCreate", gift))
         return gift
 
-    def create_gift(self, contact_id: int, fields: dict[str, Any], ref: Ref | None,
-                    batch: str | None = None) -> dict[str, Any]:
+    def create_gift(
+        self, contact_id: int, fields: dict[str, Any], ref: Ref | None, batch: str | None = None
+    ) -> dict[str, Any]:
         """A Gift from validated fields; a recurringGiftTransactionId naming an existing
         RecurringGift (by id or transactionId) links the gift as a payment of it."""
-        gift = build_gift(self.new_id("gift"), contact_id, fields, ref, self.clock.now(),
-                          self.new_id, batch)
+        gift = build_gift(
+            self.new_id("gift"), contact_id, fields, ref, self.clock.now(), self.new_id, batch
+        )
         link = fields.get("recurringGiftTransactionId")
         if link and not gift["recurringGiftPayments"]:
             recurring = self._recurring_by_link(str(link))
             if recurring is not None:
-                gift["recurringGiftPayments"] = [{"id": recurring["id"],
-                                                  "amount": gift["amount"]}]
+                gift["recurringGiftPayments"] = [{"id": recurring["id"], "amount": gift["amount"]}]
         return self.add_gift(gift)
 
     def _recurring_by_link(self, link: str) -> dict[str, Any] | None:
@@ -208,8 +219,9 @@ class OrgStore:
         gift_id = self.gift_refs.get((source, transaction_id))
         return self.gifts.get(gift_id) if gift_id is not None else None
 
-    def gift_from_pending(self, pending: PendingGift, contact_id: int,
-                          batch: str | None = None) -> dict[str, Any]:
+    def gift_from_pending(
+        self, pending: PendingGift, contact_id: int, batch: str | None = None
+    ) -> dict[str, Any]:
         self.attach_references(contact_id, pending.contact)
         return self.create_gift(contact_id, pending.fields, pending.ref, batch)
 
@@ -236,8 +248,16 @@ class OrgStore:
             for tab, n in batch.counts().items():
                 tabs[tab] += n
         total = sum((g["amount"] for g in self.gifts.values()), Decimal("0.00"))
-        return {"gifts": len(self.gifts), "gift_total": total, "contacts": len(self.contacts),
-                "recurring_gifts": len(self.recurring_gifts), "held": len(self.held),
-                "needs_update": len(self.needs_update), "imports": len(self.imports),
-                "import_entries": tabs, "projects": len(self.projects),
-                "segments": len(self.segments), "webhooks": len(self.webhooks)}
+        return {
+            "gifts": len(self.gifts),
+            "gift_total": total,
+            "contacts": len(self.contacts),
+            "recurring_gifts": len(self.recurring_gifts),
+            "held": len(self.held),
+            "needs_update": len(self.needs_update),
+            "imports": len(self.imports),
+            "import_entries": tabs,
+            "projects": len(self.projects),
+            "segments": len(self.segments),
+            "webhooks": len(self.webhooks),
+        }

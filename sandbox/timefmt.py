@@ -36,13 +36,17 @@ def _parse(text: str) -> tuple[datetime, bool] | None:
     year, month, day, hh, mm, ss, frac, tz = m.groups()
     try:
         micro = int((frac or "0")[:6].ljust(6, "0"))
-        value = datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0),
-                         int(ss or 0), micro)
+        value = datetime(
+            int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro
+        )
     except ValueError:
         return None
     if tz:
-        offset = timedelta(0) if tz == "Z" else timedelta(
-            hours=int(tz[1:3]), minutes=int(tz[-2:])) * (1 if tz[0] == "+" else -1)
+        offset = (
+            timedelta(0)
+            if tz == "Z"
+            else timedelta(hours=int(tz[1:3]), minutes=int(tz[-2:])) * (1 if tz[0] == "+" else -1)
+        )
         value = value.replace(tzinfo=UTC) - offset
         value = value.replace(tzinfo=None)
     return value, hh is not None

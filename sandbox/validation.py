@@ -66,8 +66,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw, parse_float=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationFailed("The request is invalid.",
-                               {"body": [f"Malformed JSON: {exc}"]}) from exc
+        raise ValidationFailed(
+            "The request is invalid.", {"body": [f"Malformed JSON: {exc}"]}
+        ) from exc
     if not isinstance(body, dict):
         raise ValidationFailed("The request is invalid.", {"body": ["Expected a JSON object."]})
     return body
@@ -93,12 +94,17 @@ def _money_text(value: str) -> Decimal | None:
     return Decimal(text) if _MONEY.match(text) else None
 
 
-def parse_money(value: Any, path: str, problems: Problems,
-                negative: bool = False) -> Decimal | None:
+def parse_money(
+    value: Any, path: str, problems: Problems, negative: bool = False
+) -> Decimal | None:
     """A money amount from a string or number; at most two decimals."""
     if isinstance(value, bool) or value is None:
-        problems.add(path, f"The {path.rsplit('.', 1)[-1]} field is required."
-                     if value is None else "Must be a number or a numeric string.")
+        problems.add(
+            path,
+            f"The {path.rsplit('.', 1)[-1]} field is required."
+            if value is None
+            else "Must be a number or a numeric string.",
+        )
         return None
     if isinstance(value, int | Decimal):
         amount = Decimal(value)
@@ -170,8 +176,9 @@ class DesignationInput:
     amount: Decimal | None
 
 
-def parse_designations(items: Any, path: str, problems: Problems, catalog: Catalog,
-                       negative: bool = False) -> list[DesignationInput]:
+def parse_designations(
+    items: Any, path: str, problems: Problems, catalog: Catalog, negative: bool = False
+) -> list[DesignationInput]:
     """Parse and check each entry: a known project and an amount (Delete entries need an id)."""
     if items is None:
         return []
@@ -191,10 +198,14 @@ def parse_designations(items: Any, path: str, problems: Problems, catalog: Catal
             if state not in ("Add", "Delete", "Update"):
                 problems.add(f"{here}.state", f"'{state}' is not Add, Delete or Update.")
                 continue
-        has_project = any(low.get(k) is not None for k in
-                          ("projectid", "projectcode", "externalaccountingcode"))
-        designation_id = parse_int(low.get("id"), f"{here}.id", problems) if has_project or \
-            state in ("Delete", "Update") else None
+        has_project = any(
+            low.get(k) is not None for k in ("projectid", "projectcode", "externalaccountingcode")
+        )
+        designation_id = (
+            parse_int(low.get("id"), f"{here}.id", problems)
+            if has_project or state in ("Delete", "Update")
+            else None
+        )
         if state == "Delete":
             if designation_id is None:
                 problems.add(f"{here}.id", "A designation marked Delete needs its id.")
@@ -202,8 +213,11 @@ def parse_designations(items: Any, path: str, problems: Problems, catalog: Catal
             continue
         project_id = _project(low, here, problems, catalog)
         raw_amount = low.get("amountdesignated", low.get("amount"))
-        amount = parse_money(raw_amount, f"{here}.amountDesignated", problems, negative) \
-            if raw_amount is not None else None
+        amount = (
+            parse_money(raw_amount, f"{here}.amountDesignated", problems, negative)
+            if raw_amount is not None
+            else None
+        )
         if raw_amount is None:
             problems.add(f"{here}.amountDesignated", "The amountDesignated field is required.")
         out.append(DesignationInput(state, designation_id, project_id, amount))
@@ -224,9 +238,10 @@ def _project(low: dict[str, Any], here: str, problems: Problems, catalog: Catalo
             problems.add(f"{here}.projectId", f"Project {project_id} does not exist.")
             return None
         if code is not None and catalog.projects[project_id].lower() != code.lower():
-            problems.add(f"{here}.projectCode",
-                         f"Project {project_id} has code '{catalog.projects[project_id]}', "
-                         f"not '{code}'.")
+            problems.add(
+                f"{here}.projectCode",
+                f"Project {project_id} has code '{catalog.projects[project_id]}', not '{code}'.",
+            )
         return project_id
     if code is not None:
         found = catalog.project_codes.get(code.lower())
@@ -237,8 +252,9 @@ def _project(low: dict[str, Any], here: str, problems: Problems, catalog: Catalo
     return None
 
 
-def check_sum(designations: list[dict[str, Any]], amount: Decimal | None, path: str,
-              problems: Problems) -> None:
+def check_sum(
+    designations: list[dict[str, Any]], amount: Decimal | None, path: str, problems: Problems
+) -> None:
     """Designation amounts must sum exactly to the gift amount, and there must be one."""
     if not designations:
         problems.add(path, "At least one designation is required.")
@@ -252,10 +268,16 @@ def check_sum(designations: list[dict[str, Any]], amount: Decimal | None, path: 
 
 def plain_designations(inputs: list[DesignationInput], catalog: Catalog) -> list[dict[str, Any]]:
     """Entries without a Delete marker, as stored designations (ids are given on save)."""
-    return [{"id": None, "projectId": d.project_id,
-             "projectCode": catalog.projects.get(d.project_id or -1),
-             "amountDesignated": d.amount}
-            for d in inputs if d.state != "Delete"]
+    return [
+        {
+            "id": None,
+            "projectId": d.project_id,
+            "projectCode": catalog.projects.get(d.project_id or -1),
+            "amountDesignated": d.amount,
+        }
+        for d in inputs
+        if d.state != "Delete"
+    ]
 
 
 @dataclass
@@ -267,9 +289,14 @@ class PendingGift:
     contact: ContactInput | None
 
 
-def gift_fields(body: Mapping[str, Any], prefix: str, problems: Problems, catalog: Catalog,
-                negative: bool = False, lowered: bool = False
-                ) -> tuple[dict[str, Any], list[DesignationInput], str]:
+def gift_fields(
+    body: Mapping[str, Any],
+    prefix: str,
+    problems: Problems,
+    catalog: Catalog,
+    negative: bool = False,
+    lowered: bool = False,
+) -> tuple[dict[str, Any], list[DesignationInput], str]:
     """The Gift fields a body sets, its designation entries and the key they came under
     (``lowered``: the body's keys are lower-cased already)."""
     low = body if lowered else lower_keys(body)
@@ -279,11 +306,15 @@ def gift_fields(body: Mapping[str, Any], prefix: str, problems: Problems, catalo
     if low.get("gifttype") not in (None, ""):
         gift_type = catalog.gift_types.get(str(low["gifttype"]).lower())
         if gift_type is None:
-            problems.add(f"{prefix}giftType", f"'{low['gifttype']}' is not a valid giftType. "
-                         f"Valid: {', '.join(catalog.gift_types.values())}.")
+            problems.add(
+                f"{prefix}giftType",
+                f"'{low['gifttype']}' is not a valid giftType. "
+                f"Valid: {', '.join(catalog.gift_types.values())}.",
+            )
     key = "giftDesignations" if "giftdesignations" in low else "designations"
-    designations = parse_designations(low.get(key.lower()), f"{prefix}{key}", problems,
-                                      catalog, negative)
+    designations = parse_designations(
+        low.get(key.lower()), f"{prefix}{key}", problems, catalog, negative
+    )
     segment_id = parse_int(low.get("segmentid"), f"{prefix}segmentId", problems)
     segment_code = _text(low.get("segmentcode") or low.get("segment"))
     if segment_id is None and segment_code is not None:
@@ -295,10 +326,12 @@ def gift_fields(body: Mapping[str, Any], prefix: str, problems: Problems, catalo
         p = lower_keys(payment) if isinstance(payment, Mapping) else {}
         rid = parse_int(p.get("id"), f"{prefix}recurringGiftPayments[{i}].id", problems)
         if rid is not None and rid not in catalog.recurring_ids:
-            problems.add(f"{prefix}recurringGiftPayments[{i}].id",
-                         f"RecurringGift {rid} does not exist.")
-        pay = parse_money(p.get("amount", amount), f"{prefix}recurringGiftPayments[{i}].amount",
-                          problems)
+            problems.add(
+                f"{prefix}recurringGiftPayments[{i}].id", f"RecurringGift {rid} does not exist."
+            )
+        pay = parse_money(
+            p.get("amount", amount), f"{prefix}recurringGiftPayments[{i}].amount", problems
+        )
         payments.append({"id": rid, "amount": pay})
     fields = {
         "giftType": gift_type or "Other",
@@ -307,19 +340,20 @@ def gift_fields(body: Mapping[str, Any], prefix: str, problems: Problems, catalo
         "currencyCode": _text(low.get("currencycode")),
         "description": _text(low.get("description")),
         "notes": _text(low.get("notes")),
-        "isTaxDeductible": parse_bool(low.get("istaxdeductible"), f"{prefix}isTaxDeductible",
-                                      problems, True),
+        "isTaxDeductible": parse_bool(
+            low.get("istaxdeductible"), f"{prefix}isTaxDeductible", problems, True
+        ),
         "isPrivate": parse_bool(low.get("isprivate"), f"{prefix}isPrivate", problems, False),
         "segmentId": segment_id,
         "segment": _text(low.get("segment")) or segment_code,
         "segmentCode": segment_code,
-        "contactIndividualId": parse_int(low.get("contactindividualid"),
-                                         f"{prefix}contactIndividualId", problems),
+        "contactIndividualId": parse_int(
+            low.get("contactindividualid"), f"{prefix}contactIndividualId", problems
+        ),
         "recurringGiftTransactionId": _text(low.get("recurringgifttransactionid")),
         "pledgeTransactionId": _text(low.get("pledgetransactionid")),
         "recurringGiftPayments": payments,
-        "customFields": _custom_fields(low.get("customfields"), f"{prefix}customFields",
-                                       problems),
+        "customFields": _custom_fields(low.get("customfields"), f"{prefix}customFields", problems),
     }
     if low.get("batch") is not None:
         fields["batch"] = _text(low.get("batch"))
@@ -345,8 +379,9 @@ def _custom_fields(value: Any, path: str, problems: Problems) -> list[dict[str, 
     return []
 
 
-def transaction(entry: Any, prefix: str, problems: Problems, catalog: Catalog,
-                default_source: str | None) -> PendingGift | None:
+def transaction(
+    entry: Any, prefix: str, problems: Problems, catalog: Catalog, default_source: str | None
+) -> PendingGift | None:
     """Validate one Gift Transaction (a ``/Transaction`` body or one ``transactions[]`` entry)."""
     if not isinstance(entry, Mapping):
         problems.add(prefix.rstrip(".") or "body", "Each transaction must be an object.")
@@ -366,7 +401,10 @@ def transaction(entry: Any, prefix: str, problems: Problems, catalog: Catalog,
         problems.add(f"{prefix}contact", "Must be an object.")
     contact_id = parse_int(low.get("contactid"), f"{prefix}contactId", problems)
     if contact_id is not None and (contact is None or contact.contact_id is None):
-        contact = ContactInput(contact_id=contact_id) if contact is None else \
-            ContactInput(**{**contact.__dict__, "contact_id": contact_id})
+        contact = (
+            ContactInput(contact_id=contact_id)
+            if contact is None
+            else ContactInput(**{**contact.__dict__, "contact_id": contact_id})
+        )
     ref = (source, tid) if source and tid else None
     return PendingGift(ref=ref, fields=fields, contact=contact)

@@ -42,8 +42,12 @@ EVENT_FLAGS = {
     "contactUpdate": "ContactUpdate",
 }
 # Event name -> the key its model travels under.
-MODEL_KEYS = {"GiftCreate": "gift", "GiftUpdate": "gift", "ContactCreate": "contact",
-              "ContactUpdate": "contact"}
+MODEL_KEYS = {
+    "GiftCreate": "gift",
+    "GiftUpdate": "gift",
+    "ContactCreate": "contact",
+    "ContactUpdate": "contact",
+}
 # A bulk delivery carries at most this many models (a big nightly run makes several).
 BULK_MAX_MODELS = 100
 # Keep payload bodies of this many most recent deliveries.
@@ -68,9 +72,14 @@ class Subscription:
     created: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.id, "name": self.name, "payloadUrl": self.payload_url,
-                                "secret": self.secret, "active": self.active,
-                                "createDateTimeUtc": self.created}
+        body: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "payloadUrl": self.payload_url,
+            "secret": self.secret,
+            "active": self.active,
+            "createDateTimeUtc": self.created,
+        }
         for flag, event in EVENT_FLAGS.items():
             body[flag] = event in self.events
         return body
@@ -104,10 +113,16 @@ class Delivery:
 
     def to_json(self, with_body: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "org": self.org, "subscription_id": self.subscription_id,
-            "url": self.url, "event": self.event, "status": self.status,
-            "attempts": self.attempts, "last_status_code": self.last_status_code,
-            "last_error": self.last_error, "refs": self.refs,
+            "id": self.id,
+            "org": self.org,
+            "subscription_id": self.subscription_id,
+            "url": self.url,
+            "event": self.event,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_status_code": self.last_status_code,
+            "last_error": self.last_error,
+            "refs": self.refs,
         }
         if with_body and self.body is not None:
             out["payload"] = json.loads(self.body)
@@ -125,8 +140,9 @@ def _refs(event: Event) -> list[Any]:
 class Dispatcher:
     """Sends deliveries from a few worker threads, retrying with backoff."""
 
-    def __init__(self, max_attempts: int = 4, timeout: float = 5.0, workers: int = 2,
-                 backoff: float = 0.2) -> None:
+    def __init__(
+        self, max_attempts: int = 4, timeout: float = 5.0, workers: int = 2, backoff: float = 0.2
+    ) -> None:
         self.max_attempts = max_attempts
         self.timeout = timeout
         self.backoff = backoff
@@ -160,8 +176,14 @@ class Dispatcher:
             self.deliveries.clear()
             self._with_body.clear()
 
-    def publish(self, org: str, subscriptions: list[Subscription], events: list[Event],
-                bulk: bool, drop: Callable[[], bool]) -> None:
+    def publish(
+        self,
+        org: str,
+        subscriptions: list[Subscription],
+        events: list[Event],
+        bulk: bool,
+        drop: Callable[[], bool],
+    ) -> None:
         """Queue the deliveries ``events`` make for the organisation's subscriptions."""
         if not events or not subscriptions:
             return
@@ -175,21 +197,42 @@ class Dispatcher:
                     key = MODEL_KEYS[name]
                     payloads: list[tuple[dict[str, Any], list[list[Any]]]]
                     if bulk and len(group) > 1:
-                        chunks = [group[i:i + BULK_MAX_MODELS]
-                                  for i in range(0, len(group), BULK_MAX_MODELS)]
-                        payloads = [({"event": name, "models": [{key: e.model} for e in chunk]},
-                                     [_refs(e) for e in chunk]) for chunk in chunks]
+                        chunks = [
+                            group[i : i + BULK_MAX_MODELS]
+                            for i in range(0, len(group), BULK_MAX_MODELS)
+                        ]
+                        payloads = [
+                            (
+                                {"event": name, "models": [{key: e.model} for e in chunk]},
+                                [_refs(e) for e in chunk],
+                            )
+                            for chunk in chunks
+                        ]
                     else:
                         payloads = [({"event": name, key: e.model}, [_refs(e)]) for e in group]
                     for payload, refs in payloads:
                         self._enqueue(org, sub, name, payload, refs, drop())
             self._cond.notify_all()
 
-    def _enqueue(self, org: str, sub: Subscription, name: str, payload: dict[str, Any],
-                 refs: list[list[Any]], dropped: bool) -> None:
-        delivery = Delivery(id=next(self._ids), org=org, subscription_id=sub.id,
-                            url=sub.payload_url, event=name, refs=refs, secret=sub.secret,
-                            body=dumps(payload))
+    def _enqueue(
+        self,
+        org: str,
+        sub: Subscription,
+        name: str,
+        payload: dict[str, Any],
+        refs: list[list[Any]],
+        dropped: bool,
+    ) -> None:
+        delivery = Delivery(
+            id=next(self._ids),
+            org=org,
+            subscription_id=sub.id,
+            url=sub.payload_url,
+            event=name,
+            refs=refs,
+            secret=sub.secret,
+            body=dumps(payload),
+        )
         self.deliveries.append(delivery)
         self._with_body.append(delivery)
         if len(self._with_body) > KEEP_BODIES:
@@ -227,10 +270,13 @@ class Dispatcher:
 
     def _attempt(self, client: httpx.Client, delivery: Delivery) -> None:
         body = delivery.body or b""
-        headers = {"Content-Type": "application/json",
-                   SIGNATURE_HEADER: sign(delivery.secret, body), EVENT_HEADER: delivery.event,
-                   DELIVERY_HEADER: str(delivery.id),
-                   "User-Agent": "virtuous-sandbox-webhooks"}
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(delivery.secret, body),
+            EVENT_HEADER: delivery.event,
+            DELIVERY_HEADER: str(delivery.id),
+            "User-Agent": "virtuous-sandbox-webhooks",
+        }
         try:
             response = client.post(delivery.url, content=body, headers=headers)
             code: int | None = response.status_code

@@ -39,16 +39,24 @@ T = TypeVar("T")
 def small_config(alpha: dict[str, Any] | None = None, **settings: Any) -> SandboxConfig:
     """Two organisations; ``alpha`` overrides alpha's ``OrgConfig`` fields."""
     orgs = [
-        OrgConfig(name="alpha", tokens=[TOKEN_A, TOKEN_A2], projects=dict(PROJECTS),
-                  segments=dict(SEGMENTS), **(alpha or {})),
-        OrgConfig(name="beta", tokens=[TOKEN_B], projects=dict(PROJECTS),
-                  segments=dict(SEGMENTS)),
+        OrgConfig(
+            name="alpha",
+            tokens=[TOKEN_A, TOKEN_A2],
+            projects=dict(PROJECTS),
+            segments=dict(SEGMENTS),
+            **(alpha or {}),
+        ),
+        OrgConfig(name="beta", tokens=[TOKEN_B], projects=dict(PROJECTS), segments=dict(SEGMENTS)),
     ]
     return SandboxConfig(orgs=orgs, **settings)
 
 
-def wait_for(condition: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.01,
-             message: str = "condition") -> T:
+def wait_for(
+    condition: Callable[[], T | None],
+    timeout: float = 5.0,
+    interval: float = 0.01,
+    message: str = "condition",
+) -> T:
     """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -95,6 +103,7 @@ def make_sandbox() -> Iterator[Callable[[SandboxConfig], RunningSandbox]]:
         sb = start_sandbox(config)
         running.append(sb)
         return sb
+
     yield start
     for sb in running:
         sb.stop()
@@ -115,8 +124,7 @@ def sandbox(shared_sandbox: RunningSandbox) -> RunningSandbox:
     return shared_sandbox
 
 
-def client(sb: RunningSandbox, token: str | None = TOKEN_A, timeout: float = 10.0
-           ) -> httpx.Client:
+def client(sb: RunningSandbox, token: str | None = TOKEN_A, timeout: float = 10.0) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=sb.url, headers=headers, timeout=timeout)
 
@@ -183,8 +191,9 @@ def receiver() -> Iterator[WebhookReceiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state["receiver"] = WebhookReceiver(f"http://127.0.0.1:{server.server_address[1]}/hook")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     yield state["receiver"]
     server.shutdown()

@@ -219,6 +219,11 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
         result.outcomes[accepted.outcome] = result.outcomes.get(accepted.outcome, 0) + 1
         if accepted.outcome == "stale":
             metrics.EVENTS_STALE.labels(tenant).inc()
+            if accepted.state == "queued":
+                # Still waiting for its send: this chunk may be a redelivery after the worker
+                # died between the ledger change and enqueuing that send, which would then be
+                # lost. Enqueue it again; a send that finds nothing newer to apply does nothing.
+                result.sends.append((tenant, item.member, item.kind))
         elif accepted.outcome == "buffered":
             metrics.GIFTS_BUFFERED.labels(tenant).inc()
             if accepted.buffered >= 100:

@@ -43,10 +43,13 @@ if remaining then
     local left = math.max(0, math.floor(remaining) - pending)
     local st = redis.call('HMGET', state, 'ext_left', 'ext_reset_at')
     local old_left, old_at = tonumber(st[1]), tonumber(st[2])
-    -- Same period (reset moved by at most the header's rounding): answers may arrive out of
-    -- order, so keep the lower budget and the later reset.
+    -- Same period (reset moved by at most the header's rounding, either way): answers may
+    -- arrive out of order, so keep the lower budget and the later reset. A reset much earlier
+    -- than the one held is another period (a short 429 burst's "0 left for 1 s"), never merged
+    -- into the longer one: that would read as "0 left until the hour's reset" and stop the
+    -- tenant for the whole window.
     local tolerance = math.min(1.0, 0.05 * window)
-    if old_left and old_at and old_at > now and reset_at <= old_at + tolerance then
+    if old_left and old_at and old_at > now and math.abs(reset_at - old_at) <= tolerance then
       left = math.min(left, old_left)
       reset_at = math.max(reset_at, old_at)
     end

@@ -8,17 +8,22 @@ failed try and burn the retry budget, so they are not used.
 
 Both kinds of re-enqueue happen in ``after_process_message``, which dramatiq runs before it
 acknowledges the original, so a crash between the two leaves the original to be redelivered:
-a message is never lost, at worst it runs twice, and every actor is idempotent.
+a message is never lost, at worst it runs twice, and every actor is idempotent. While Redis is
+unreachable the re-enqueue waits for it: dramatiq swallows an exception from this hook and
+then acknowledges the original as soon as the connection is back, so giving up would lose
+the message (found by the chaos soak, tests/integration/test_chaos.py).
 """
 
 from __future__ import annotations
 
 import random
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+import redis
 import structlog
 from dramatiq.common import compute_backoff
 from dramatiq.middleware import Middleware
@@ -27,6 +32,8 @@ from workers import metrics
 
 log = structlog.get_logger("giftsync.retries")
 
+# How long a re-enqueue waits before trying again while Redis is unreachable.
+ENQUEUE_RETRY_SECONDS = 1.0
 # Context keys copied from a message's kwargs onto every log line it produces.
 CONTEXT_KWARGS = ("tenant", "batch_id", "member", "record_id")
 
@@ -77,7 +84,7 @@ class Retries(Middleware):
             # A small jitter keeps throttled messages of many workers from waking together.
             delay_ms = int(exception.delay_seconds * 1000) + random.randint(0, 50)
             metrics.THROTTLE_DELAYS.labels(message.actor_name, exception.reason).inc()
-            broker.enqueue(message.copy(), delay=max(delay_ms, 1))
+            _enqueue_until_sent(broker, message.copy(), max(delay_ms, 1))
             return
         actor = broker.get_actor(message.actor_name)
         retries = message.options.get("retries", 0)
@@ -107,7 +114,19 @@ class Retries(Middleware):
             delay_ms=delay_ms,
             error=message.options["last_error"],
         )
-        broker.enqueue(message.copy(), delay=delay_ms)
+        _enqueue_until_sent(broker, message.copy(), delay_ms)
+
+
+def _enqueue_until_sent(broker: dramatiq.Broker, message: Any, delay_ms: int) -> None:
+    """Enqueue ``message``, waiting out a Redis outage as dramatiq's own acknowledgement does
+    (a worker stopped meanwhile leaves the original unacknowledged, so it is redelivered)."""
+    while True:
+        try:
+            broker.enqueue(message, delay=delay_ms)
+            return
+        except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.ConnectionError) as exc:
+            log.warning("requeue_waits_for_redis", error=_describe(exc))
+            time.sleep(ENQUEUE_RETRY_SECONDS)
 
 
 def _describe(exception: BaseException) -> str:

@@ -209,6 +209,10 @@ def _create(
         )
         if found is not None:
             log.info("ambiguous_create_adopted", member=member)
+            # The create that went through may have carried an older version: a newer change
+            # can arrive before this retry. Bring the adopted gift to the version applied now,
+            # or Virtuous keeps the older amount and designations (found by the chaos soak).
+            _update(rt, tenant, tx, int(found["id"]), decision.zero_amount, decision)
             return int(found["id"]), "created"
     contact_id = ensure_contact(rt, tenant, tx.owner)
     owner = tx.owner.model_copy(update={"virtuous_contact_id": contact_id})

@@ -25,9 +25,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 
 
 def _have_browser() -> bool:
@@ -41,10 +48,13 @@ def _install_browser() -> str | None:
     if shutil.which("apt-get") is None:
         return "no apt-get on this system"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"],
-                    ["apt-get", "install", "-y", "chromium", "chromium-driver"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
-                              check=False)
+    for command in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "chromium", "chromium-driver"],
+    ):
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
         if done.returncode != 0:
             return f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}"
     return None if _have_browser() else "chromium installed but not found at /usr/bin"
@@ -87,21 +97,34 @@ def _batch(sb: RunningSandbox) -> dict[str, Any]:
 
 def _send_batch(sb: RunningSandbox, admin: httpx.Client) -> dict[str, Any]:
     (_ada, grace) = seed_contacts(
-        admin, "alpha",
-        {"firstName": "Ada", "lastName": "Lovelace", "referenceSource": "WeGive",
-         "referenceId": "d1"},
-        {"firstName": "Grace", "lastName": "Hopper", "email": "grace@example.org"})
+        admin,
+        "alpha",
+        {
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "referenceSource": "WeGive",
+            "referenceId": "d1",
+        },
+        {"firstName": "Grace", "lastName": "Hopper", "email": "grace@example.org"},
+    )
     entries = [
         gift_transaction("r1", contact={"referenceId": "d1"}),
         gift_transaction("r2", contact={"id": grace}),
         gift_transaction("u1", contact={"email": "grace@example.org", "phone": "555-777-1234"}),
-        gift_transaction("m1", contact={"firstName": "Mary", "lastName": "Jackson",
-                                        "email": "mary@example.org"}),
+        gift_transaction(
+            "m1", contact={"firstName": "Mary", "lastName": "Jackson", "email": "mary@example.org"}
+        ),
     ]
-    r = httpx.post(f"{sb.url}/api/v2/Gift/Transactions",
-                   headers={"Authorization": f"Bearer {TOKEN_A}"},
-                   json={"transactionSource": "WeGive", "createImport": True,
-                         "importName": "Giving Day batch", "transactions": entries})
+    r = httpx.post(
+        f"{sb.url}/api/v2/Gift/Transactions",
+        headers={"Authorization": f"Bearer {TOKEN_A}"},
+        json={
+            "transactionSource": "WeGive",
+            "createImport": True,
+            "importName": "Giving Day batch",
+            "transactions": entries,
+        },
+    )
     assert r.status_code == 200, r.text
     batch: dict[str, Any] = admin.get("/_admin/imports").json()["alpha"][0]
     return batch
@@ -109,6 +132,7 @@ def _send_batch(sb: RunningSandbox, admin: httpx.Client) -> dict[str, Any]:
 
 def _count(driver: Any, batch_id: int, tab: str) -> int:
     from selenium.webdriver.common.by import By
+
     return int(driver.find_element(By.ID, f"count-{batch_id}-{tab}").text)
 
 
@@ -117,8 +141,9 @@ def _gift_refs(sb: RunningSandbox) -> set[str]:
         return {g["transactionId"] for g in sb.state.org("alpha").gifts.values()}
 
 
-def test_tabs_show_counts_and_import_commits_the_batch(sandbox: RunningSandbox,
-                                                       driver: Any) -> None:
+def test_tabs_show_counts_and_import_commits_the_batch(
+    sandbox: RunningSandbox, driver: Any
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -150,7 +175,8 @@ def test_tabs_show_counts_and_import_commits_the_batch(sandbox: RunningSandbox,
     button.click()
     WebDriverWait(driver, 10).until(ec.staleness_of(button))
     WebDriverWait(driver, 10).until(
-        lambda d: d.find_element(By.ID, f"count-{bid}-imported").text == "3")
+        lambda d: d.find_element(By.ID, f"count-{bid}-imported").text == "3"
+    )
     assert _gift_refs(sandbox) == {"r1", "r2", "u1"}
     assert _count(driver, bid, "match") == 1
     assert driver.find_element(By.ID, f"status-{bid}").text == "Partially Imported"
@@ -163,6 +189,7 @@ def test_tabs_show_counts_and_import_commits_the_batch(sandbox: RunningSandbox,
     assert _count(driver, bid, "ready") == 1
     driver.find_element(By.ID, f"import-{bid}").click()
     WebDriverWait(driver, 10).until(
-        lambda d: d.find_element(By.ID, f"count-{bid}-imported").text == "4")
+        lambda d: d.find_element(By.ID, f"count-{bid}-imported").text == "4"
+    )
     assert _gift_refs(sandbox) == {"r1", "r2", "u1", "m1"}
     assert driver.find_element(By.ID, f"status-{bid}").text == "Imported"

@@ -47,9 +47,14 @@ def fadmin(faulty: RunningSandbox) -> Iterator[httpx.Client]:
 
 def _gift_body(admin: httpx.Client, tid: str) -> dict[str, Any]:
     (donor,) = seed_contacts(admin, "alpha", {"lastName": f"Donor {tid}"})
-    return {"contactId": donor, "transactionSource": "WeGive", "transactionId": tid,
-            "giftDate": "2026-11-20", "amount": "5.00",
-            "giftDesignations": [{"projectId": 101, "amount": "5.00"}]}
+    return {
+        "contactId": donor,
+        "transactionSource": "WeGive",
+        "transactionId": tid,
+        "giftDate": "2026-11-20",
+        "amount": "5.00",
+        "giftDesignations": [{"projectId": 101, "amount": "5.00"}],
+    }
 
 
 def _gift_count(sb: RunningSandbox) -> int:
@@ -62,8 +67,9 @@ def _set(admin: httpx.Client, **faults: Any) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_fail_rate_answers_500_before_applying(faulty: RunningSandbox, fapi: httpx.Client,
-                                               fadmin: httpx.Client) -> None:
+def test_fail_rate_answers_500_before_applying(
+    faulty: RunningSandbox, fapi: httpx.Client, fadmin: httpx.Client
+) -> None:
     body = _gift_body(fadmin, "f1")
     _set(fadmin, fail_rate=1.0)
     r = fapi.post("/api/Gift", json=body)
@@ -87,7 +93,8 @@ def test_slow_answers_arrive_late_but_whole(fapi: httpx.Client, fadmin: httpx.Cl
 
 
 def test_a_connection_dropped_before_applying_is_a_transport_error(
-        faulty: RunningSandbox, fapi: httpx.Client, fadmin: httpx.Client) -> None:
+    faulty: RunningSandbox, fapi: httpx.Client, fadmin: httpx.Client
+) -> None:
     body = _gift_body(fadmin, "d1")
     _set(fadmin, drop_rate=1.0, drop_after_apply_share=0.0)
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
@@ -97,7 +104,8 @@ def test_a_connection_dropped_before_applying_is_a_transport_error(
 
 
 def test_a_connection_dropped_after_applying_leaves_the_gift(
-        faulty: RunningSandbox, fapi: httpx.Client, fadmin: httpx.Client) -> None:
+    faulty: RunningSandbox, fapi: httpx.Client, fadmin: httpx.Client
+) -> None:
     body = _gift_body(fadmin, "d2")
     _set(fadmin, drop_rate=1.0, drop_after_apply_share=1.0)
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
@@ -108,8 +116,9 @@ def test_a_connection_dropped_after_applying_leaves_the_gift(
     assert fapi.get("/api/Gift/WeGive/d2").status_code == 200
 
 
-def test_a_timeout_after_apply_applies_the_change(faulty: RunningSandbox,
-                                                  fadmin: httpx.Client) -> None:
+def test_a_timeout_after_apply_applies_the_change(
+    faulty: RunningSandbox, fadmin: httpx.Client
+) -> None:
     body = _gift_body(fadmin, "s1")
     _set(fadmin, timeout_after_apply_rate=1.0, stall_seconds=3.0)
     with client(faulty, timeout=0.3) as impatient, pytest.raises(httpx.ReadTimeout):
@@ -128,8 +137,9 @@ def test_a_429_burst_refuses_the_next_calls(fapi: httpx.Client, fadmin: httpx.Cl
     assert (stats["rate_limited"], stats["calls"]) == (3, 1)
 
 
-def test_faults_can_target_one_organisation(faulty: RunningSandbox, fapi: httpx.Client,
-                                            fadmin: httpx.Client) -> None:
+def test_faults_can_target_one_organisation(
+    faulty: RunningSandbox, fapi: httpx.Client, fadmin: httpx.Client
+) -> None:
     _set(fadmin, org="alpha", fail_rate=1.0)
     with client(faulty, TOKEN_B) as beta:
         assert beta.get("/api/Gift/1").status_code == 404
@@ -151,6 +161,7 @@ def test_faults_set_at_start_replay_from_the_seed(make_sandbox: Factory) -> None
             codes = [api.get("/api/Gift/1").status_code for _ in range(40)]
         sb.stop()
         return codes
+
     first, second = outcomes(), outcomes()
     assert first == second
     assert 5 < first.count(500) < 35

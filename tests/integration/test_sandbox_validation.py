@@ -164,8 +164,11 @@ def test_a_batch_is_refused_whole_and_names_each_bad_entry(
 
 
 def test_an_empty_or_missing_transaction_list_is_refused(api: httpx.Client) -> None:
-    bodies: list[dict[str, Any]] = [{"transactionSource": "WeGive"}, {"transactions": []},
-                                    {"transactions": 3}]
+    bodies: list[dict[str, Any]] = [
+        {"transactionSource": "WeGive"},
+        {"transactions": []},
+        {"transactions": 3},
+    ]
     for body in bodies:
         assert "transactions" in _bad(api.post("/api/v2/Gift/Transactions", json=body))
 

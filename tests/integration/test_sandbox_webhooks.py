@@ -39,16 +39,26 @@ def _payloads(receiver: WebhookReceiver, count: int) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def donor(admin: httpx.Client) -> int:
-    return seed_contacts(admin, "alpha", {"firstName": "Ada", "lastName": "Lovelace",
-                                          "referenceSource": "WeGive", "referenceId": "d1"})[0]
+    return seed_contacts(
+        admin,
+        "alpha",
+        {
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "referenceSource": "WeGive",
+            "referenceId": "d1",
+        },
+    )[0]
 
 
 def test_gift_create_carries_the_reference_pair_and_a_valid_signature(
-        api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int) -> None:
+    api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int
+) -> None:
     sub = _subscribe(api, receiver, secret="s3cret", giftCreate=True)
     assert (sub["giftCreate"], sub["contactCreate"], sub["secret"]) == (True, False, "s3cret")
-    api.post("/api/v2/Gift/Transaction", json=gift_transaction("t-77", contact={
-        "referenceId": "d1"}))
+    api.post(
+        "/api/v2/Gift/Transaction", json=gift_transaction("t-77", contact={"referenceId": "d1"})
+    )
     admin.post("/_admin/nightly")
     (payload,) = _payloads(receiver, 1)
     assert payload["event"] == "GiftCreate"
@@ -61,18 +71,27 @@ def test_gift_create_carries_the_reference_pair_and_a_valid_signature(
     assert received.headers[SIGNATURE_HEADER] == expected.decode()
     assert received.headers["X-Virtuous-Event"] == "GiftCreate"
     deliveries = admin.get("/_admin/webhooks").json()["deliveries"]
-    assert wait_for(lambda: admin.get("/_admin/webhooks").json()["deliveries"][0]["status"]
-                    == "delivered")
+    assert wait_for(
+        lambda: admin.get("/_admin/webhooks").json()["deliveries"][0]["status"] == "delivered"
+    )
     assert deliveries[0]["refs"] == [["WeGive", "t-77", gift["id"]]]
 
 
-def test_a_generated_secret_is_returned_and_signs(api: httpx.Client, receiver: WebhookReceiver,
-                                                  donor: int) -> None:
+def test_a_generated_secret_is_returned_and_signs(
+    api: httpx.Client, receiver: WebhookReceiver, donor: int
+) -> None:
     sub = _subscribe(api, receiver)
     assert len(sub["secret"]) >= 16
     assert all(sub[flag] for flag in ("giftCreate", "contactCreate", "contactUpdate"))
-    api.post("/api/Gift", json={"contactId": donor, "giftDate": "2026-11-20", "amount": 3,
-                                "giftDesignations": [{"projectId": 101, "amount": 3}]})
+    api.post(
+        "/api/Gift",
+        json={
+            "contactId": donor,
+            "giftDate": "2026-11-20",
+            "amount": 3,
+            "giftDesignations": [{"projectId": 101, "amount": 3}],
+        },
+    )
     (payload,) = _payloads(receiver, 1)
     assert payload["event"] == "GiftCreate"
     body = receiver.received[0].body
@@ -81,12 +100,19 @@ def test_a_generated_secret_is_returned_and_signs(api: httpx.Client, receiver: W
 
 
 def test_bulk_setting_delivers_one_payload_with_models(
-        api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int) -> None:
+    api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int
+) -> None:
     admin.post("/_admin/settings", json={"webhook_bulk": True})
     _subscribe(api, receiver, giftCreate=True, contactCreate=False, contactUpdate=False)
-    api.post("/api/v2/Gift/Transactions", json={
-        "transactionSource": "WeGive", "createImport": True, "importName": "bulk",
-        "transactions": [gift_transaction(f"b{i}", contact={"id": donor}) for i in range(3)]})
+    api.post(
+        "/api/v2/Gift/Transactions",
+        json={
+            "transactionSource": "WeGive",
+            "createImport": True,
+            "importName": "bulk",
+            "transactions": [gift_transaction(f"b{i}", contact={"id": donor}) for i in range(3)],
+        },
+    )
     batch = admin.get("/_admin/imports").json()["alpha"][0]
     admin.post(f"/_admin/imports/{batch['id']}/import")
     (payload,) = _payloads(receiver, 1)
@@ -95,11 +121,16 @@ def test_bulk_setting_delivers_one_payload_with_models(
 
 
 def test_big_bulk_runs_are_split_into_deliveries_of_at_most_100(
-        api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int) -> None:
+    api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int
+) -> None:
     admin.post("/_admin/settings", json={"webhook_bulk": True})
     _subscribe(api, receiver, giftCreate=True)
-    api.post("/api/v2/Gift/Transactions", json={
-        "transactions": [gift_transaction(f"b{i}", contact={"id": donor}) for i in range(150)]})
+    api.post(
+        "/api/v2/Gift/Transactions",
+        json={
+            "transactions": [gift_transaction(f"b{i}", contact={"id": donor}) for i in range(150)]
+        },
+    )
     admin.post("/_admin/nightly")
     payloads = _payloads(receiver, 2)
     assert sorted(len(p["models"]) for p in payloads) == [50, 100]
@@ -107,7 +138,8 @@ def test_big_bulk_runs_are_split_into_deliveries_of_at_most_100(
 
 
 def test_single_setting_delivers_one_payload_per_gift(
-        api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int) -> None:
+    api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int
+) -> None:
     _subscribe(api, receiver, giftCreate=True)
     for i in range(3):
         api.post("/api/v2/Gift/Transaction", json=gift_transaction(f"s{i}", contact={"id": donor}))
@@ -117,13 +149,23 @@ def test_single_setting_delivers_one_payload_per_gift(
     assert all("models" not in p for p in payloads)
 
 
-def test_contact_create_and_update_fire(api: httpx.Client, admin: httpx.Client,
-                                        receiver: WebhookReceiver, donor: int) -> None:
+def test_contact_create_and_update_fire(
+    api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int
+) -> None:
     _subscribe(api, receiver, giftCreate=False, contactCreate=True, contactUpdate=True)
-    api.post("/api/Contact/Transaction", json={"referenceSource": "WeGive", "referenceId": "n1",
-                                               "firstName": "New", "lastName": "Person"})
-    api.post("/api/Contact/Transaction", json={"referenceSource": "WeGive", "referenceId": "d1",
-                                               "email": "ada@new.org"})
+    api.post(
+        "/api/Contact/Transaction",
+        json={
+            "referenceSource": "WeGive",
+            "referenceId": "n1",
+            "firstName": "New",
+            "lastName": "Person",
+        },
+    )
+    api.post(
+        "/api/Contact/Transaction",
+        json={"referenceSource": "WeGive", "referenceId": "d1", "email": "ada@new.org"},
+    )
     admin.post("/_admin/nightly")
     payloads = _payloads(receiver, 2)
     by_event = {p["event"]: p["contact"] for p in payloads}
@@ -131,43 +173,71 @@ def test_contact_create_and_update_fire(api: httpx.Client, admin: httpx.Client,
     assert by_event["ContactUpdate"]["id"] == donor
 
 
-def test_failed_deliveries_are_retried(api: httpx.Client, admin: httpx.Client,
-                                       receiver: WebhookReceiver, donor: int) -> None:
+def test_failed_deliveries_are_retried(
+    api: httpx.Client, admin: httpx.Client, receiver: WebhookReceiver, donor: int
+) -> None:
     receiver.fail_first = 2
     _subscribe(api, receiver, giftCreate=True)
-    api.post("/api/Gift", json={"contactId": donor, "giftDate": "2026-11-20", "amount": 3,
-                                "giftDesignations": [{"projectId": 101, "amount": 3}]})
+    api.post(
+        "/api/Gift",
+        json={
+            "contactId": donor,
+            "giftDate": "2026-11-20",
+            "amount": 3,
+            "giftDesignations": [{"projectId": 101, "amount": 3}],
+        },
+    )
     _payloads(receiver, 3)
+
     def delivered() -> dict[str, Any] | None:
         deliveries = admin.get("/_admin/webhooks").json()["deliveries"]
         return next((d for d in deliveries if d["status"] == "delivered"), None)
+
     assert wait_for(delivered, message="a delivered status")["attempts"] == 3
 
 
 def test_dropped_deliveries_are_recorded_and_never_sent(
-        sandbox: RunningSandbox, api: httpx.Client, beta_api: httpx.Client, admin: httpx.Client,
-        receiver: WebhookReceiver, donor: int) -> None:
+    sandbox: RunningSandbox,
+    api: httpx.Client,
+    beta_api: httpx.Client,
+    admin: httpx.Client,
+    receiver: WebhookReceiver,
+    donor: int,
+) -> None:
     admin.post("/_admin/faults", json={"org": "alpha", "webhook_drop_rate": 1.0})
     _subscribe(api, receiver, giftCreate=True)
     _subscribe(beta_api, receiver, giftCreate=True)
     (beta_donor,) = seed_contacts(admin, "beta", {"lastName": "Beta"})
-    api.post("/api/Gift", json={"contactId": donor, "giftDate": "2026-11-20", "amount": 3,
-                                "giftDesignations": [{"projectId": 101, "amount": 3}]})
-    beta_api.post("/api/Gift", json={"contactId": beta_donor, "giftDate": "2026-11-20",
-                                     "amount": 4, "giftDesignations": [{"projectId": 101,
-                                                                        "amount": 4}]})
+    api.post(
+        "/api/Gift",
+        json={
+            "contactId": donor,
+            "giftDate": "2026-11-20",
+            "amount": 3,
+            "giftDesignations": [{"projectId": 101, "amount": 3}],
+        },
+    )
+    beta_api.post(
+        "/api/Gift",
+        json={
+            "contactId": beta_donor,
+            "giftDate": "2026-11-20",
+            "amount": 4,
+            "giftDesignations": [{"projectId": 101, "amount": 4}],
+        },
+    )
     # Beta's delivery went after alpha's was decided: it arriving alone shows alpha's dropped.
     (payload,) = _payloads(receiver, 1)
     assert payload["gift"]["contactId"] == beta_donor
     statuses = {d["org"]: d["status"] for d in admin.get("/_admin/webhooks").json()["deliveries"]}
     assert statuses["alpha"] == "dropped"
-    assert admin.get("/_admin/stats").json()["orgs"]["alpha"]["webhook_deliveries"][
-        "dropped"] == 1
+    assert admin.get("/_admin/stats").json()["orgs"]["alpha"]["webhook_deliveries"]["dropped"] == 1
     assert len(receiver.bodies()) == 1
 
 
-def test_subscriptions_can_be_listed_and_removed(api: httpx.Client,
-                                                 receiver: WebhookReceiver, donor: int) -> None:
+def test_subscriptions_can_be_listed_and_removed(
+    api: httpx.Client, receiver: WebhookReceiver, donor: int
+) -> None:
     sub = _subscribe(api, receiver, giftCreate=True)
     assert [w["id"] for w in api.get("/api/Webhook").json()] == [sub["id"]]
     assert api.delete(f"/api/Webhook/{sub['id']}").status_code == 200
