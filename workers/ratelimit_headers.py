@@ -59,7 +59,20 @@ def _whole(value: str | None) -> int | None:
 
 
 def parse_rate_limit(headers: httpx.Headers) -> RateLimitInfo:
-    """The X-RateLimit-* values of one answer (missing or garbage -> None)."""
+    """The X-RateLimit-* values of one answer (missing or garbage -> None).
+
+    ``reset_seconds`` is how long ``remaining`` holds. On a rolling window ``X-RateLimit-Reset``
+    is when the whole window clears, a window away while calls continue; holding a small
+    Remaining that long would idle the tenant for most of a window. So when the answer also
+    says when the next call frees up (``X-RateLimit-Reset-After``), that is the horizon.
+    """
+    after = _number(headers.get("X-RateLimit-Reset-After"))
+    if after is not None and 0 <= after < EPOCH_THRESHOLD:
+        return RateLimitInfo(
+            limit=_whole(headers.get("X-RateLimit-Limit")),
+            remaining=_whole(headers.get("X-RateLimit-Remaining")),
+            reset_seconds=after,
+        )
     reset = _number(headers.get("X-RateLimit-Reset"))
     if reset is not None and reset > EPOCH_MS_THRESHOLD:
         reset /= 1000

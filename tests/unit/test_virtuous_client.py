@@ -524,3 +524,18 @@ def test_real_sockets_classify_like_the_mocks(
         pytest.raises(TransientError, match="ConnectError"),
     ):
         c.get_gift(1)
+
+
+def test_a_next_slot_header_is_the_horizon_of_remaining() -> None:
+    # On a rolling window X-RateLimit-Reset is when the whole window clears; when the answer
+    # also says when the next call frees up, Remaining holds only that long.
+    headers = httpx.Headers(
+        {
+            "X-RateLimit-Limit": "600",
+            "X-RateLimit-Remaining": "2",
+            "X-RateLimit-Reset": "1795345886",
+            "X-RateLimit-Reset-After": "0.25",
+        }
+    )
+    info = parse_rate_limit(headers)
+    assert (info.limit, info.remaining, info.reset_seconds) == (600, 2, 0.25)
