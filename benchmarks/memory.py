@@ -81,13 +81,11 @@ def buffered_bytes(tenant_count: int) -> dict[str, float]:
                 for n, name in enumerate(names)
             )
             done = last * tenant_count
-            wait_until(
-                lambda done=done: (
-                    submitted(dep, names, "buffered") >= done and dep.redis.hlen(queue) == 0
-                ),
-                timeout=120,
-                what="every gift buffered",
-            )
+
+            def buffered(done: int = done) -> bool:
+                return submitted(dep, names, "buffered") >= done and not dep.redis.hlen(queue)
+
+            wait_until(buffered, timeout=120, what="every gift buffered")
             marks.append(_kept_bytes(dep.redis.info("memory")))
         count = PER_TENANT * tenant_count
         buffer_keys = [dep.key("buf", n, part) for n in names for part in ("entries", "order")]

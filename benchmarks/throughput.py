@@ -126,7 +126,7 @@ def run(quick: bool) -> Result:
             got["rate"],
             "events/s",
             f">= {TARGET:,.0f}",
-            got["rate"] >= TARGET,
+            None if quick else got["rate"] >= TARGET,
         )
         result.notes.append(
             f"{processes} process(es): {count:,} events in {got['seconds']:.1f} s; "
