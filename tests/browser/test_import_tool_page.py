@@ -8,9 +8,6 @@ root, it installs them once with apt-get; only if that fails is it skipped, sayi
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,55 +15,17 @@ import httpx
 import pytest
 
 from sandbox import RunningSandbox, start_sandbox
+from tests.deploy.system_tools import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, require_chromium
 from tests.sandbox_fixtures import TOKEN_A, gift_transaction, seed_contacts, small_config
 
 # Installing the browser on first use may take minutes: more than the suite's default timeout.
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
-
-
-def _have_browser() -> bool:
-    return all(os.access(p, os.X_OK) for p in (CHROMIUM, CHROMEDRIVER))
-
-
-def _install_browser() -> str | None:
-    """Install chromium and its driver from the system's packages; the reason if that fails."""
-    if os.geteuid() != 0:
-        return "not root, so cannot apt-get install chromium chromium-driver"
-    if shutil.which("apt-get") is None:
-        return "no apt-get on this system"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "chromium", "chromium-driver"],
-    ):
-        done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-        if done.returncode != 0:
-            return f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}"
-    return None if _have_browser() else "chromium installed but not found at /usr/bin"
-
 
 @pytest.fixture(scope="session")
 def chromium() -> None:
     """Chromium and chromedriver, installed once if missing; otherwise a skip with the reason."""
-    if not _have_browser():
-        reason = _install_browser()
-        if reason is not None:
-            pytest.skip(f"headless Chromium unavailable: {reason}")
+    require_chromium()
 
 
 @pytest.fixture
@@ -76,7 +35,7 @@ def driver(chromium: None) -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in FLAGS:
+    for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     browser = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     browser.set_page_load_timeout(30)
