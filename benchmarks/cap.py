@@ -10,7 +10,7 @@ Figures: the share of the cap used while the backlog lasts (the mean, over every
 window that lies between the first and the last call, of calls in it / cap), the share of
 the emptiest such window, the 429s Virtuous served, and the busiest rolling window (exact,
 from the sandbox). The limiter's design gives up ``(B-1)/C + g/W`` of the cap (burst and
-guard; see workers/limiter.py): 1.3% at 600 per 60 s (B = 6, g = 0.3 s).
+guard; see workers/store/limiter.py): 1.3% at 600 per 60 s (B = 6, g = 0.3 s).
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     # dramatiq reads this once, at import: an idle consumer polls Redis at most this many ms
     # apart. Its default (1000) adds up to a second to every throttled message's wake-up.
     os.environ.setdefault("dramatiq_worker_timeout", str(args.poll_ms))
-    # Also read once, when prometheus_client is first imported (workers.broker imports it):
+    # Also read once, when prometheus_client is first imported (workers.queue.broker imports it):
     # set after that, the forked workers would count in memory and /metrics would show none
     # of their counters.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -77,11 +77,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from dramatiq.cli import make_argument_parser
 
     from giftsync.settings import get_settings
-    from workers.broker import QUEUES
+    from workers.queue.broker import QUEUES
 
     get_settings()  # fail fast, with every configuration problem, before forking workers
     argv = [
-        "workers.actors",
+        "workers.queue.actors",
         "--processes",
         str(args.processes),
         "--threads",
@@ -92,16 +92,16 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         str(args.shutdown_timeout_ms),
     ]
     if not args.no_scheduler:
-        argv += ["--fork-function", "workers.scheduler:run"]
+        argv += ["--fork-function", "workers.queue.scheduler:run"]
     if not args.no_metrics:
-        argv += ["--fork-function", "workers.metrics_server:run"]
+        argv += ["--fork-function", "workers.observe.metrics_server:run"]
     dramatiq_main(make_argument_parser().parse_args(argv))  # type: ignore[no-untyped-call]
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from workers.observe.status import render, tenant_status
     from workers.runtime import runtime
-    from workers.status import render, tenant_status
 
     rt = runtime()
     names = [args.tenant] if args.tenant else sorted(rt.settings.tenants)
@@ -114,7 +114,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_dlq(args: argparse.Namespace) -> int:
-    from workers.deadletters import list_dead_letters, replay
+    from workers.queue.deadletters import list_dead_letters, replay
 
     letters = list_dead_letters(args.tenant)
     if args.action == "list":
@@ -133,7 +133,7 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     missing = wanted - {letter.message_id for letter in chosen}
     for message_id in sorted(missing):
         print(f"giftsync: no dead letter {message_id}", file=sys.stderr)
-    from workers.broker import get_broker
+    from workers.queue.broker import get_broker
 
     count = replay(chosen, get_broker())
     print(f"replayed {count} dead letter(s)")
@@ -141,8 +141,8 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from workers.flows.gate import resume
     from workers.runtime import runtime
-    from workers.sending import resume
 
     rt = runtime()
     rt.settings.tenant(args.tenant)
@@ -178,9 +178,9 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
 def _cmd_pull(args: argparse.Namespace) -> int:
     import time
 
-    from workers import pull
-    from workers.middleware import Throttled
-    from workers.pull_plan import OUTCOMES
+    from workers.flows import pull
+    from workers.flows.pull_plan import OUTCOMES
+    from workers.queue.retries import Throttled
     from workers.runtime import runtime
 
     rt = runtime()

@@ -46,10 +46,10 @@ _HEADERS = {
 
 def gather() -> list[TenantView]:
     """What the page shows, read from Redis now: one view per tenant."""
-    from workers.deadletters import list_dead_letters
+    from workers.observe.status import tenant_status
+    from workers.queue.deadletters import list_dead_letters
     from workers.runtime import runtime
-    from workers.scripts import decode
-    from workers.status import tenant_status
+    from workers.store.scripts import decode
 
     rt = runtime()
     letters: dict[str, list[Letter]] = {}
@@ -101,7 +101,7 @@ def gather() -> list[TenantView]:
 
 def _review(rt: Runtime, batches: dict[str, int]) -> list[ReviewBatch]:
     """The review backlog by Import Tool import (a split batch's parts share their import)."""
-    from workers.scripts import decode
+    from workers.store.scripts import decode
 
     by_import: dict[str, list[tuple[str, int]]] = {}
     for batch_id, count in sorted(batches.items()):
@@ -115,8 +115,8 @@ def _review(rt: Runtime, batches: dict[str, int]) -> list[ReviewBatch]:
 
 def replay_one(message_id: str) -> bool:
     """Replay one dead letter by id; False when there is no such letter (any more)."""
-    from workers.broker import get_broker
-    from workers.deadletters import list_dead_letters, replay
+    from workers.queue.broker import get_broker
+    from workers.queue.deadletters import list_dead_letters, replay
 
     chosen = [d for d in list_dead_letters() if d.message_id == message_id]
     return bool(chosen) and replay(chosen, get_broker()) == 1

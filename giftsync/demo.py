@@ -143,8 +143,8 @@ def _drive(
     demo_events: Any,
 ) -> int:
     from producers.publish import publish_many
+    from workers.observe.status import tenant_status
     from workers.runtime import runtime
-    from workers.status import tenant_status
 
     existing = httpx.get(f"{sandbox.url}/_admin/contacts", timeout=10).json()
     contact_ids = {name: [c["id"] for c in people] for name, people in existing.items()}

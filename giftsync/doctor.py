@@ -153,11 +153,11 @@ def check_token(
 ) -> list[Finding]:
     """One authenticated call with the tenant's token: accepted, refused, or not checkable."""
     from workers.errors import AuthError, ThrottledError, VirtuousError
-    from workers.keys import Keys
-    from workers.limiter import Limiter
-    from workers.ratelimit_headers import RateLimitInfo
-    from workers.scripts import decode
-    from workers.virtuous import VirtuousClient
+    from workers.store.keys import Keys
+    from workers.store.limiter import Limiter
+    from workers.store.scripts import decode
+    from workers.virtuous.client import VirtuousClient
+    from workers.virtuous.ratelimit import RateLimitInfo
 
     name = f"token {tenant.name}"
     env_name = tenant.virtuous_token_env

@@ -38,8 +38,8 @@ from mapping.events import EventValidationError, FieldError, parse_event
 from producers import signing
 from producers.publish import decode_json, enqueue_valid
 from producers.serving import metrics_endpoint, serve_forever, serve_in_thread
-from workers.broker import build_broker, get_broker
-from workers.metrics import EVENTS_INVALID
+from workers.observe.metrics import EVENTS_INVALID
+from workers.queue.broker import build_broker, get_broker
 
 __all__ = [
     "INGEST_REQUESTS",

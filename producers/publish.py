@@ -19,7 +19,7 @@ import dramatiq
 
 from giftsync.settings import get_settings
 from mapping.events import EventValidationError, FieldError, parse_event
-from workers.broker import CHANGES_QUEUE, get_broker
+from workers.queue.broker import CHANGES_QUEUE, get_broker
 
 # Events per message on the changes queue.
 CHUNK_SIZE = 100

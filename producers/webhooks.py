@@ -31,8 +31,8 @@ from starlette.routing import Route
 from giftsync.settings import Settings, SettingsError, get_settings, secret
 from mapping.tenant import TenantSettings
 from producers.serving import metrics_endpoint
-from workers import metrics
-from workers.broker import CONFIRM_QUEUE, get_broker
+from workers.observe import metrics
+from workers.queue.broker import CONFIRM_QUEUE, get_broker
 from workers.runtime import runtime
 
 # Deliveries are at most this big (a bulk delivery of a nightly run included).
@@ -158,7 +158,7 @@ def subscription_url(base_url: str, settings: Settings, tenant: TenantSettings) 
 
 def subscribe(settings: Settings, tenant: TenantSettings, base_url: str) -> dict[str, Any]:
     """Register the receiver with Virtuous (``POST /api/Webhook``) for the events it handles."""
-    from workers.sending import call
+    from workers.flows.gate import call
 
     webhook_secret = secret(
         settings, tenant.webhook_secret_env, what=f"tenant {tenant.name!r} webhook"

@@ -138,7 +138,7 @@ class Deployment:
 
 def _reset_process_wiring() -> None:
     from giftsync.settings import get_settings
-    from workers.broker import reset_broker
+    from workers.queue.broker import reset_broker
     from workers.runtime import reset_runtime
 
     reset_runtime()

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from workers.ratelimit_headers import EPOCH_THRESHOLD, parse_rate_limit, parse_retry_after
+from workers.virtuous.ratelimit import EPOCH_THRESHOLD, parse_rate_limit, parse_retry_after
 
 # Virtuous's ways of saying a transactionId is already there.
 _ALREADY = re.compile(r"already been submitted|already exists|already submitted|duplicate", re.I)

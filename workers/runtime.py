@@ -16,12 +16,12 @@ import redis
 
 from giftsync.settings import Settings, get_settings, secret
 from mapping.tenant import TenantSettings
-from workers import metrics
-from workers.batcher import Batcher
-from workers.keys import Keys
-from workers.ledger import Ledger
-from workers.limiter import Limiter
-from workers.virtuous import RateLimitInfo, VirtuousClient
+from workers.observe import metrics
+from workers.store.batches import Batcher
+from workers.store.keys import Keys
+from workers.store.ledger import Ledger
+from workers.store.limiter import Limiter
+from workers.virtuous.client import RateLimitInfo, VirtuousClient
 
 
 @dataclass

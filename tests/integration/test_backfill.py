@@ -43,7 +43,7 @@ timezone = "UTC"
 
 def _reset_wiring() -> None:
     from giftsync.settings import get_settings
-    from workers.broker import reset_broker
+    from workers.queue.broker import reset_broker
 
     reset_broker()
     get_settings.cache_clear()

@@ -38,7 +38,7 @@ from mapping.tenant import TenantSettings
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
 from tests.pipeline_fixtures import Deployment, deployment, make_config, org, tenant_table, wait_for
-from workers.limiter import Limiter
+from workers.store.limiter import Limiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mapping.tenant import TenantSettings
-from workers.limiter import GUARD_MAX_SECONDS, GUARD_MIN_SECONDS, GUARD_SHARE, Grant, Limiter
+from workers.store.limiter import GUARD_MAX_SECONDS, GUARD_MIN_SECONDS, GUARD_SHARE, Grant, Limiter
 
 pytestmark = pytest.mark.integration
 

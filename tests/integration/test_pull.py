@@ -221,7 +221,7 @@ def push_through_giftsync(dep: Deployment, seeded: Seeded) -> None:
 
 
 def enqueue_pull(kind: str) -> None:
-    from workers.broker import PULL_QUEUE, get_broker
+    from workers.queue.broker import PULL_QUEUE, get_broker
 
     actor = {"gifts": "pull_gifts", "recurring": "pull_recurring"}[kind]
     message: dramatiq.Message[Any] = dramatiq.Message(
@@ -256,9 +256,9 @@ def pulled(dep: Deployment) -> list[dict[str, Any]]:
 
 def lag_seconds() -> dict[tuple[str, ...], float]:
     """giftsync_pull_cursor_lag_seconds as a scrape would read it, by (tenant, kind)."""
-    from workers.broker import namespace
+    from workers.observe.state_metrics import StateCollector
+    from workers.queue.broker import namespace
     from workers.runtime import runtime
-    from workers.state_metrics import StateCollector
 
     rt = runtime()
     return {

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_a_due_pull_is_claimed_once_and_waits_while_one_is_pending(
     tmp_path: Path, redis_url: str
 ) -> None:
-    from workers import pull
+    from workers.flows import pull
     from workers.runtime import runtime
 
     with deployment(tmp_path, redis_url, tenants=pull_tenant, sandbox_config=pull_config()) as dep:

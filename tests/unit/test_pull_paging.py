@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sandbox.query import GIFT_PARAMETERS, RECURRING_PARAMETERS, run_query
-from workers.pull_plan import Cursor, after_cursor, instant, page_query
+from workers.flows.pull_plan import Cursor, after_cursor, instant, page_query
 
 
 def test_no_cursor_asks_for_every_dated_record_in_key_order() -> None:

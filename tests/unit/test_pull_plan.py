@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from tests.unit.test_mapping_factories import tenant
-from workers.pull_plan import KINDS, Cursor, PageFacts, PagePlan, Told, fingerprint, plan_page
+from workers.flows.pull_plan import KINDS, Cursor, PageFacts, PagePlan, Told, fingerprint, plan_page
 
 TENANT = tenant(fund_allocations=True, transaction_source="WeGive")
 NOW = datetime(2026, 11, 22, 12, 0, 0)

@@ -22,7 +22,7 @@ from workers.errors import (
     TransientError,
     VirtuousError,
 )
-from workers.virtuous import RateLimitInfo, VirtuousClient, encode, parse_rate_limit
+from workers.virtuous.client import RateLimitInfo, VirtuousClient, encode, parse_rate_limit
 
 BASE = "https://api.virtuoustest.org"
 TOKEN = "s3cr3t-T0KEN-do-not-leak-4242"

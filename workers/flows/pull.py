@@ -3,10 +3,10 @@
 A pull reads one kind of record, ``gifts`` (``POST /api/Gift/Query/FullGift``) or ``recurring``
 (``POST /api/RecurringGift/Query``), 1000 a page in (pull_by date, Virtuous id) order from a
 saved cursor, paging by key, never by skip (Virtuous answers a deep skip with a 500). What
-each page writes back is decided by :mod:`workers.pull_plan`; the format and the rules are in
+each page writes back is decided by :mod:`workers.flows.pull_plan`; the format and the rules are in
 ``workers/PULL.md``.
 
-Redis keys (see :class:`workers.keys.Keys`): the *cursor* hash (position, generation, totals),
+Redis keys (see :class:`workers.store.keys.Keys`): the *cursor* hash (position, generation, totals),
 the *told index* (what the pull last told the platform about each Virtuous id, so an
 unchanged record is not written again and a changed one is known to be an update), and the
 scheduler's *due* and *pending* keys.
@@ -14,9 +14,9 @@ scheduler's *due* and *pending* keys.
 Invariants:
 
 - A page's writeback entries, its told-index updates and the cursor move are one Lua script
-  (``pull_commit.lua``); a crash re-reads at most the page in flight and appends nothing twice.
+  (``cursor_commit.lua``); a crash re-reads at most the page in flight and appends nothing twice.
   A page read before another commit (a concurrent pull, a reset) is refused and read again.
-- Every Virtuous call goes through :func:`workers.sending.call` with kind ``"pull"`` (the capped
+- Every Virtuous call goes through :func:`workers.flows.gate.call` with kind ``"pull"`` (the capped
   lookup share); a throttle raises :class:`Throttled` and the re-delivered message resumes from
   the saved cursor.
 """
@@ -36,10 +36,8 @@ import structlog
 from mapping.events import real_gift_id
 from mapping.pull import wg_id_of
 from mapping.tenant import TenantSettings
-from workers import metrics
-from workers.keys import member
-from workers.middleware import Throttled
-from workers.pull_plan import (
+from workers.flows.gate import call
+from workers.flows.pull_plan import (
     KINDS,
     OUTCOMES,
     PAGE_SIZE,
@@ -54,10 +52,12 @@ from workers.pull_plan import (
     page_query,
     plan_page,
 )
+from workers.observe import metrics
+from workers.queue.retries import Throttled
 from workers.runtime import Runtime
-from workers.scripts import decode, load_script
-from workers.sending import call
-from workers.virtuous import VirtuousClient
+from workers.store.keys import member
+from workers.store.scripts import decode, load_script
+from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.pull")
 
@@ -181,7 +181,7 @@ def commit(
     for vid, told in plan.told.items():
         args += [vid, told]
     keys = rt.keys
-    script = load_script(rt.redis, "pull_commit.lua")
+    script = load_script(rt.redis, "cursor_commit.lua")
     result = decode(
         script(
             keys=[
@@ -335,8 +335,8 @@ def run(rt: Runtime, tenant: TenantSettings, kind: str, message_id: str) -> None
 
 
 def claim_schedule(rt: Runtime, tenant: TenantSettings, kind: str, message_id: str) -> bool:
-    """True when the scheduler must enqueue ``message_id`` now (see pull_schedule.lua)."""
-    script = load_script(rt.redis, "pull_schedule.lua", prelude=False)
+    """True when the scheduler must enqueue ``message_id`` now (see cursor_schedule.lua)."""
+    script = load_script(rt.redis, "cursor_schedule.lua", prelude=False)
     keys = [rt.keys.pull_due(tenant.name, kind), rt.keys.pull_pending(tenant.name, kind)]
     interval_ms = max(int(tenant.pull_interval_seconds * 1000), 1)
     return bool(script(keys=keys, args=[interval_ms, message_id, PENDING_LEASE_MS]))

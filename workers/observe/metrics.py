@@ -3,7 +3,7 @@
 Names follow Prometheus conventions: ``giftsync_`` prefix, base units, counters ending in
 ``_total``, labels of bounded cardinality (tenant, endpoint template, status class, reason
 code, actor) and never a record id. Gauges that describe Redis state (queue depth, buffer
-age, gifts by state) are not here: :mod:`workers.state_metrics` reads them from Redis at
+age, gifts by state) are not here: :mod:`workers.observe.state_metrics` reads them from Redis at
 scrape time, so every process agrees. With several worker processes, prometheus-client's
 multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) merges these into one scrape.
 """

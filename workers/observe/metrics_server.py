@@ -2,7 +2,7 @@
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (``giftsync worker`` sets it), the counters of every
 worker process are merged into one scrape; the Redis-held gauges of
-:mod:`workers.state_metrics` are added at scrape time.
+:mod:`workers.observe.state_metrics` are added at scrape time.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import threading
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from workers.broker import namespace
+from workers.observe.state_metrics import StateCollector
+from workers.queue.broker import namespace
 from workers.runtime import runtime
-from workers.state_metrics import StateCollector
 
 
 def build_registry() -> CollectorRegistry:
@@ -36,6 +36,6 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:
 
 
 def run() -> None:
-    """Entry point for ``dramatiq --fork-function workers.metrics_server:run``."""
+    """Entry point for ``dramatiq --fork-function workers.observe.metrics_server:run``."""
     serve(runtime().settings.metrics_port)
     threading.Event().wait()

@@ -24,7 +24,7 @@ from dramatiq.middleware import (
 )
 
 from giftsync.settings import Settings, get_settings
-from workers.middleware import DeadLetterHook, LogContext, Retries
+from workers.queue.retries import DeadLetterHook, LogContext, Retries
 
 # The queues, by what they carry.
 CHANGES_QUEUE = "changes"
@@ -100,7 +100,7 @@ def get_broker() -> RedisBroker:
     """The process's broker, built from the settings on first use and set as dramatiq's."""
     global _broker
     if _broker is None:
-        from workers.deadletters import record_dead_letter
+        from workers.queue.deadletters import record_dead_letter
 
         _broker = build_broker(get_settings(), on_dead_letter=record_dead_letter)
         dramatiq.set_broker(_broker)

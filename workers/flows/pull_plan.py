@@ -2,7 +2,7 @@
 
 No Redis, no HTTP, no clock: :func:`plan_page` takes a page of Virtuous records, what Redis
 knows about them (:class:`PageFacts`) and the time of the query, and returns the writeback
-entries, told-index updates, outcome counts and the new cursor that :mod:`workers.pull`
+entries, told-index updates, outcome counts and the new cursor that :mod:`workers.flows.pull`
 commits in one step. Mapping itself is :mod:`mapping.pull`'s.
 
 Per record, in order:
@@ -40,8 +40,8 @@ from mapping.pull import (
     wg_id_of,
 )
 from mapping.tenant import TenantSettings
-from workers.scripts import decode
-from workers.virtuous import VirtuousClient
+from workers.store.scripts import decode
+from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.pull")
 

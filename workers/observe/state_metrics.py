@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from workers.broker import QUEUES
+from workers.queue.broker import QUEUES
 from workers.runtime import Runtime
 
 
@@ -87,8 +87,8 @@ class StateCollector(Collector):
 
 def _pull_lag(rt: Runtime, now_ms: int) -> GaugeMetricFamily:
     """How far behind now each pull's saved cursor is (absent before its first page)."""
-    from workers.pull import cursor_lag_seconds
-    from workers.pull_plan import KINDS
+    from workers.flows.pull import cursor_lag_seconds
+    from workers.flows.pull_plan import KINDS
 
     lag = GaugeMetricFamily(
         "giftsync_pull_cursor_lag_seconds",

@@ -37,10 +37,10 @@ from mapping.events import (
     real_gift_id,
 )
 from mapping.tenant import TenantSettings
-from workers import metrics
-from workers.keys import member
-from workers.ledger import Ledger, Route, parse_accepted, version_number
-from workers.scripts import decode
+from workers.observe import metrics
+from workers.store.keys import member
+from workers.store.ledger import Ledger, Route, parse_accepted, version_number
+from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.intake")
 

@@ -14,13 +14,13 @@ from typing import TypeVar
 import structlog
 
 from mapping.tenant import TenantSettings
-from workers import metrics
 from workers.errors import AuthError, ThrottledError
-from workers.limiter import Kind
-from workers.middleware import Throttled
+from workers.observe import metrics
+from workers.queue.retries import Throttled
 from workers.runtime import Runtime
-from workers.scripts import decode
-from workers.virtuous import VirtuousClient
+from workers.store.limiter import Kind
+from workers.store.scripts import decode
+from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.sending")
 

@@ -33,7 +33,7 @@ from workers.errors import (
     describe,
     error_for,
 )
-from workers.ratelimit_headers import RateLimitInfo, parse_rate_limit
+from workers.virtuous.ratelimit import RateLimitInfo, parse_rate_limit
 
 __all__ = ["RateLimitInfo", "VirtuousClient", "encode", "parse_rate_limit"]
 

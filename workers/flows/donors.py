@@ -4,7 +4,7 @@ A ``"donor"`` change event becomes ``POST /api/Contact/Transaction`` with the te
 ``referenceSource`` and the donor id as ``referenceId``, so Virtuous's matching (external
 reference, then email, phone, name + address) finds the existing Contact or makes one. Like a
 Gift Transaction it lands in the holding state, so the Contact id is learned later: from the
-contactCreate / contactUpdate webhooks (:mod:`workers.confirm`) or from :func:`sweep`, which
+contactCreate / contactUpdate webhooks (:mod:`workers.flows.confirm`) or from :func:`sweep`, which
 looks pending donors up by ``GET /api/Contact/{referenceSource}/{referenceId}``. Donors first
 seen embedded in a batch gift entry are pending the same way. Every id learned goes to the
 writeback stream as ``donor.linked`` (the donor's ``virtuous_contact_id``) and releases the
@@ -21,14 +21,14 @@ import structlog
 from mapping.batch_entry import contact_payload
 from mapping.events import Owner, parse_event_json
 from mapping.tenant import TenantSettings
-from workers.dependencies import remember
 from workers.errors import RejectedError
-from workers.middleware import Throttled
-from workers.realtime import RecordLock, mark_applied, pending_record, quarantine
+from workers.flows.gate import call
+from workers.flows.gifts import RecordLock, mark_applied, pending_record, quarantine
+from workers.flows.related import remember
+from workers.queue.retries import Throttled
 from workers.runtime import Runtime
-from workers.scripts import decode
-from workers.sending import call
-from workers.virtuous import VirtuousClient
+from workers.store.scripts import decode
+from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.donors")
 

@@ -10,9 +10,9 @@ import json
 from typing import Any
 
 from mapping.tenant import TenantSettings
+from workers.flows.gate import paused_reason
 from workers.runtime import Runtime
-from workers.scripts import decode
-from workers.sending import paused_reason
+from workers.store.scripts import decode
 
 # The states an operator asks about first, in the order a gift moves through them.
 HEADLINE_STATES = (

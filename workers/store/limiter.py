@@ -100,7 +100,7 @@ class Grant:
 
 
 def _script(client: redis.Redis, name: str) -> Script:
-    text = resources.files("workers").joinpath(name).read_text(encoding="utf-8")
+    text = resources.files("workers.store").joinpath(name).read_text(encoding="utf-8")
     return client.register_script(text)
 
 

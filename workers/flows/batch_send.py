@@ -6,7 +6,7 @@ bad entry stands alone; it is quarantined with Virtuous's reason (or counted as 
 the reason is that its transactionId was already submitted) and every good entry goes
 through. 5xx, timeouts and dropped connections propagate to the retry middleware: resending
 is safe because every entry carries transactionSource + transactionId and the body is the same
-bytes every time. 429 and 401 become waits (see :mod:`workers.sending`).
+bytes every time. 429 and 401 become waits (see :mod:`workers.flows.gate`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import dramatiq
 import structlog
 
 from mapping.tenant import TenantSettings
-from workers import metrics
-from workers.batcher import Batch
 from workers.errors import RejectedError
+from workers.flows.gate import call
+from workers.observe import metrics
 from workers.runtime import Runtime
-from workers.sending import call
+from workers.store.batches import Batch
 
 log = structlog.get_logger("giftsync.batch_send")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from workers.runtime import Runtime, runtime
-from workers.scripts import decode
+from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.scheduler")
 
@@ -61,7 +61,7 @@ class Scheduler:
 
     def flush_due(self) -> None:
         """Cut every batch whose tenant's buffer is full or old enough."""
-        from workers.actors import cut_and_enqueue
+        from workers.queue.actors import cut_and_enqueue
 
         for raw in self.rt.redis.smembers(self.rt.keys.buffered_tenants):
             name = decode(raw)
@@ -71,14 +71,14 @@ class Scheduler:
 
     def maintenance(self) -> None:
         """Give back the messages of dead workers."""
-        from workers.actors import broker
-        from workers.broker import run_maintenance
+        from workers.queue.actors import broker
+        from workers.queue.broker import run_maintenance
 
         run_maintenance(broker)
 
     def adopt_orphans(self) -> None:
         """Enqueue a new owner for every batch whose message never reached the queue."""
-        from workers.actors import batch_message, broker
+        from workers.queue.actors import batch_message, broker
 
         batcher = self.rt.batcher
         for batch_id in batcher.orphans(batcher.server_ms()):
@@ -93,15 +93,15 @@ class Scheduler:
 
     def reconcile(self) -> None:
         """Start each tenant's reconcile sweep (the actor skips if one is already running)."""
-        from workers.actors import reconcile
+        from workers.queue.actors import reconcile
 
         for name in sorted(self.rt.settings.tenants):
             reconcile.send(tenant=name)
 
     def schedule_pulls(self) -> None:
         """Enqueue each tenant's gift and recurring pulls when due and none is pending."""
-        from workers import pull
-        from workers.actors import broker, pull_gifts, pull_recurring
+        from workers.flows import pull
+        from workers.queue.actors import broker, pull_gifts, pull_recurring
 
         for name, tenant in sorted(self.rt.settings.tenants.items()):
             for kind, actor in (("gifts", pull_gifts), ("recurring", pull_recurring)):
@@ -129,7 +129,7 @@ class Scheduler:
 
 
 def run() -> None:
-    """Entry point for ``dramatiq --fork-function workers.scheduler:run``."""
+    """Entry point for ``dramatiq --fork-function workers.queue.scheduler:run``."""
     from giftsync.logs import configure_logging
 
     rt = runtime()

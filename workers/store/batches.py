@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import redis
 
 from mapping.tenant import TenantSettings
-from workers.keys import Keys
-from workers.scripts import decode, load_script
+from workers.store.keys import Keys
+from workers.store.scripts import decode, load_script
 
 # Virtuous's batch importer takes chunks of 100 (seed 002).
 BATCH_SIZE = 100
@@ -48,9 +48,9 @@ class Batcher:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
         self.keys = keys
-        self._flush = load_script(client, "batcher_flush.lua")
-        self._settle = load_script(client, "batcher_settle.lua")
-        self._split = load_script(client, "batcher_split.lua")
+        self._flush = load_script(client, "batches_flush.lua")
+        self._settle = load_script(client, "batches_settle.lua")
+        self._split = load_script(client, "batches_split.lua")
 
     def cut(self, tenant: TenantSettings, owner: str, *, force: bool = False) -> str | None:
         """Cut one batch for ``tenant`` if one is due (or ``force``); returns its id."""

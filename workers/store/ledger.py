@@ -1,6 +1,6 @@
 """The ledger: what giftsync knows about every platform record it was told about.
 
-One Redis hash per record (see :class:`workers.keys.Keys.record`) holds its state, the last
+One Redis hash per record (see :class:`workers.store.keys.Keys.record`) holds its state, the last
 applied version, the Virtuous id (a ``btch_`` batch id until the real Gift id is known), the
 batch it went in, attempts and the last error. State changes happen only inside Lua scripts
 that also keep the per-tenant state counts, so ``giftsync status`` reads counts, not scans.
@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import redis
 
-from workers.keys import Keys
-from workers.scripts import decode, load_script
+from workers.store.keys import Keys
+from workers.store.scripts import decode, load_script
 
 Route = Literal["batch", "skip", "hold", "realtime"]
 

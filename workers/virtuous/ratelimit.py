@@ -5,7 +5,7 @@ Every Virtuous answer may carry ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``
 the window resets, but an epoch timestamp is accepted too (any value above
 :data:`EPOCH_THRESHOLD`): it is turned into seconds against the answer's own ``Date`` header,
 Virtuous's clock, never the worker's. Without a ``Date`` it stays an epoch, which
-:meth:`workers.limiter.Limiter.observe` reads against the Redis clock.
+:meth:`workers.store.limiter.Limiter.observe` reads against the Redis clock.
 """
 
 from __future__ import annotations

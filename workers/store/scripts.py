@@ -17,7 +17,7 @@ from redis.commands.core import Script
 
 @cache
 def _source(name: str) -> str:
-    return resources.files("workers").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("workers.store").joinpath(name).read_text(encoding="utf-8")
 
 
 def load_script(client: redis.Redis, name: str, *, prelude: bool = True) -> Script:

@@ -18,7 +18,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 
 from workers.runtime import runtime
-from workers.scripts import decode, load_script
+from workers.store.scripts import decode, load_script
 
 
 @dataclass(frozen=True)

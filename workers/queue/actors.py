@@ -1,7 +1,7 @@
 """The dramatiq actors. Each is thin: load, call mapping/ or a sender, persist.
 
 Run them with ``giftsync worker`` (which also starts the scheduler and the metrics
-endpoint) or plainly with ``dramatiq workers.actors``.
+endpoint) or plainly with ``dramatiq workers.queue.actors``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dramatiq.middleware import CurrentMessage
 
 from giftsync.logs import configure_logging
 from mapping.tenant import TenantSettings
-from workers import batch_send, intake, metrics
-from workers.broker import CHANGES_QUEUE, CONFIRM_QUEUE, PULL_QUEUE, SEND_QUEUE, get_broker
+from workers.flows import batch_send, intake
+from workers.observe import metrics
+from workers.queue.broker import CHANGES_QUEUE, CONFIRM_QUEUE, PULL_QUEUE, SEND_QUEUE, get_broker
 from workers.runtime import runtime
 
 log = structlog.get_logger("giftsync.actors")
@@ -51,7 +52,7 @@ def cut_and_enqueue(tenant: TenantSettings, *, force: bool = False) -> list[str]
 
 @dramatiq.actor(queue_name=CHANGES_QUEUE)
 def map_changes(events: list[Any], published_ms: int = 0) -> None:
-    """Validate, decide, map and route a chunk of change events (see workers.intake)."""
+    """Validate, decide, map and route a chunk of change events (see workers.flows.intake)."""
     rt = runtime()
     tenants = rt.settings.tenants
     planned, _invalid = intake.plan(events, tenants, rt.ledger)
@@ -65,7 +66,7 @@ def map_changes(events: list[Any], published_ms: int = 0) -> None:
 
 @dramatiq.actor(queue_name=SEND_QUEUE)
 def send_batch(tenant: str, batch_id: str) -> None:
-    """Send one stored batch if this message owns it (see workers.batch_send)."""
+    """Send one stored batch if this message owns it (see workers.flows.batch_send)."""
     rt = runtime()
     message = CurrentMessage.get_current_message()
     owner = message.message_id if message is not None else ""
@@ -80,32 +81,32 @@ def send_batch(tenant: str, batch_id: str) -> None:
 
 @dramatiq.actor(queue_name=SEND_QUEUE)
 def send_gift(tenant: str, member: str) -> None:
-    """Create or update one gift in real time (see workers.realtime)."""
-    from workers import realtime
+    """Create or update one gift in real time (see workers.flows.gifts)."""
+    from workers.flows import gifts as realtime
 
     realtime.send_gift(runtime(), runtime().settings.tenant(tenant), member)
 
 
 @dramatiq.actor(queue_name=SEND_QUEUE)
 def send_recurring(tenant: str, member: str) -> None:
-    """Create or update one recurring gift with its dependencies (see workers.recurring)."""
-    from workers import recurring
+    """Create or update one recurring gift with its dependencies (see workers.flows.recurring)."""
+    from workers.flows import recurring
 
     recurring.send_recurring(runtime(), runtime().settings.tenant(tenant), member)
 
 
 @dramatiq.actor(queue_name=SEND_QUEUE)
 def send_contact(tenant: str, member: str) -> None:
-    """Send one donor as a Contact Transaction (see workers.donors)."""
-    from workers import donors
+    """Send one donor as a Contact Transaction (see workers.flows.donors)."""
+    from workers.flows import donors
 
     donors.send_contact(runtime(), runtime().settings.tenant(tenant), member)
 
 
 @dramatiq.actor(queue_name=CONFIRM_QUEUE)
 def confirm_webhook(tenant: str, payload: dict[str, Any]) -> None:
-    """Apply one verified Virtuous webhook delivery (see workers.confirm)."""
-    from workers import confirm
+    """Apply one verified Virtuous webhook delivery (see workers.flows.confirm)."""
+    from workers.flows import confirm
 
     rt = runtime()
     result = confirm.apply_webhook(rt, rt.settings.tenant(tenant), payload)
@@ -118,15 +119,15 @@ RECONCILE_LOCK_SECONDS = 300
 
 @dramatiq.actor(queue_name=CONFIRM_QUEUE)
 def reconcile(tenant: str) -> None:
-    """Look up the tenant's gifts that stayed unconfirmed (see workers.confirm.sweep)."""
-    from workers import confirm
+    """Look up the tenant's gifts that stayed unconfirmed (see workers.flows.confirm.sweep)."""
+    from workers.flows import confirm
 
     rt = runtime()
     lock = f"{rt.keys.prefix}:reconcile-lock:{tenant}"
     if not rt.redis.set(lock, "1", nx=True, ex=RECONCILE_LOCK_SECONDS):
         return
     try:
-        from workers import donors
+        from workers.flows import donors
 
         settings = rt.settings.tenant(tenant)
         confirm.sweep(rt, settings)
@@ -142,15 +143,15 @@ def _message_id() -> str:
 
 @dramatiq.actor(queue_name=PULL_QUEUE)
 def pull_gifts(tenant: str) -> None:
-    """Pull the tenant's Gifts changed in Virtuous since its cursor (see workers.pull)."""
-    from workers import pull
+    """Pull the tenant's Gifts changed in Virtuous since its cursor (see workers.flows.pull)."""
+    from workers.flows import pull
 
     pull.run(runtime(), runtime().settings.tenant(tenant), "gifts", _message_id())
 
 
 @dramatiq.actor(queue_name=PULL_QUEUE)
 def pull_recurring(tenant: str) -> None:
-    """Pull the tenant's RecurringGifts changed in Virtuous since its cursor (see workers.pull)."""
-    from workers import pull
+    """Pull the tenant's RecurringGifts changed since its cursor (see workers.flows.pull)."""
+    from workers.flows import pull
 
     pull.run(runtime(), runtime().settings.tenant(tenant), "recurring", _message_id())

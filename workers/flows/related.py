@@ -18,10 +18,10 @@ import structlog
 from mapping.batch_entry import contact_payload
 from mapping.events import Campaign, Fund, Owner
 from mapping.tenant import TenantSettings
-from workers.middleware import Throttled
+from workers.flows.gate import call
+from workers.queue.retries import Throttled
 from workers.runtime import Runtime
-from workers.scripts import decode, load_script
-from workers.sending import call
+from workers.store.scripts import decode, load_script
 
 log = structlog.get_logger("giftsync.dependencies")
 
@@ -101,7 +101,7 @@ def _ensure(
 
 
 def _release(rt: Runtime, tenant: str, donor_id: str) -> None:
-    from workers.actors import send_gift, send_recurring
+    from workers.queue.actors import send_gift, send_recurring
 
     script = load_script(rt.redis, "ledger_release.lua")
     released = script(

@@ -2,9 +2,9 @@
 ``GET`` + ``PUT /api/RecurringGift/{id}`` for a schedule Virtuous already has.
 
 The donor's Contact, the campaign's Segment and each fund's Project are pushed first when
-they have no Virtuous id (see :mod:`workers.dependencies`); the ids learned are put into the
+they have no Virtuous id (see :mod:`workers.flows.related`); the ids learned are put into the
 record before it is mapped, so the mapping stays pure. Ordering and ambiguous creates follow
-the same rules as :mod:`workers.realtime`. Known gap: Virtuous offers no lookup of a
+the same rules as :mod:`workers.flows.gifts`. Known gap: Virtuous offers no lookup of a
 RecurringGift by an external reference, so a create whose answer was lost is retried as a
 create (see the README's known limitations).
 """
@@ -16,19 +16,19 @@ import structlog
 from mapping.events import Allocation, ScheduledDonation, parse_event_json, real_gift_id
 from mapping.recurring import recurring_create, recurring_decision, recurring_update
 from mapping.tenant import TenantSettings
-from workers import metrics
-from workers.batch_send import rejection_reason
-from workers.dependencies import (
+from workers.errors import NotFoundError, RejectedError
+from workers.flows.batch_send import rejection_reason
+from workers.flows.gate import call
+from workers.flows.gifts import RecordLock, mark_applied, pending_record, quarantine
+from workers.flows.related import (
     ContactPending,
     ensure_contact,
     ensure_project,
     ensure_segment,
     hold_for_donor,
 )
-from workers.errors import NotFoundError, RejectedError
-from workers.realtime import RecordLock, mark_applied, pending_record, quarantine
+from workers.observe import metrics
 from workers.runtime import Runtime
-from workers.sending import call
 
 log = structlog.get_logger("giftsync.recurring")
 

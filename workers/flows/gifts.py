@@ -23,14 +23,14 @@ from mapping.decision import decide
 from mapping.events import Transaction, parse_event_json, real_gift_id
 from mapping.realtime import realtime_create, realtime_desired, realtime_update, zeroing_update
 from mapping.tenant import TenantSettings
-from workers import metrics
-from workers.batch_send import rejection_reason
-from workers.dependencies import ContactPending, ensure_contact, hold_for_donor
 from workers.errors import NotFoundError, RejectedError
-from workers.middleware import Throttled
+from workers.flows.batch_send import rejection_reason
+from workers.flows.gate import call
+from workers.flows.related import ContactPending, ensure_contact, hold_for_donor
+from workers.observe import metrics
+from workers.queue.retries import Throttled
 from workers.runtime import Runtime
-from workers.scripts import load_script
-from workers.sending import call
+from workers.store.scripts import load_script
 
 log = structlog.get_logger("giftsync.realtime")
 
@@ -142,7 +142,7 @@ def send_gift(rt: Runtime, tenant: TenantSettings, member: str) -> None:
     if newest > int(record["version"]):
         # A newer change arrived while this one was in flight: its own message may already
         # have found the record busy, so make sure someone applies it.
-        from workers.actors import send_gift as send_gift_actor
+        from workers.queue.actors import send_gift as send_gift_actor
 
         send_gift_actor.send(tenant=tenant.name, member=member)
 

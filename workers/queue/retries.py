@@ -28,7 +28,7 @@ import structlog
 from dramatiq.common import compute_backoff
 from dramatiq.middleware import Middleware
 
-from workers import metrics
+from workers.observe import metrics
 
 log = structlog.get_logger("giftsync.retries")
 

@@ -26,14 +26,14 @@ from typing import Any
 import structlog
 
 from mapping.tenant import TenantSettings
-from workers import metrics
-from workers.dependencies import remember
-from workers.keys import member as member_name
-from workers.middleware import Throttled
+from workers.flows.gate import call
+from workers.flows.related import remember
+from workers.observe import metrics
+from workers.queue.retries import Throttled
 from workers.runtime import Runtime
-from workers.scripts import decode, load_script
-from workers.sending import call
-from workers.virtuous import VirtuousClient
+from workers.store.keys import member as member_name
+from workers.store.scripts import decode, load_script
+from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.confirm")
 
@@ -82,7 +82,7 @@ def confirm(
             seconds = max(rt.batcher.server_ms() - int(published), 0) / 1000
             metrics.PUBLISH_TO_CONFIRM.labels(tenant.name).observe(seconds)
     if outcome == "release":
-        from workers.actors import send_gift
+        from workers.queue.actors import send_gift
 
         send_gift.send(tenant=tenant.name, member=member)
         log.info("waiting_change_released", member=member, waited_as=previous)

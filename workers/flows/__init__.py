@@ -1,0 +1,2 @@
+"""One module per flow: load, call mapping/, call Virtuous through the gate, and persist
+through the store."""

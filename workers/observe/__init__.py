@@ -1,0 +1,1 @@
+"""What operators see: metrics, the metrics endpoint, state gauges and status reports."""

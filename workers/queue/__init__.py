@@ -1,0 +1,1 @@
+"""dramatiq: queue names and message builders, broker, retries, dead letters, scheduler, actors."""

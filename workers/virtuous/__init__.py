@@ -1,0 +1,1 @@
+"""The Virtuous API client, its answers and its rate-limit headers."""
