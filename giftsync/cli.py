@@ -55,7 +55,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from producers.ingest import serve
+    from giftsync.ingest import serve
 
     serve(host=args.host, port=args.port)
     return 0
@@ -77,7 +77,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from dramatiq.cli import make_argument_parser
 
     from giftsync.settings import get_settings
-    from workers.queue.broker import QUEUES
+    from workers.queue.messages import QUEUES
 
     get_settings()  # fail fast, with every configuration problem, before forking workers
     argv = [
@@ -158,8 +158,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_webhooks(args: argparse.Namespace) -> int:
+    from giftsync import webhooks
     from giftsync.settings import get_settings
-    from producers import webhooks
 
     settings = get_settings()
     if args.action == "subscribe":
@@ -169,7 +169,7 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
         answer = webhooks.subscribe(settings, settings.tenant(args.tenant), args.url)
         print(f"subscribed: webhook {answer.get('id')} for tenant {args.tenant}")
         return 0
-    from producers.serving import serve_forever
+    from giftsync.serving import serve_forever
 
     serve_forever(webhooks.create_app(settings), args.host, args.port)
     return 0
@@ -178,9 +178,9 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
 def _cmd_pull(args: argparse.Namespace) -> int:
     import time
 
+    from workers.errors import Throttled
     from workers.flows import pull
     from workers.flows.pull_plan import OUTCOMES
-    from workers.queue.retries import Throttled
     from workers.runtime import runtime
 
     rt = runtime()

@@ -230,7 +230,7 @@ def create_app(access: Access) -> Starlette:
 def serve(host: str, port: int) -> None:
     """Run the console until interrupted (``giftsync console``)."""
     from giftsync.logs import configure_logging
-    from producers.serving import serve_forever
+    from giftsync.serving import serve_forever
 
     settings = get_settings()
     access = access_for(settings, host, port)

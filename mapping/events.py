@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +36,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mapping.errors import EventValidationError as EventValidationError
+from mapping.errors import FieldError as FieldError
 from mapping.fields import Moment
 from mapping.records import (
     Address,
@@ -74,21 +76,6 @@ SCHEMA_FILE = Path(__file__).with_name("schema") / "change-event.schema.json"
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _BATCH_PREFIX = "btch_"
-
-
-class FieldError(NamedTuple):
-    """One problem with an event: the dotted path of the field and why it is wrong."""
-
-    path: str
-    reason: str
-
-
-class EventValidationError(ValueError):
-    """An event breaks the contract; ``errors`` lists every problem found."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{e.path}: {e.reason}" for e in errors))
 
 
 def _check_tenant(value: str) -> str:

@@ -13,20 +13,14 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mapping.errors import SettingsError as SettingsError
+
 Mode = Literal["batch", "real_time"]
 RefundMethod = Literal["zero", "reversing"]
 PullBy = Literal["Last Modified Date", "Gift Date"]
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-class SettingsError(ValueError):
-    """The tenants file (or the process environment) holds something giftsync cannot run with."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
 
 
 @dataclass(frozen=True)

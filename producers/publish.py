@@ -18,8 +18,10 @@ from typing import Any
 import dramatiq
 
 from giftsync.settings import get_settings
-from mapping.events import EventValidationError, FieldError, parse_event
-from workers.queue.broker import CHANGES_QUEUE, get_broker
+from mapping.errors import EventValidationError, FieldError
+from mapping.errors import InvalidEvents as InvalidEvents
+from mapping.events import parse_event
+from workers.queue import messages
 
 # Events per message on the changes queue.
 CHUNK_SIZE = 100
@@ -34,24 +36,6 @@ __all__ = [
     "publish_many",
     "validate",
 ]
-
-
-class InvalidEvents(ValueError):
-    """Some events of a ``publish_many`` call broke the contract; the valid ones were enqueued.
-
-    ``errors`` maps each invalid event's index to every problem found with it.
-    """
-
-    def __init__(self, errors: dict[int, list[FieldError]], accepted: int) -> None:
-        self.errors = errors
-        self.accepted = accepted
-        lines = [
-            f"event {index}: " + "; ".join(f"{e.path}: {e.reason}" for e in problems)
-            for index, problems in sorted(errors.items())
-        ]
-        super().__init__(
-            f"{len(errors)} invalid event(s), {accepted} accepted\n" + "\n".join(lines[:20])
-        )
 
 
 def validate(event: object) -> None:
@@ -87,14 +71,7 @@ def decode_json(raw: bytes) -> object:
 
 
 def _enqueue(events: list[Any], broker: dramatiq.Broker | None = None) -> None:
-    message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=CHANGES_QUEUE,
-        actor_name="map_changes",
-        args=(),
-        kwargs={"events": events, "published_ms": int(time.time() * 1000)},
-        options={},
-    )
-    (broker or get_broker()).enqueue(message)
+    messages.enqueue(messages.map_changes(events, int(time.time() * 1000)), broker)
 
 
 def as_json(event: Mapping[str, Any]) -> dict[str, Any]:

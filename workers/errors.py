@@ -1,6 +1,7 @@
-"""What can go wrong talking to Virtuous, as one small hierarchy the workers decide on.
+"""Every exception the workers raise or decide on, in one module.
 
-::
+Talking to Virtuous (raised by :mod:`workers.virtuous.client`, which maps each non-2xx answer
+onto the tree in :mod:`workers.virtuous.responses`)::
 
     VirtuousError              any failed call; .status (None without an answer), .endpoint
      ├─ AuthError              401/403: the token is bad or expired; pause the tenant
@@ -14,33 +15,51 @@
                                on its way: it MAY have been applied; look before resending
 
 Messages carry the endpoint label (a template, never an id), the status and Virtuous's own
-reason; never a header, so never the token. :func:`error_for` maps one non-2xx answer onto
-the hierarchy, reading Virtuous's error body tolerantly (JSON ``{"message", "modelState"}``,
-plain text, or nothing).
+reason; never a header, so never the token.
+
+Waiting, not failing (the retry middleware re-enqueues the message with the delay)::
+
+    Throttled                  .delay_seconds, .reason: limiter, 429, paused tenant, busy record
+    ContactPending             .donor_id: the donor's Contact is still in Virtuous's holding
+                               state; the record is held until its id is learned
+
+Bad input, from the pure layer (:mod:`mapping.errors`, which imports nothing of the project)::
+
+    ValueError
+     ├─ MappingError           .path, .reason: a rule of the seeds cannot map this record
+     ├─ EventValidationError   .errors: a change event breaks the contract (each FieldError)
+     ├─ SettingsError          a tenants file or env var is wrong
+     └─ InvalidEvents          some events of ``publish_many`` were invalid; the rest went on
 """
 
 from __future__ import annotations
 
-import json
 import re
-import time
-from typing import Any
 
-import httpx
+from mapping.errors import EventValidationError, InvalidEvents, MappingError, SettingsError
 
-from workers.virtuous.ratelimit import EPOCH_THRESHOLD, parse_rate_limit, parse_retry_after
+__all__ = [
+    "AmbiguousOutcomeError",
+    "AuthError",
+    "ContactPending",
+    "EventValidationError",
+    "InvalidEvents",
+    "MappingError",
+    "NotFoundError",
+    "RejectedError",
+    "SettingsError",
+    "Throttled",
+    "ThrottledError",
+    "TransientError",
+    "VirtuousError",
+    "describe",
+    "refusal_reason",
+]
 
 # Virtuous's ways of saying a transactionId is already there.
 _ALREADY = re.compile(r"already been submitted|already exists|already submitted|duplicate", re.I)
 # Longest reason kept in an error message; Virtuous's reasons are short, pages are not.
 MAX_MESSAGE_CHARS = 500
-# Wait this long after a 429 that names neither a Retry-After nor a reset.
-DEFAULT_RETRY_AFTER_SECONDS = 60.0
-# Statuses that mean "this request is wrong": fix it, or quarantine what it carries.
-_REJECTED = frozenset({400, 409, 422})
-# Where a JSON error body keeps its reason and its per-field reasons (keys compared lowercased).
-_MESSAGE_KEYS = ("message", "error_description", "error", "title", "detail")
-_MODEL_STATE_KEYS = ("modelstate", "errors")
 
 
 class VirtuousError(Exception):
@@ -103,6 +122,20 @@ class AmbiguousOutcomeError(VirtuousError):
     """The request was (maybe partly) sent and no answer came: it may have been applied."""
 
 
+def refusal_reason(exc: VirtuousError) -> str:
+    """Why Virtuous refused a record, in one line: the one wording every quarantine uses."""
+    if isinstance(exc, RejectedError):
+        details = "; ".join(
+            f"{field}: {', '.join(msgs)}" for field, msgs in exc.model_state.items()
+        )
+        message = exc.message
+        text = f"{message} ({details})" if details and message else details or message
+        return (text or "rejected by Virtuous (400)")[:MAX_MESSAGE_CHARS]
+    if isinstance(exc, NotFoundError):
+        return "the record this change points at no longer exists in Virtuous (404)"
+    return str(exc)[:MAX_MESSAGE_CHARS]
+
+
 def describe(endpoint: str, status: int | None, reason: str) -> str:
     """The one message format: ``"POST /api/Gift -> 400: reason"``, the reason cut short."""
     if len(reason) > MAX_MESSAGE_CHARS:
@@ -111,61 +144,18 @@ def describe(endpoint: str, status: int | None, reason: str) -> str:
     return f"{head}: {reason}" if reason else head
 
 
-def _as_messages(value: Any) -> list[str]:
-    if isinstance(value, list):
-        return [m if isinstance(m, str) else json.dumps(m) for m in value]
-    return [value if isinstance(value, str) else json.dumps(value)]
+class Throttled(Exception):
+    """Raised by an actor that must wait: the message is re-enqueued after ``delay_seconds``."""
+
+    def __init__(self, delay_seconds: float, reason: str) -> None:
+        super().__init__(f"throttled for {delay_seconds:.3f}s: {reason}")
+        self.delay_seconds = delay_seconds
+        self.reason = reason
 
 
-def _error_body(response: httpx.Response) -> tuple[str, dict[str, list[str]]]:
-    """Virtuous's reason and model state, from JSON, plain text or nothing at all."""
-    text = response.text.strip()
-    try:
-        data: Any = json.loads(text) if text else None
-    except ValueError:
-        data, message = None, text
-    else:
-        message = data if isinstance(data, str) else ""
-    model_state: dict[str, list[str]] = {}
-    if isinstance(data, dict):
-        lower = {str(k).lower(): v for k, v in data.items()}
-        message = next((lower[k] for k in _MESSAGE_KEYS if isinstance(lower.get(k), str)), "")
-        state: dict[Any, Any] = next(
-            (lower[k] for k in _MODEL_STATE_KEYS if isinstance(lower.get(k), dict)), {}
-        )
-        model_state = {str(field): _as_messages(msgs) for field, msgs in state.items()}
-        if not message and model_state:
-            message = "; ".join(f"{f}: {' '.join(m)}" for f, m in model_state.items())
-    elif isinstance(data, list):
-        message = "; ".join(_as_messages(data))
-    return message or response.reason_phrase, model_state
+class ContactPending(Exception):
+    """The donor's Contact Transaction is still in Virtuous's holding state: no id yet."""
 
-
-def _retry_after(response: httpx.Response) -> float:
-    wait = parse_retry_after(response.headers, now=time.time())
-    if wait is None:
-        # No Retry-After: the window's reset says as much, when it is given in seconds.
-        reset = parse_rate_limit(response.headers).reset_seconds
-        if reset is not None and reset < EPOCH_THRESHOLD:
-            wait = reset
-    return DEFAULT_RETRY_AFTER_SECONDS if wait is None else wait
-
-
-def error_for(endpoint: str, response: httpx.Response) -> VirtuousError:
-    """The error a non-2xx answer means, labelled with the endpoint template."""
-    status = response.status_code
-    message, model_state = _error_body(response)
-    if status in _REJECTED:
-        return RejectedError(message, model_state=model_state, status=status, endpoint=endpoint)
-    text = describe(endpoint, status, message)
-    if status == 429:
-        return ThrottledError(
-            text, retry_after=_retry_after(response), status=status, endpoint=endpoint
-        )
-    if status in (401, 403):
-        return AuthError(text, status=status, endpoint=endpoint)
-    if status == 404:
-        return NotFoundError(text, status=status, endpoint=endpoint)
-    if status == 408 or status >= 500:
-        return TransientError(text, status=status, endpoint=endpoint)
-    return VirtuousError(text, status=status, endpoint=endpoint)
+    def __init__(self, donor_id: str) -> None:
+        super().__init__(f"donor {donor_id}: Contact Transaction still pending in Virtuous")
+        self.donor_id = donor_id

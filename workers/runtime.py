@@ -18,9 +18,11 @@ from giftsync.settings import Settings, get_settings, secret
 from mapping.tenant import TenantSettings
 from workers.observe import metrics
 from workers.store.batches import Batcher
+from workers.store.cursor import PullCursors
 from workers.store.keys import Keys
 from workers.store.ledger import Ledger
 from workers.store.limiter import Limiter
+from workers.store.related import RelatedRecords
 from workers.virtuous.client import RateLimitInfo, VirtuousClient
 
 
@@ -47,6 +49,14 @@ class Runtime:
     @cached_property
     def batcher(self) -> Batcher:
         return Batcher(self.redis, self.keys)
+
+    @cached_property
+    def related(self) -> RelatedRecords:
+        return RelatedRecords(self.redis, self.keys)
+
+    @cached_property
+    def cursors(self) -> PullCursors:
+        return PullCursors(self.redis, self.keys)
 
     @cached_property
     def limiter(self) -> Limiter:

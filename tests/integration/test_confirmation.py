@@ -93,9 +93,9 @@ def status_json(dep: Any) -> dict[str, Any]:
 def test_webhooks_and_lookups_confirm_and_match_needed_waits_for_review(
     tmp_path: Path, redis_url: str
 ) -> None:
+    from giftsync import webhooks
+    from giftsync.serving import serve_in_thread
     from giftsync.settings import get_settings
-    from producers import webhooks
-    from producers.serving import serve_in_thread
 
     with deployment(tmp_path, redis_url, tenants=tenants, env=ENV) as dep:
         settings = get_settings()
@@ -185,9 +185,9 @@ def _sign(body: bytes) -> str:
 def test_forged_unsigned_and_replayed_webhooks_change_nothing(
     tmp_path: Path, redis_url: str
 ) -> None:
+    from giftsync import webhooks
+    from giftsync.serving import serve_in_thread
     from giftsync.settings import get_settings
-    from producers import webhooks
-    from producers.serving import serve_in_thread
 
     with deployment(tmp_path, redis_url, tenants=tenants, env=ENV) as dep:
         settings = get_settings()
@@ -229,9 +229,9 @@ def test_forged_unsigned_and_replayed_webhooks_change_nothing(
 def test_a_refund_of_a_batch_gift_waits_for_the_real_id_then_zeroes_it(
     tmp_path: Path, redis_url: str
 ) -> None:
+    from giftsync import webhooks
+    from giftsync.serving import serve_in_thread
     from giftsync.settings import get_settings
-    from producers import webhooks
-    from producers.serving import serve_in_thread
 
     with deployment(tmp_path, redis_url, tenants=tenants, env=ENV) as dep:
         settings = get_settings()

@@ -152,7 +152,7 @@ def wired(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
 @contextmanager
 def console(host: str, token: str | None = TOKEN) -> Iterator[tuple[httpx.Client, Access]]:
     """The console app (bound as if on ``host``) served on loopback, and an HTTP client."""
-    from producers.serving import serve_in_thread
+    from giftsync.serving import serve_in_thread
 
     port = free_port()
     access = access_for(replace(get_settings(), console_token=token), host, port)

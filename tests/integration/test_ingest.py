@@ -1,6 +1,6 @@
 """The ingest service over real HTTP on loopback, with a real Redis.
 
-Each test gets its own key prefix and its own server (``producers.ingest.start_ingest`` on a
+Each test gets its own key prefix and its own server (``giftsync.ingest.start_ingest`` on a
 free port). What a request enqueued is read straight from dramatiq's queue in Redis, so the
 tests see exactly what a worker would receive.
 """
@@ -21,9 +21,9 @@ import structlog
 from prometheus_client import REGISTRY
 
 from giftsync.examples import transaction
+from giftsync.ingest import MAX_ERRORS_PER_EVENT, MAX_EVENTS, start_ingest
 from giftsync.settings import Settings, load_settings
 from producers import signing
-from producers.ingest import MAX_ERRORS_PER_EVENT, MAX_EVENTS, start_ingest
 
 pytestmark = pytest.mark.integration
 

@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from giftsync.examples import FUNDS, transaction
+from giftsync.ingest import start_ingest
 from giftsync.settings import Settings, load_settings
 from mapping.fields import MAX_CENTS
 from producers import signing
-from producers.ingest import start_ingest
 
 pytestmark = pytest.mark.integration
 

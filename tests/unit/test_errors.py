@@ -14,8 +14,8 @@ from workers.errors import (
     ThrottledError,
     TransientError,
     VirtuousError,
-    error_for,
 )
+from workers.virtuous.responses import error_for
 
 
 @pytest.mark.parametrize(

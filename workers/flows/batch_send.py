@@ -12,47 +12,48 @@ bytes every time. 429 and 401 become waits (see :mod:`workers.flows.gate`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any
 
-import dramatiq
 import structlog
 
 from mapping.tenant import TenantSettings
-from workers.errors import RejectedError
+from workers.errors import RejectedError, refusal_reason
 from workers.flows.gate import call
 from workers.observe import metrics
+from workers.queue import messages
 from workers.runtime import Runtime
 from workers.store.batches import Batch
 
 log = structlog.get_logger("giftsync.batch_send")
 
-# Builds the dramatiq message that will own (and send) a batch.
-MessageFactory = Callable[[str, str, str], dramatiq.Message[Any]]
+
+def cut_and_enqueue(rt: Runtime, tenant: TenantSettings, *, force: bool = False) -> list[str]:
+    """Cut every batch due for ``tenant`` and enqueue the message that owns each."""
+    cut = rt.batcher.cut_all_due(tenant, lambda: str(uuid.uuid4()), force=force)
+    for batch_id, owner in cut:
+        messages.enqueue(messages.send_batch(tenant.name, batch_id, owner))
+        rt.batcher.mark_enqueued(batch_id)
+    return [batch_id for batch_id, _ in cut]
 
 
-def rejection_reason(exc: RejectedError) -> str:
-    """Virtuous's reason for refusing an entry, in one line."""
-    details = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in exc.model_state.items())
-    text = f"{exc.message} ({details})" if details and exc.message else details or exc.message
-    return (text or "rejected by Virtuous (400)")[:500]
+def run(rt: Runtime, tenant: TenantSettings, batch_id: str, owner: str) -> str:
+    """Send a stored batch if the message ``owner`` still owns it; returns what happened."""
+    batch = rt.batcher.load(batch_id)
+    if batch is None or batch.state != "pending":
+        return "already_settled"
+    if batch.owner != owner:
+        log.info("batch_owned_elsewhere", owner=batch.owner)
+        return "owned_elsewhere"
+    return send(rt, tenant, batch, owner)
 
 
-def send(
-    rt: Runtime,
-    tenant: TenantSettings,
-    batch: Batch,
-    owner: str,
-    new_message: MessageFactory,
-    enqueue: Callable[[dramatiq.Message[Any]], object],
-) -> str:
+def send(rt: Runtime, tenant: TenantSettings, batch: Batch, owner: str) -> str:
     """Send ``batch`` (owned by ``owner``) and settle it; returns what happened."""
     try:
         call(rt, tenant, lambda client: client.post_gift_transactions(batch.body))
     except RejectedError as exc:
         if batch.count == 1:
             return _settle_single(rt, tenant, batch, owner, exc)
-        return _split(rt, tenant, batch, owner, new_message, enqueue)
+        return _split(rt, tenant, batch, owner)
     delays = rt.batcher.settle(batch, "submitted", "accepted", owner)
     if delays is None:
         return "already_settled"
@@ -71,28 +72,21 @@ def _settle_single(
         if rt.batcher.settle(batch, "submitted", "already_submitted", owner) is not None:
             metrics.GIFTS_SUBMITTED.labels(tenant.name, "batch").inc()
         return "already_submitted"
-    reason = rejection_reason(exc)
+    reason = refusal_reason(exc)
     if rt.batcher.settle(batch, "quarantined", reason, owner) is not None:
         metrics.GIFTS_QUARANTINED.labels(tenant.name).inc()
         log.warning("entry_quarantined", member=batch.members[0], reason=reason)
     return "quarantined"
 
 
-def _split(
-    rt: Runtime,
-    tenant: TenantSettings,
-    batch: Batch,
-    owner: str,
-    new_message: MessageFactory,
-    enqueue: Callable[[dramatiq.Message[Any]], object],
-) -> str:
+def _split(rt: Runtime, tenant: TenantSettings, batch: Batch, owner: str) -> str:
     owners = (str(uuid.uuid4()), str(uuid.uuid4()))
     children = rt.batcher.split(batch, owner, owners)
     if not children:
         return "already_settled"
     metrics.BATCH_SPLITS.labels(tenant.name).inc()
     for child, child_owner in zip(children, owners, strict=True):
-        enqueue(new_message(tenant.name, child, child_owner))
+        messages.enqueue(messages.send_batch(tenant.name, child, child_owner))
         rt.batcher.mark_enqueued(child)
     log.info("batch_split", children=children)
     return "split"

@@ -26,13 +26,15 @@ from typing import Any
 import structlog
 
 from mapping.tenant import TenantSettings
+from workers.errors import Throttled
+from workers.flows import donors
 from workers.flows.gate import call
 from workers.flows.related import remember
 from workers.observe import metrics
-from workers.queue.retries import Throttled
+from workers.queue import messages
 from workers.runtime import Runtime
 from workers.store.keys import member as member_name
-from workers.store.scripts import decode, load_script
+from workers.store.lock import OwnedLock
 from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.confirm")
@@ -44,8 +46,8 @@ SWEEP_MAX_LOOKUPS = 200
 RECHECK_SHARE = 0.25
 
 
-def _recheck_key(rt: Runtime, tenant: str) -> str:
-    return f"{rt.keys.prefix}:recheck:{tenant}"
+# A sweep holds its tenant this long at most (a crashed sweep frees it by itself).
+RECONCILE_LOCK_MS = 300_000
 
 
 @dataclass
@@ -61,30 +63,14 @@ def confirm(
 ) -> ConfirmResult:
     """Record ``gift_id`` as the real Gift of a transaction; release what waited for it."""
     member = member_name("transaction", transaction_id)
-    script = load_script(rt.redis, "ledger_confirm.lua")
-    keys = rt.keys
-    outcome, previous, published = decode(
-        script(
-            keys=[
-                keys.record(tenant.name, member),
-                keys.state_counts(tenant.name),
-                keys.writeback,
-                keys.unconfirmed(tenant.name),
-                keys.review(tenant.name),
-                _recheck_key(rt, tenant.name),
-            ],
-            args=[gift_id, source, tenant.name, "transaction", transaction_id, member],
-        )
-    )
+    outcome, previous, published = rt.ledger.confirm(tenant.name, member, gift_id, source)
     if outcome in ("confirmed", "release"):
         metrics.CONFIRMATIONS.labels(tenant.name, source).inc()
-        if int(published):
-            seconds = max(rt.batcher.server_ms() - int(published), 0) / 1000
+        if published:
+            seconds = max(rt.ledger.server_ms() - published, 0) / 1000
             metrics.PUBLISH_TO_CONFIRM.labels(tenant.name).observe(seconds)
     if outcome == "release":
-        from workers.queue.actors import send_gift
-
-        send_gift.send(tenant=tenant.name, member=member)
+        messages.enqueue(messages.send_gift(tenant.name, member))
         log.info("waiting_change_released", member=member, waited_as=previous)
     return ConfirmResult(outcome, previous)
 
@@ -156,45 +142,10 @@ class SweepResult:
 
 
 def _mark_review(rt: Runtime, tenant: TenantSettings, member: str) -> bool:
-    script = load_script(rt.redis, "ledger_review.lua")
-    keys = rt.keys
-    _, record_id = member.split(":", 1)
-    done = script(
-        keys=[
-            keys.record(tenant.name, member),
-            keys.state_counts(tenant.name),
-            keys.writeback,
-            keys.unconfirmed(tenant.name),
-            keys.review(tenant.name),
-        ],
-        args=[tenant.name, "transaction", record_id, member],
-    )
+    done = rt.ledger.mark_review(tenant.name, member)
     if done:
         metrics.NEEDS_REVIEW.labels(tenant.name).inc()
-    return bool(done)
-
-
-def _due(rt: Runtime, tenant: TenantSettings, now: int) -> list[tuple[str, float]]:
-    """Unconfirmed members old enough to look up, then review members, not rechecked lately."""
-    window_ms = tenant.reconcile_after_seconds * 1000
-    unconfirmed = rt.redis.zrangebyscore(
-        rt.keys.unconfirmed(tenant.name),
-        "-inf",
-        now - window_ms,
-        start=0,
-        num=5000,
-        withscores=True,
-    )
-    review = rt.redis.zrange(rt.keys.review(tenant.name), 0, 5000, withscores=True)
-    candidates = [(decode(m), float(s)) for m, s in [*unconfirmed, *review]]
-    if not candidates:
-        return []
-    rechecks = rt.redis.hmget(_recheck_key(rt, tenant.name), [m for m, _ in candidates])
-    return [
-        (member, submitted)
-        for (member, submitted), after in zip(candidates, rechecks, strict=True)
-        if after is None or int(after) <= now
-    ]
+    return done
 
 
 def _find(source: str, transaction_id: str, client: VirtuousClient) -> dict[str, Any] | None:
@@ -204,10 +155,11 @@ def _find(source: str, transaction_id: str, client: VirtuousClient) -> dict[str,
 def sweep(rt: Runtime, tenant: TenantSettings, max_lookups: int = SWEEP_MAX_LOOKUPS) -> SweepResult:
     """Look up gifts that stayed unconfirmed too long; mark the hopeless ones needs_review."""
     result = SweepResult()
-    now = rt.batcher.server_ms()
+    now = rt.ledger.server_ms()
     recheck_ms = int(tenant.reconcile_after_seconds * 1000 * RECHECK_SHARE)
     deadline_ms = tenant.review_deadline_seconds * 1000
-    for member, submitted in _due(rt, tenant, now)[:max_lookups]:
+    due = rt.ledger.due_for_lookup(tenant.name, now, tenant.reconcile_after_seconds * 1000)
+    for member, submitted in due[:max_lookups]:
         _, tx_id = member.split(":", 1)
         lookup = functools.partial(_find, tenant.transaction_source, tx_id)
         try:
@@ -220,7 +172,7 @@ def sweep(rt: Runtime, tenant: TenantSettings, max_lookups: int = SWEEP_MAX_LOOK
             if confirm(rt, tenant, tx_id, found["id"], "lookup").outcome != "already":
                 result.confirmed += 1
             continue
-        rt.redis.hset(_recheck_key(rt, tenant.name), member, now + max(recheck_ms, 1000))
+        rt.ledger.recheck_after(tenant.name, member, now + max(recheck_ms, 1000))
         if now - submitted >= deadline_ms and _mark_review(rt, tenant, member):
             result.needs_review += 1
     if result.looked_up:
@@ -232,3 +184,16 @@ def sweep(rt: Runtime, tenant: TenantSettings, max_lookups: int = SWEEP_MAX_LOOK
             needs_review=result.needs_review,
         )
     return result
+
+
+def reconcile(rt: Runtime, tenant: TenantSettings) -> None:
+    """One reconcile pass of the tenant: gifts, then pending donors; skipped while another
+    pass of the same tenant runs."""
+    lock = OwnedLock(rt.redis, rt.keys.sweep_lock(tenant.name), RECONCILE_LOCK_MS)
+    if not lock.acquire():
+        return
+    try:
+        sweep(rt, tenant)
+        donors.sweep(rt, tenant)
+    finally:
+        lock.release()

@@ -21,13 +21,11 @@ import structlog
 from mapping.batch_entry import contact_payload
 from mapping.events import Owner, parse_event_json
 from mapping.tenant import TenantSettings
-from workers.errors import RejectedError
+from workers.errors import Throttled
+from workers.flows import direct_send
 from workers.flows.gate import call
-from workers.flows.gifts import RecordLock, mark_applied, pending_record, quarantine
 from workers.flows.related import remember
-from workers.queue.retries import Throttled
 from workers.runtime import Runtime
-from workers.store.scripts import decode
 from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.donors")
@@ -38,35 +36,30 @@ SWEEP_MAX_LOOKUPS = 200
 
 def send_contact(rt: Runtime, tenant: TenantSettings, member: str) -> None:
     """Send the newest stored version of one donor as a Contact Transaction."""
-    with RecordLock(rt, tenant.name, member):
-        record = pending_record(rt, tenant.name, member)
-        if record is None:
-            return
-        donor = parse_event_json(record["payload"]).record
-        assert isinstance(donor, Owner)
-        payload = contact_payload(donor, tenant)
-        try:
-            call(rt, tenant, lambda c: c.contact_transaction(payload))
-        except RejectedError as exc:
-            quarantine(rt, tenant.name, member, record["version"], str(exc)[:500])
-            return
-        if donor.virtuous_contact_id is None:
-            rt.redis.zadd(
-                rt.keys.donors_pending(tenant.name),
-                {str(donor.id): rt.batcher.server_ms()},
-                nx=True,
-            )
-        mark_applied(
-            rt,
-            tenant.name,
-            member,
-            version=record["version"],
-            state="submitted",
-            virtuous_id=str(donor.virtuous_contact_id or ""),
-            writeback_type="donor.submitted",
-            reason="contact_transaction",
-        )
-        log.info("contact_transaction_sent", member=member)
+    direct_send.run(
+        rt, tenant, member, lambda record: _send(rt, tenant, member, record), kind="donor"
+    )
+
+
+def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, str]) -> int:
+    donor = parse_event_json(record["payload"]).record
+    assert isinstance(donor, Owner)
+    payload = contact_payload(donor, tenant)
+    call(rt, tenant, lambda c: c.contact_transaction(payload))
+    if donor.virtuous_contact_id is None:
+        rt.related.donor_pending(tenant.name, str(donor.id), rt.ledger.server_ms())
+    newest = direct_send.applied(
+        rt,
+        tenant.name,
+        member,
+        record["version"],
+        state="submitted",
+        virtuous_id=str(donor.virtuous_contact_id or ""),
+        writeback_type="donor.submitted",
+        reason="contact_transaction",
+    )
+    log.info("contact_transaction_sent", member=member)
+    return newest
 
 
 def _find(source: str, donor_id: str, client: VirtuousClient) -> dict[str, Any] | None:
@@ -75,17 +68,12 @@ def _find(source: str, donor_id: str, client: VirtuousClient) -> dict[str, Any] 
 
 def sweep(rt: Runtime, tenant: TenantSettings, max_lookups: int = SWEEP_MAX_LOOKUPS) -> int:
     """Look pending donors up by reference; returns how many Contact ids were learned."""
-    now = rt.batcher.server_ms()
-    due = rt.redis.zrangebyscore(
-        rt.keys.donors_pending(tenant.name),
-        "-inf",
-        now - tenant.reconcile_after_seconds * 1000,
-        start=0,
-        num=max_lookups,
+    now = rt.ledger.server_ms()
+    due = rt.related.pending_donors(
+        tenant.name, now - tenant.reconcile_after_seconds * 1000, max_lookups
     )
     learned = 0
-    for raw in due:
-        donor_id = decode(raw)
+    for donor_id in due:
         lookup = functools.partial(_find, tenant.reference_source, donor_id)
         try:
             found = call(rt, tenant, lookup, kind="lookup")
@@ -96,7 +84,7 @@ def sweep(rt: Runtime, tenant: TenantSettings, max_lookups: int = SWEEP_MAX_LOOK
             learned += 1
         else:
             # Not there yet: look again after another window, not on every sweep.
-            rt.redis.zadd(rt.keys.donors_pending(tenant.name), {donor_id: now}, xx=True)
+            rt.related.look_again_later(tenant.name, donor_id, now)
     if learned:
         log.info("donor_sweep", tenant=tenant.name, learned=learned)
     return learned

@@ -14,9 +14,8 @@ from typing import TypeVar
 import structlog
 
 from mapping.tenant import TenantSettings
-from workers.errors import AuthError, ThrottledError
+from workers.errors import AuthError, Throttled, ThrottledError
 from workers.observe import metrics
-from workers.queue.retries import Throttled
 from workers.runtime import Runtime
 from workers.store.limiter import Kind
 from workers.store.scripts import decode

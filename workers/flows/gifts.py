@@ -14,7 +14,6 @@ so a create is never made twice.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import structlog
@@ -23,128 +22,20 @@ from mapping.decision import decide
 from mapping.events import Transaction, parse_event_json, real_gift_id
 from mapping.realtime import realtime_create, realtime_desired, realtime_update, zeroing_update
 from mapping.tenant import TenantSettings
-from workers.errors import NotFoundError, RejectedError
-from workers.flows.batch_send import rejection_reason
+from workers.flows import direct_send
 from workers.flows.gate import call
-from workers.flows.related import ContactPending, ensure_contact, hold_for_donor
+from workers.flows.related import ensure_contact
 from workers.observe import metrics
-from workers.queue.retries import Throttled
 from workers.runtime import Runtime
-from workers.store.scripts import load_script
 
-log = structlog.get_logger("giftsync.realtime")
-
-# How long one message may hold a record (longer than any send).
-RECORD_LOCK_MS = 120_000
-# How soon a message that found the record busy tries again.
-BUSY_RETRY_SECONDS = 0.2
-
-
-class RecordLock:
-    """A per-record lock owned by one message, released only by its owner."""
-
-    def __init__(self, rt: Runtime, tenant: str, member: str) -> None:
-        self._rt = rt
-        self._key = rt.keys.record_lock(tenant, member)
-        self._token = str(uuid.uuid4())
-
-    def __enter__(self) -> RecordLock:
-        if not self._rt.redis.set(self._key, self._token, nx=True, px=RECORD_LOCK_MS):
-            raise Throttled(BUSY_RETRY_SECONDS, "record_busy")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # Delete only if still ours (it may have expired and been taken by another).
-        self._rt.redis.eval(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-            " return 0",
-            1,
-            self._key,
-            self._token,
-        )
-
-
-def mark_applied(
-    rt: Runtime,
-    tenant: str,
-    member: str,
-    *,
-    version: str,
-    state: str,
-    virtuous_id: str,
-    writeback_type: str,
-    reason: str,
-) -> int:
-    """Record an applied version (and writeback it); returns the record's newest version."""
-    kind, record_id = member.split(":", 1)
-    script = load_script(rt.redis, "ledger_applied.lua")
-    newest = script(
-        keys=[rt.keys.record(tenant, member), rt.keys.state_counts(tenant), rt.keys.writeback],
-        args=[version, state, virtuous_id, writeback_type, tenant, kind, record_id, reason],
-    )
-    return int(newest)
-
-
-def pending_record(rt: Runtime, tenant: str, member: str) -> dict[str, str] | None:
-    """The record if it holds a stored version newer than the one last applied, else None."""
-    record = rt.ledger.record(tenant, member)
-    if not record.get("payload"):
-        return None
-    if int(record.get("applied_version", "-1")) >= int(record.get("version", "-1")):
-        return None
-    return record
-
-
-def quarantine(
-    rt: Runtime,
-    tenant: str,
-    member: str,
-    version: str,
-    reason: str,
-    writeback_type: str = "gift.quarantined",
-) -> int:
-    """Virtuous refused this version: record why, tell the platform, and do not retry it.
-
-    Returns the record's newest version (a newer change may still be sent)."""
-    newest = mark_applied(
-        rt,
-        tenant,
-        member,
-        version=version,
-        state="quarantined",
-        virtuous_id="",
-        writeback_type=writeback_type,
-        reason=reason,
-    )
-    rt.redis.zadd(rt.keys.quarantine(tenant), {member: rt.batcher.server_ms()})
-    metrics.GIFTS_QUARANTINED.labels(tenant).inc()
-    log.warning("record_quarantined", member=member, reason=reason)
-    return newest
+log = structlog.get_logger("giftsync.gifts")
 
 
 def send_gift(rt: Runtime, tenant: TenantSettings, member: str) -> None:
     """Apply the newest stored version of one transaction to Virtuous."""
-    with RecordLock(rt, tenant.name, member):
-        record = pending_record(rt, tenant.name, member)
-        if record is None:
-            return
-        try:
-            newest = _send(rt, tenant, member, record)
-        except RejectedError as exc:
-            reason = rejection_reason(exc)
-            newest = quarantine(rt, tenant.name, member, record["version"], reason)
-        except NotFoundError:
-            reason = "the Gift this record points at no longer exists in Virtuous"
-            newest = quarantine(rt, tenant.name, member, record["version"], reason)
-        except ContactPending as exc:
-            hold_for_donor(rt, tenant.name, member, exc.donor_id)
-            return
-    if newest > int(record["version"]):
-        # A newer change arrived while this one was in flight: its own message may already
-        # have found the record busy, so make sure someone applies it.
-        from workers.queue.actors import send_gift as send_gift_actor
-
-        send_gift_actor.send(tenant=tenant.name, member=member)
+    direct_send.run(
+        rt, tenant, member, lambda record: _send(rt, tenant, member, record), kind="gift"
+    )
 
 
 def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, str]) -> int:
@@ -159,11 +50,11 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
         tx = tx.model_copy(update={"virtuous_id": gift_id})
     decision = decide(tx, tenant)
     if not decision.send:
-        return mark_applied(
+        return direct_send.applied(
             rt,
             tenant.name,
             member,
-            version=record["version"],
+            record["version"],
             state="skipped",
             virtuous_id="",
             writeback_type="gift.skipped",
@@ -173,11 +64,11 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
         outcome = _update(rt, tenant, tx, gift_id, decision.zero_amount, decision)
     else:
         gift_id, outcome = _create(rt, tenant, member, tx, record, decision)
-    newest = mark_applied(
+    newest = direct_send.applied(
         rt,
         tenant.name,
         member,
-        version=record["version"],
+        record["version"],
         state="sent",
         virtuous_id=str(gift_id),
         writeback_type=f"gift.{outcome}",
@@ -186,7 +77,7 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
     metrics.GIFTS_SUBMITTED.labels(tenant.name, "real_time").inc()
     published = int(record.get("published_ms", "0"))
     if published:
-        seconds = max(rt.batcher.server_ms() - published, 0) / 1000
+        seconds = max(rt.ledger.server_ms() - published, 0) / 1000
         metrics.PUBLISH_TO_SUBMIT.labels(tenant.name, "real_time").observe(seconds)
     log.info("gift_sent", outcome=outcome, member=member)
     return newest

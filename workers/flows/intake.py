@@ -37,7 +37,10 @@ from mapping.events import (
     real_gift_id,
 )
 from mapping.tenant import TenantSettings
+from workers.flows.batch_send import cut_and_enqueue
 from workers.observe import metrics
+from workers.queue import messages
+from workers.runtime import Runtime
 from workers.store.keys import member
 from workers.store.ledger import Ledger, Route, parse_accepted, version_number
 from workers.store.scripts import decode
@@ -234,4 +237,16 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
             metrics.GIFTS_HELD.labels(tenant, item.reason.split(":")[0]).inc()
         elif accepted.outcome == "realtime":
             result.sends.append((tenant, item.member, item.kind))
+    return result
+
+
+def run(rt: Runtime, events: list[Any], published_ms: int = 0) -> IntakeResult:
+    """Plan and apply one chunk, then cut the full buffers and enqueue the direct sends."""
+    tenants = rt.settings.tenants
+    planned, _invalid = plan(events, tenants, rt.ledger)
+    result = apply(rt.ledger, planned, published_ms)
+    for tenant_name in sorted(result.full_buffers):
+        cut_and_enqueue(rt, tenants[tenant_name])
+    for tenant_name, member_name, _kind in result.sends:
+        messages.enqueue(messages.send_record(tenant_name, member_name))
     return result

@@ -36,6 +36,7 @@ import structlog
 from mapping.events import real_gift_id
 from mapping.pull import wg_id_of
 from mapping.tenant import TenantSettings
+from workers.errors import Throttled
 from workers.flows.gate import call
 from workers.flows.pull_plan import (
     KINDS,
@@ -53,10 +54,9 @@ from workers.flows.pull_plan import (
     plan_page,
 )
 from workers.observe import metrics
-from workers.queue.retries import Throttled
 from workers.runtime import Runtime
 from workers.store.keys import member
-from workers.store.scripts import decode, load_script
+from workers.store.scripts import decode
 from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.pull")
@@ -139,17 +139,12 @@ def _platform_status(payload: object) -> str | None:
     return status if isinstance(status, str) else None
 
 
-def _saved(rt: Runtime, tenant: str, kind: str) -> dict[str, str]:
-    raw = rt.redis.hgetall(rt.keys.pull_cursor(tenant, kind))
-    return {decode(k): decode(v) for k, v in raw.items()}
-
-
 def load_cursor(rt: Runtime, tenant: TenantSettings, kind: str) -> tuple[Cursor | None, str]:
     """The saved cursor (None: from the start) and its generation.
 
     A cursor saved under another pull_by setting is ignored: its date is of another field.
     """
-    saved = _saved(rt, tenant.name, kind)
+    saved = rt.cursors.saved(tenant.name, kind)
     gen = saved.get("gen", "0")
     if not saved.get("date") or saved.get("by") != tenant.pull_by:
         return None, gen
@@ -180,19 +175,7 @@ def commit(
     args.append(len(plan.told))
     for vid, told in plan.told.items():
         args += [vid, told]
-    keys = rt.keys
-    script = load_script(rt.redis, "cursor_commit.lua")
-    result = decode(
-        script(
-            keys=[
-                keys.pull_cursor(tenant.name, spec.name),
-                keys.pull_told(tenant.name, spec.name),
-                keys.writeback,
-            ],
-            args=args,
-        )
-    )
-    return bool(result[0] == "ok")
+    return rt.cursors.commit(tenant.name, spec.name, args)
 
 
 def reset_cursor(rt: Runtime, tenant: TenantSettings, kind: str, since: str) -> None:
@@ -202,17 +185,13 @@ def reset_cursor(rt: Runtime, tenant: TenantSettings, kind: str, since: str) -> 
     moment = instant(since)
     if moment is None:
         raise ValueError(f"not an ISO date or time: {since!r}")
-    key = rt.keys.pull_cursor(tenant.name, kind)
-    pipe = rt.redis.pipeline(transaction=True)
-    pipe.hset(key, mapping={"by": tenant.pull_by, "date": moment.isoformat(), "id": 0})
-    pipe.hincrby(key, "gen", 1)
-    pipe.execute()
+    rt.cursors.reset(tenant.name, kind, tenant.pull_by, moment.isoformat())
 
 
 def cursor_lag_seconds(rt: Runtime, tenant: str, kind: str, now_ms: int) -> float | None:
     """How far behind ``now_ms`` the pull is: the cursor's date, or the moment the last run
     reached the end, whichever is later. None before the first commit."""
-    saved = _saved(rt, tenant, kind)
+    saved = rt.cursors.saved(tenant, kind)
     if "gen" not in saved:
         return None
     moment = instant(saved.get("date"))
@@ -299,21 +278,16 @@ def _asker(spec: KindSpec, body: Mapping[str, Any]) -> Callable[[VirtuousClient]
 
 
 def _finish(rt: Runtime, tenant: str, kind: str) -> None:
-    key = rt.keys.pull_cursor(tenant, kind)
-    pipe = rt.redis.pipeline(transaction=True)
-    pipe.hincrby(key, "runs", 1)
-    pipe.hset(key, "last_run_ms", rt.batcher.server_ms())
-    pipe.execute()
+    rt.cursors.finished(tenant, kind, rt.ledger.server_ms())
 
 
 def run(rt: Runtime, tenant: TenantSettings, kind: str, message_id: str) -> None:
     """One actor delivery: pull until done, the run budget or a throttle (re-delivered)."""
-    pending = rt.keys.pull_pending(tenant.name, kind)
-    rt.redis.set(pending, message_id, px=PENDING_LEASE_MS)
+    rt.cursors.hold_pending(tenant.name, kind, message_id, PENDING_LEASE_MS)
     label = KINDS[kind].metric_kind
 
     def still_running(_: PullReport) -> None:
-        rt.redis.pexpire(pending, PENDING_LEASE_MS)
+        rt.cursors.refresh_pending(tenant.name, kind, PENDING_LEASE_MS)
 
     try:
         report = pull(
@@ -336,18 +310,10 @@ def run(rt: Runtime, tenant: TenantSettings, kind: str, message_id: str) -> None
 
 def claim_schedule(rt: Runtime, tenant: TenantSettings, kind: str, message_id: str) -> bool:
     """True when the scheduler must enqueue ``message_id`` now (see cursor_schedule.lua)."""
-    script = load_script(rt.redis, "cursor_schedule.lua", prelude=False)
-    keys = [rt.keys.pull_due(tenant.name, kind), rt.keys.pull_pending(tenant.name, kind)]
     interval_ms = max(int(tenant.pull_interval_seconds * 1000), 1)
-    return bool(script(keys=keys, args=[interval_ms, message_id, PENDING_LEASE_MS]))
+    return rt.cursors.claim_schedule(tenant.name, kind, message_id, interval_ms, PENDING_LEASE_MS)
 
 
 def release(rt: Runtime, tenant: str, kind: str, message_id: str) -> None:
     """Clear the pending flag if this message still holds it."""
-    rt.redis.eval(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-        " return 0",
-        1,
-        rt.keys.pull_pending(tenant, kind),
-        message_id,
-    )
+    rt.cursors.release_pending(tenant, kind, message_id)

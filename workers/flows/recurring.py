@@ -16,17 +16,9 @@ import structlog
 from mapping.events import Allocation, ScheduledDonation, parse_event_json, real_gift_id
 from mapping.recurring import recurring_create, recurring_decision, recurring_update
 from mapping.tenant import TenantSettings
-from workers.errors import NotFoundError, RejectedError
-from workers.flows.batch_send import rejection_reason
+from workers.flows import direct_send
 from workers.flows.gate import call
-from workers.flows.gifts import RecordLock, mark_applied, pending_record, quarantine
-from workers.flows.related import (
-    ContactPending,
-    ensure_contact,
-    ensure_project,
-    ensure_segment,
-    hold_for_donor,
-)
+from workers.flows.related import ensure_contact, ensure_project, ensure_segment
 from workers.observe import metrics
 from workers.runtime import Runtime
 
@@ -56,20 +48,12 @@ def with_dependencies(
 
 def send_recurring(rt: Runtime, tenant: TenantSettings, member: str) -> None:
     """Apply the newest stored version of one scheduled donation to Virtuous."""
-    with RecordLock(rt, tenant.name, member):
-        record = pending_record(rt, tenant.name, member)
-        if record is None:
-            return
-        try:
-            _send(rt, tenant, member, record)
-        except (RejectedError, NotFoundError) as exc:
-            reason = rejection_reason(exc) if isinstance(exc, RejectedError) else str(exc)
-            quarantine(rt, tenant.name, member, record["version"], reason, "recurring.quarantined")
-        except ContactPending as exc:
-            hold_for_donor(rt, tenant.name, member, exc.donor_id)
+    direct_send.run(
+        rt, tenant, member, lambda record: _send(rt, tenant, member, record), kind="recurring"
+    )
 
 
-def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, str]) -> None:
+def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, str]) -> int:
     event = parse_event_json(record["payload"])
     sd = event.record
     assert isinstance(sd, ScheduledDonation)
@@ -78,17 +62,16 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
         sd = sd.model_copy(update={"virtuous_id": known})
     decision = recurring_decision(sd)
     if not decision.send:
-        mark_applied(
+        return direct_send.applied(
             rt,
             tenant.name,
             member,
-            version=record["version"],
+            record["version"],
             state="skipped",
             virtuous_id="",
             writeback_type="recurring.skipped",
             reason=decision.reason,
         )
-        return
     sd = with_dependencies(rt, tenant, sd)
     if sd.virtuous_id is not None:
         recurring_id = int(sd.virtuous_id)
@@ -101,11 +84,11 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
         created = call(rt, tenant, lambda c: c.create_recurring_gift(payload))
         recurring_id = int(created["id"])
         outcome = "created"
-    mark_applied(
+    newest = direct_send.applied(
         rt,
         tenant.name,
         member,
-        version=record["version"],
+        record["version"],
         state="sent",
         virtuous_id=str(recurring_id),
         writeback_type=f"recurring.{outcome}",
@@ -113,3 +96,4 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
     )
     metrics.GIFTS_SUBMITTED.labels(tenant.name, "recurring").inc()
     log.info("recurring_sent", outcome=outcome, member=member)
+    return newest

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from workers.queue.broker import QUEUES
+from workers.queue.messages import QUEUES
 from workers.runtime import Runtime
 
 

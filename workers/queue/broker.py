@@ -25,13 +25,7 @@ from dramatiq.middleware import (
 
 from giftsync.settings import Settings, get_settings
 from workers.queue.retries import DeadLetterHook, LogContext, Retries
-
-# The queues, by what they carry.
-CHANGES_QUEUE = "changes"
-SEND_QUEUE = "send"
-CONFIRM_QUEUE = "confirm"
-PULL_QUEUE = "pull"
-QUEUES = (CHANGES_QUEUE, SEND_QUEUE, CONFIRM_QUEUE, PULL_QUEUE)
+from workers.store.keys import Keys
 
 # A send can wait on a slow Virtuous; nothing legitimate runs longer than this.
 TIME_LIMIT_MS = 10 * 60 * 1000
@@ -39,7 +33,7 @@ TIME_LIMIT_MS = 10 * 60 * 1000
 
 def namespace(settings: Settings) -> str:
     """dramatiq's key namespace, under giftsync's prefix so test runs never share queues."""
-    return f"{settings.key_prefix}:dramatiq"
+    return Keys(settings.key_prefix).dramatiq_namespace
 
 
 def build_broker(settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> RedisBroker:
@@ -69,14 +63,14 @@ def build_broker(settings: Settings, on_dead_letter: DeadLetterHook | None = Non
     )
 
 
-def run_maintenance(broker: RedisBroker) -> None:
+def run_maintenance(broker: RedisBroker, queues: tuple[str, ...]) -> None:
     """Give back, now, the messages of workers whose heartbeat stopped, on every queue.
 
     dramatiq runs maintenance only as a side effect of its dispatch script, so this calls that
     script with a harmless command ("qsize") and the maintenance flag set.
     """
     dispatch = broker.scripts["dispatch"]
-    for queue in QUEUES:
+    for queue in queues:
         for name in (queue, f"{queue}.DQ"):
             dispatch(
                 args=[
@@ -96,13 +90,14 @@ def run_maintenance(broker: RedisBroker) -> None:
 _broker: RedisBroker | None = None
 
 
-def get_broker() -> RedisBroker:
-    """The process's broker, built from the settings on first use and set as dramatiq's."""
+def get_broker(on_dead_letter: DeadLetterHook | None = None) -> RedisBroker:
+    """The process's broker, built from the settings on first use and set as dramatiq's.
+
+    Only a worker process passes ``on_dead_letter`` (the actors module does, before it declares
+    the actors): dead letters happen where messages run."""
     global _broker
     if _broker is None:
-        from workers.queue.deadletters import record_dead_letter
-
-        _broker = build_broker(get_settings(), on_dead_letter=record_dead_letter)
+        _broker = build_broker(get_settings(), on_dead_letter=on_dead_letter)
         dramatiq.set_broker(_broker)
     return _broker
 

@@ -18,7 +18,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 
 from workers.runtime import runtime
-from workers.store.scripts import decode, load_script
+from workers.store.scripts import decode
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,7 @@ def _members_of(kwargs: dict[str, Any]) -> list[str]:
 
 
 def _mark(tenant: str, state: str, reason: str, members: list[str]) -> None:
-    rt = runtime()
-    script = load_script(rt.redis, "ledger_mark.lua")
-    script(
-        keys=[rt.keys.state_counts(tenant)], args=[rt.keys.prefix, tenant, state, reason, *members]
-    )
+    runtime().ledger.mark(tenant, state, reason, members)
 
 
 def list_dead_letters(tenant: str | None = None) -> list[DeadLetter]:
@@ -129,7 +125,7 @@ def _forget_in_dramatiq(broker: dramatiq.Broker, queue: str, message_id: str) ->
     client = getattr(broker, "client", None)
     if namespace is None or client is None:
         return
-    xq = f"{namespace}:{queue}.XQ"
+    xq = f"{namespace}:{queue}.XQ"  # dramatiq's own layout under its namespace
     for redis_id in client.zrange(xq, 0, -1):
         raw = client.hget(f"{xq}.msgs", redis_id)
         if raw and json.loads(raw).get("message_id") == message_id:

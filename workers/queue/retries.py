@@ -28,6 +28,7 @@ import structlog
 from dramatiq.common import compute_backoff
 from dramatiq.middleware import Middleware
 
+from workers.errors import Throttled
 from workers.observe import metrics
 
 log = structlog.get_logger("giftsync.retries")
@@ -36,15 +37,6 @@ log = structlog.get_logger("giftsync.retries")
 ENQUEUE_RETRY_SECONDS = 1.0
 # Context keys copied from a message's kwargs onto every log line it produces.
 CONTEXT_KWARGS = ("tenant", "batch_id", "member", "record_id")
-
-
-class Throttled(Exception):
-    """Raised by an actor that must wait: the message is re-enqueued after ``delay_seconds``."""
-
-    def __init__(self, delay_seconds: float, reason: str) -> None:
-        super().__init__(f"throttled for {delay_seconds:.3f}s: {reason}")
-        self.delay_seconds = delay_seconds
-        self.reason = reason
 
 
 DeadLetterHook = Callable[[dramatiq.broker.MessageProxy, BaseException], None]

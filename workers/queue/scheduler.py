@@ -20,8 +20,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from giftsync.logs import configure_logging
+from workers.flows import pull
+from workers.flows.batch_send import cut_and_enqueue
+from workers.queue import messages
+from workers.queue.broker import get_broker, run_maintenance
+from workers.queue.messages import QUEUES
 from workers.runtime import Runtime, runtime
-from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.scheduler")
 
@@ -61,25 +66,17 @@ class Scheduler:
 
     def flush_due(self) -> None:
         """Cut every batch whose tenant's buffer is full or old enough."""
-        from workers.queue.actors import cut_and_enqueue
-
-        for raw in self.rt.redis.smembers(self.rt.keys.buffered_tenants):
-            name = decode(raw)
+        for name in self.rt.batcher.buffered_tenants():
             tenant = self.rt.settings.tenants.get(name)
             if tenant is not None:
-                cut_and_enqueue(tenant)
+                cut_and_enqueue(self.rt, tenant)
 
     def maintenance(self) -> None:
         """Give back the messages of dead workers."""
-        from workers.queue.actors import broker
-        from workers.queue.broker import run_maintenance
-
-        run_maintenance(broker)
+        run_maintenance(get_broker(), QUEUES)
 
     def adopt_orphans(self) -> None:
         """Enqueue a new owner for every batch whose message never reached the queue."""
-        from workers.queue.actors import batch_message, broker
-
         batcher = self.rt.batcher
         for batch_id in batcher.orphans(batcher.server_ms()):
             batch = batcher.load(batch_id)
@@ -87,27 +84,22 @@ class Scheduler:
                 continue
             owner = str(uuid.uuid4())
             batcher.reown(batch_id, owner)
-            broker.enqueue(batch_message(batch.tenant, batch_id, owner))
+            messages.enqueue(messages.send_batch(batch.tenant, batch_id, owner))
             batcher.mark_enqueued(batch_id)
             log.warning("orphan_batch_adopted", batch_id=batch_id)
 
     def reconcile(self) -> None:
         """Start each tenant's reconcile sweep (the actor skips if one is already running)."""
-        from workers.queue.actors import reconcile
-
         for name in sorted(self.rt.settings.tenants):
-            reconcile.send(tenant=name)
+            messages.enqueue(messages.reconcile(name))
 
     def schedule_pulls(self) -> None:
         """Enqueue each tenant's gift and recurring pulls when due and none is pending."""
-        from workers.flows import pull
-        from workers.queue.actors import broker, pull_gifts, pull_recurring
-
         for name, tenant in sorted(self.rt.settings.tenants.items()):
-            for kind, actor in (("gifts", pull_gifts), ("recurring", pull_recurring)):
-                message = actor.message(tenant=name)
+            for kind in ("gifts", "recurring"):
+                message = messages.pull(kind, name)
                 if pull.claim_schedule(self.rt, tenant, kind, message.message_id):
-                    broker.enqueue(message)
+                    messages.enqueue(message)
 
     def tick(self) -> None:
         """Run every task that is due; a failing task is logged and retried next time."""
@@ -130,8 +122,6 @@ class Scheduler:
 
 def run() -> None:
     """Entry point for ``dramatiq --fork-function workers.queue.scheduler:run``."""
-    from giftsync.logs import configure_logging
-
     rt = runtime()
     configure_logging(rt.settings.log_level)
     log.info("scheduler_started", tenants=sorted(rt.settings.tenants))

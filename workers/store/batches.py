@@ -177,6 +177,10 @@ class Batcher:
         oldest = self._redis.zrange(self.keys.buffer_order(tenant), 0, 0, withscores=True)
         return int(oldest[0][1]) if oldest else None
 
+    def buffered_tenants(self) -> list[str]:
+        """Tenants whose buffer may hold entries (the flush timer's work list)."""
+        return sorted(decode(raw) for raw in self._redis.smembers(self.keys.buffered_tenants))
+
     def server_ms(self) -> int:
         """Redis's clock in ms: every age giftsync computes uses this one clock."""
         seconds, micros = self._redis.time()

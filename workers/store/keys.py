@@ -107,6 +107,36 @@ class Keys:
         """STRING: which message owns a record's real-time send right now."""
         return f"{self.prefix}:lock:{tenant}:{member_name}"
 
+    def recheck(self, tenant: str) -> str:
+        """HASH: member -> when (ms) the reconcile sweep may look it up again."""
+        return f"{self.prefix}:recheck:{tenant}"
+
+    def related_id(self, tenant: str, kind: str, platform_id: object) -> str:
+        """STRING: the Virtuous id learned for a related platform record (donor, campaign,
+        fund)."""
+        return f"{self.prefix}:dep:{tenant}:{kind}:{platform_id}"
+
+    def related_lock(self, tenant: str, kind: str, platform_id: object) -> str:
+        """STRING: which sender holds the right to create a related record right now."""
+        return self.related_id(tenant, kind, platform_id) + ":lock"
+
+    def sweep_lock(self, tenant: str) -> str:
+        """STRING: held while one reconcile sweep of the tenant runs."""
+        return f"{self.prefix}:reconcile-lock:{tenant}"
+
+    def ingest_seen(self, tenant: str, digest: str) -> str:
+        """STRING: a signed ingest request already accepted (replay protection)."""
+        return f"{self.prefix}:ingest:seen:{tenant}:{digest}"
+
+    def webhook_seen(self, tenant: str, delivery: str) -> str:
+        """STRING: a webhook delivery already accepted (replay protection)."""
+        return f"{self.prefix}:webhook-seen:{tenant}:{delivery}"
+
+    @property
+    def dramatiq_namespace(self) -> str:
+        """The prefix of dramatiq's own keys (queues, delays, dead messages)."""
+        return f"{self.prefix}:dramatiq"
+
     def pull_cursor(self, tenant: str, kind: str) -> str:
         """HASH: one pull's saved position and totals (by, date, id, gen, synced_ms, runs, ...).
 

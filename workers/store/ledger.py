@@ -68,6 +68,12 @@ class Ledger:
         self._redis = client
         self.keys = keys
         self._accept = load_script(client, "ledger_accept.lua")
+        self._applied = load_script(client, "ledger_applied.lua")
+        self._confirm = load_script(client, "ledger_confirm.lua")
+        self._review = load_script(client, "ledger_review.lua")
+        self._wait = load_script(client, "ledger_wait.lua")
+        self._release = load_script(client, "ledger_release.lua")
+        self._mark = load_script(client, "ledger_mark.lua")
 
     def accept(
         self,
@@ -131,6 +137,136 @@ class Ledger:
         self._redis.hset(
             self.keys.record(tenant, member_name), mapping={k: str(v) for k, v in fields.items()}
         )
+
+    def pending(self, tenant: str, member_name: str) -> dict[str, str] | None:
+        """The record if it holds a stored version newer than the one last applied, else None."""
+        record = self.record(tenant, member_name)
+        if not record.get("payload"):
+            return None
+        if int(record.get("applied_version", "-1")) >= int(record.get("version", "-1")):
+            return None
+        return record
+
+    def applied(
+        self,
+        tenant: str,
+        member_name: str,
+        *,
+        version: str,
+        state: str,
+        virtuous_id: str,
+        writeback_type: str,
+        reason: str,
+    ) -> int:
+        """Record an applied version (and write it back); returns the record's newest version."""
+        kind, record_id = member_name.split(":", 1)
+        keys = self.keys
+        newest = self._applied(
+            keys=[keys.record(tenant, member_name), keys.state_counts(tenant), keys.writeback],
+            args=[version, state, virtuous_id, writeback_type, tenant, kind, record_id, reason],
+        )
+        return int(newest)
+
+    def quarantined(self, tenant: str, member_name: str, when_ms: int) -> None:
+        """List a record among the tenant's quarantined ones."""
+        self._redis.zadd(self.keys.quarantine(tenant), {member_name: when_ms})
+
+    def confirm(
+        self, tenant: str, member_name: str, gift_id: int, source: str
+    ) -> tuple[str, str, int]:
+        """Record the real Gift id of a submitted transaction.
+
+        Returns (outcome, previous state, published ms); see ledger_confirm.lua."""
+        keys = self.keys
+        _, record_id = member_name.split(":", 1)
+        outcome, previous, published = decode(
+            self._confirm(
+                keys=[
+                    keys.record(tenant, member_name),
+                    keys.state_counts(tenant),
+                    keys.writeback,
+                    keys.unconfirmed(tenant),
+                    keys.review(tenant),
+                    keys.recheck(tenant),
+                ],
+                args=[gift_id, source, tenant, "transaction", record_id, member_name],
+            )
+        )
+        return str(outcome), str(previous), int(published)
+
+    def mark_review(self, tenant: str, member_name: str) -> bool:
+        """Move an unconfirmed record to needs_review; False if it was not unconfirmed."""
+        keys = self.keys
+        _, record_id = member_name.split(":", 1)
+        done = self._review(
+            keys=[
+                keys.record(tenant, member_name),
+                keys.state_counts(tenant),
+                keys.writeback,
+                keys.unconfirmed(tenant),
+                keys.review(tenant),
+            ],
+            args=[tenant, "transaction", record_id, member_name],
+        )
+        return bool(done)
+
+    def due_for_lookup(self, tenant: str, now_ms: int, window_ms: float) -> list[tuple[str, float]]:
+        """Unconfirmed members submitted more than ``window_ms`` ago, then review members, each
+        with when it was submitted, leaving out those rechecked lately."""
+        unconfirmed = self._redis.zrangebyscore(
+            self.keys.unconfirmed(tenant),
+            "-inf",
+            now_ms - window_ms,
+            start=0,
+            num=5000,
+            withscores=True,
+        )
+        review = self._redis.zrange(self.keys.review(tenant), 0, 5000, withscores=True)
+        candidates = [(decode(m), float(s)) for m, s in [*unconfirmed, *review]]
+        if not candidates:
+            return []
+        rechecks = self._redis.hmget(self.keys.recheck(tenant), [m for m, _ in candidates])
+        return [
+            (member_name, submitted)
+            for (member_name, submitted), after in zip(candidates, rechecks, strict=True)
+            if after is None or int(after) <= now_ms
+        ]
+
+    def recheck_after(self, tenant: str, member_name: str, when_ms: int) -> None:
+        """Look ``member_name`` up again no sooner than ``when_ms``."""
+        self._redis.hset(self.keys.recheck(tenant), member_name, when_ms)
+
+    def wait_for_donor(self, tenant: str, member_name: str, donor_id: str, reason: str) -> None:
+        """Hold a record until the donor's Contact id is known (see ledger_wait.lua)."""
+        keys = self.keys
+        self._wait(
+            keys=[
+                keys.record(tenant, member_name),
+                keys.state_counts(tenant),
+                keys.waiting_on_donor(tenant, donor_id),
+            ],
+            args=[member_name, reason],
+        )
+
+    def release_waiting(self, tenant: str, donor_id: str) -> list[str]:
+        """Release every record held for the donor; returns their members."""
+        released = self._release(
+            keys=[self.keys.state_counts(tenant), self.keys.waiting_on_donor(tenant, donor_id)],
+            args=[self.keys.prefix, tenant],
+        )
+        return [str(m) for m in decode(released)]
+
+    def mark(self, tenant: str, state: str, reason: str, members: list[str]) -> None:
+        """Move records to ``state`` with ``reason`` (dead letters and their replay)."""
+        self._mark(
+            keys=[self.keys.state_counts(tenant)],
+            args=[self.keys.prefix, tenant, state, reason, *members],
+        )
+
+    def server_ms(self) -> int:
+        """Redis's clock in ms: every process measures waits on one clock."""
+        seconds, micros = self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
 
 def parse_accepted(result: Any) -> Accepted:

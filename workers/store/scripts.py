@@ -7,6 +7,8 @@ step by the same code everywhere.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -20,12 +22,24 @@ def _source(name: str) -> str:
     return resources.files("workers.store").joinpath(name).read_text(encoding="utf-8")
 
 
+_registered: weakref.WeakKeyDictionary[redis.Redis, dict[tuple[str, bool], Script]] = (
+    weakref.WeakKeyDictionary()
+)
+_registered_lock = threading.Lock()
+
+
 def load_script(client: redis.Redis, name: str, *, prelude: bool = True) -> Script:
-    """Register ``workers/<name>`` (with the state prelude unless told not to) on ``client``."""
-    text = _source(name)
-    if prelude:
-        text = _source("state_prelude.lua") + "\n" + text
-    return client.register_script(text)
+    """The script ``workers/store/<name>`` (after the state prelude unless told not to),
+    registered once per client."""
+    with _registered_lock:
+        scripts = _registered.setdefault(client, {})
+        script = scripts.get((name, prelude))
+        if script is None:
+            text = _source(name)
+            if prelude:
+                text = _source("state_prelude.lua") + "\n" + text
+            script = scripts[(name, prelude)] = client.register_script(text)
+        return script
 
 
 def decode(value: Any) -> Any:

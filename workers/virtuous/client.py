@@ -31,9 +31,9 @@ from workers.errors import (
     NotFoundError,
     TransientError,
     describe,
-    error_for,
 )
 from workers.virtuous.ratelimit import RateLimitInfo, parse_rate_limit
+from workers.virtuous.responses import error_for
 
 __all__ = ["RateLimitInfo", "VirtuousClient", "encode", "parse_rate_limit"]
 

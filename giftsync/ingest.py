@@ -33,13 +33,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from giftsync.logs import configure_logging
+from giftsync.serving import metrics_endpoint, serve_forever, serve_in_thread
 from giftsync.settings import Settings, SettingsError, get_settings, secret
 from mapping.events import EventValidationError, FieldError, parse_event
 from producers import signing
 from producers.publish import decode_json, enqueue_valid
-from producers.serving import metrics_endpoint, serve_forever, serve_in_thread
 from workers.observe.metrics import EVENTS_INVALID
 from workers.queue.broker import build_broker, get_broker
+from workers.store.keys import Keys
 
 __all__ = [
     "INGEST_REQUESTS",
@@ -130,7 +131,7 @@ class IngestService:
 
     def _seen_key(self, caller: signing.SignedRequest) -> str:
         digest = caller.signature.removeprefix(signing.SIGNATURE_PREFIX)
-        return f"{self.settings.key_prefix}:ingest:seen:{caller.tenant}:{digest}"
+        return Keys(self.settings.key_prefix).ingest_seen(caller.tenant, digest)
 
     def accept(self, signer: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """Decode, validate and enqueue the events of a verified body: (status, answer)."""

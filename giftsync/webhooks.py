@@ -22,17 +22,17 @@ import hmac
 import json
 from typing import Any
 
-import dramatiq
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from giftsync.serving import metrics_endpoint
 from giftsync.settings import Settings, SettingsError, get_settings, secret
 from mapping.tenant import TenantSettings
-from producers.serving import metrics_endpoint
+from workers.flows.gate import call
 from workers.observe import metrics
-from workers.queue.broker import CONFIRM_QUEUE, get_broker
+from workers.queue import messages
 from workers.runtime import runtime
 
 # Deliveries are at most this big (a bulk delivery of a nightly run included).
@@ -106,19 +106,11 @@ async def _receive(request: Request) -> Response:
     event = _event_name(payload)
     delivery = request.headers.get("X-Virtuous-Delivery") or hashlib.sha256(body).hexdigest()
     rt = runtime()
-    seen_key = f"{rt.keys.prefix}:webhook-seen:{tenant.name}:{delivery}"
+    seen_key = rt.keys.webhook_seen(tenant.name, delivery)
     if rt.redis.exists(seen_key):
         metrics.WEBHOOKS_RECEIVED.labels(tenant.name, event, "replayed").inc()
         return JSONResponse({"error": "this delivery was already received"}, status_code=409)
-    get_broker().enqueue(
-        dramatiq.Message(
-            queue_name=CONFIRM_QUEUE,
-            actor_name="confirm_webhook",
-            args=(),
-            kwargs={"tenant": tenant.name, "payload": payload},
-            options={},
-        )
-    )
+    messages.enqueue(messages.confirm_webhook(tenant.name, payload))
     # Remembered only once the work is queued, so a crash in between lets Virtuous's retry in.
     rt.redis.set(seen_key, "1", ex=REPLAY_WINDOW_SECONDS)
     metrics.WEBHOOKS_RECEIVED.labels(tenant.name, event, "accepted").inc()
@@ -158,8 +150,6 @@ def subscription_url(base_url: str, settings: Settings, tenant: TenantSettings) 
 
 def subscribe(settings: Settings, tenant: TenantSettings, base_url: str) -> dict[str, Any]:
     """Register the receiver with Virtuous (``POST /api/Webhook``) for the events it handles."""
-    from workers.flows.gate import call
-
     webhook_secret = secret(
         settings, tenant.webhook_secret_env, what=f"tenant {tenant.name!r} webhook"
     )
