@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from mapping.batch_entry import batch_entry, contact_payload
-from mapping.decision import SendDecision, decide
+from mapping.decision import SendDecision
 from mapping.errors import MappingError
 from mapping.events import (
     EventValidationError,
@@ -51,7 +51,6 @@ from mapping.events import (
     Owner,
     ScheduledDonation,
     Transaction,
-    is_batch_id,
     parse_event_json,
     real_gift_id,
 )
@@ -64,6 +63,7 @@ from mapping.recurring import (
     recurring_decision,
     recurring_update,
 )
+from mapping.routing import route_transaction
 from mapping.tenant import TenantSettings
 
 BATCH = "batch"
@@ -75,7 +75,6 @@ CONTACT_PATH = "/api/Contact"
 CONTACT_TRANSACTION_PATH = "/api/Contact/Transaction"
 SEGMENT_PATH = "/api/Segment"
 PROJECT_PATH = "/api/Project"
-BATCH_GIFT_WAITS = "batch_gift_waits_for_real_id"
 DONOR = "donor"
 # Stand-ins for ids a dry run cannot know: the Contact, Segment or Project the worker pushes
 # first. The placeholder id is never a real Virtuous id (they are positive).
@@ -94,9 +93,13 @@ def _get_put(path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _transaction_plan(tx: Transaction, tenant: TenantSettings) -> Plan:
-    decision = decide(tx, tenant)
-    if not decision.send:
+    routing = route_transaction(tx, tenant)
+    decision = routing.decision
+    if routing.route in ("skip", "hold"):
         return decision, None, []
+    if routing.route == "batch":
+        entry = batch_entry(tx, tenant, decision)
+        return decision, BATCH, [_request("POST", TRANSACTIONS_PATH, entry)]
     gift_id = real_gift_id(tx.virtuous_id)
     if gift_id is not None:
         path = f"{GIFT_PATH}/{gift_id}"
@@ -104,11 +107,6 @@ def _transaction_plan(tx: Transaction, tenant: TenantSettings) -> Plan:
             return decision, REAL_TIME, _get_put(path, zeroing_update({}))
         desired = realtime_desired(tx, tenant, decision)
         return decision, REAL_TIME, _get_put(path, realtime_update({}, desired))
-    if tenant.mode == BATCH:
-        entry = batch_entry(tx, tenant, decision)
-        return decision, BATCH, [_request("POST", TRANSACTIONS_PATH, entry)]
-    if is_batch_id(tx.virtuous_id):
-        return SendDecision(False, BATCH_GIFT_WAITS, zero_amount=False), None, []
     if tx.owner.virtuous_contact_id is None:
         # POST /api/Gift needs an existing Contact: the worker finds the donor's by reference
         # or creates it first, so the gift names the Contact id that step yields.

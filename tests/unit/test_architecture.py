@@ -75,9 +75,12 @@ def _edges(module: str, path: Path) -> Iterator[Edge]:
 
 def _under_type_checking(tree: ast.Module, node: ast.AST) -> bool:
     for block in tree.body:
-        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test):
-            if any(child is node for child in ast.walk(block)):
-                return True
+        if (
+            isinstance(block, ast.If)
+            and "TYPE_CHECKING" in ast.unparse(block.test)
+            and any(child is node for child in ast.walk(block))
+        ):
+            return True
     return False
 
 

@@ -26,7 +26,6 @@ from typing import Any
 import structlog
 
 from mapping.batch_entry import batch_entry
-from mapping.decision import SendDecision, decide
 from mapping.errors import MappingError
 from mapping.events import (
     ChangeEvent,
@@ -36,6 +35,7 @@ from mapping.events import (
     parse_event,
     real_gift_id,
 )
+from mapping.routing import route_transaction
 from mapping.tenant import TenantSettings
 from workers.flows.batch_send import cut_and_enqueue
 from workers.observe import metrics
@@ -97,23 +97,15 @@ def _with_known_id(tx: Transaction, known: str | None) -> Transaction:
 
 
 def _plan_transaction(
-    event: ChangeEvent, tx: Transaction, tenant: TenantSettings, raw: str
+    tx: Transaction, tenant: TenantSettings, raw: str
 ) -> tuple[Route, str, str, str]:
-    decision: SendDecision = decide(tx, tenant)
-    if not decision.send:
-        if decision.waits_for_real_id:
-            return "hold", raw, decision.reason, "held"
-        return "skip", "", decision.reason, "skipped"
-    if decision.zero_amount or real_gift_id(tx.virtuous_id) is not None:
-        return "realtime", raw, decision.reason, "queued"
-    if tenant.mode == "real_time":
-        if is_batch_id(tx.virtuous_id):
-            # Sent in a batch before the tenant switched modes: a direct create would make a
-            # second Gift, so it waits for the real id like a refund does.
-            return "hold", raw, "batch_gift_waits_for_real_id", "update_held"
-        return "realtime", raw, decision.reason, "queued"
-    entry = batch_entry(tx, tenant, decision)
-    return "batch", json.dumps(entry, **_COMPACT), decision.reason, "buffered"  # type: ignore[arg-type]
+    routing = route_transaction(tx, tenant)
+    if routing.route == "batch":
+        entry = batch_entry(tx, tenant, routing.decision)
+        payload = json.dumps(entry, **_COMPACT)  # type: ignore[arg-type]
+    else:
+        payload = "" if routing.route == "skip" else raw
+    return routing.route, payload, routing.reason, routing.state
 
 
 def _raw_json(data: Any, known: str | None, tx: Transaction | None) -> str:
@@ -160,7 +152,7 @@ def plan(
             if tx is None:
                 route, payload, reason, state = "realtime", raw, str(event.kind), "queued"
             else:
-                route, payload, reason, state = _plan_transaction(event, tx, tenant, raw)
+                route, payload, reason, state = _plan_transaction(tx, tenant, raw)
         except MappingError as exc:
             route, payload, reason, state = (
                 "hold",
