@@ -167,7 +167,10 @@ def _recurring_plan(sd: ScheduledDonation, tenant: TenantSettings, version: date
         first = _dependency_requests(sd, tenant)
         body = recurring_create(_with_placeholders(sd), tenant)
         return decision, REAL_TIME, [*first, _request("POST", RECURRING_PATH, body)]
-    # The event's version is the record's updated_at: for a cancellation, when it happened.
+    if sd.status == "cancelled":
+        # Cancelling has its own route; the GET first skips a RecurringGift already cancelled.
+        cancel = _request("PUT", f"{RECURRING_PATH}/Cancel/{sd.virtuous_id}", {})
+        return decision, REAL_TIME, [_request("GET", f"{RECURRING_PATH}/{sd.virtuous_id}"), cancel]
     first = _dependency_requests(sd, tenant)
     body = recurring_update({}, _with_placeholders(sd), tenant, cancelled_at=version)
     return decision, REAL_TIME, [*first, *_get_put(f"{RECURRING_PATH}/{sd.virtuous_id}", body)]

@@ -38,7 +38,7 @@ from mapping.dates import calendar_date, pulled_created_at, utc_timestamp
 from mapping.errors import MappingError
 from mapping.events import real_gift_id
 from mapping.money import cents
-from mapping.recurring import FREQUENCY_FROM_VIRTUOUS
+from mapping.recurring import wegive_frequency
 from mapping.tenant import TenantSettings
 
 DEFAULT_DESCRIPTION = "Virtuous Import"
@@ -243,10 +243,7 @@ def pulled_scheduled_donation(
     cancelled = _timestamp(rg, "cancelDateTimeUtc")
     if cancelled is not None:
         record["deleted_at"] = cancelled
-    frequency = rg.get("frequency")
-    if frequency not in FREQUENCY_FROM_VIRTUOUS:
-        raise MappingError("frequency", f"unknown Virtuous frequency {frequency!r}")
-    record["frequency"] = FREQUENCY_FROM_VIRTUOUS[frequency]
+    record["frequency"] = wegive_frequency(rg.get("frequency"))
     record.update(_copy_present(rg, {"isPrivate": "anonymous"}))
     first_import = existing is None
     if first_import:

@@ -12,9 +12,10 @@ Before a create, the related records must exist in Virtuous (donor Contact, camp
 fund Projects); :func:`missing_dependencies` names the ones that do not yet, so the worker can
 push them first. An update GETs the RecurringGift and overwrites only what WeGive owns
 (``nextExpectedPaymentDate``, ``amount``, ``isPrivate``, ``segmentId``, and ``designations``,
-replaced entirely). A cancelled scheduled donation is cancelled in Virtuous by the same PUT,
-with ``"status": "Cancelled"`` and ``cancelDateTimeUtc`` (the moment WeGive cancelled it; an
-existing cancel time is kept, so replays do not move it).
+replaced entirely). A cancelled scheduled donation is cancelled in Virtuous by its own route,
+``PUT /api/RecurringGift/Cancel/{id}`` with the body :func:`recurring_cancel` gives: a PUT of
+the RecurringGift with a status changes nothing on the live API (docs/virtuous-contract.md).
+A RecurringGift Virtuous already holds as cancelled is not cancelled again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from mapping.dates import virtuous_utc, ymd
+from mapping.dates import ymd
 from mapping.decision import SendDecision
 from mapping.designations import DesignationLine, designation_lines, recurring_shape
 from mapping.errors import MappingError
@@ -40,6 +41,8 @@ FREQUENCY_TO_VIRTUOUS = {
     "yearly": "Annually",
 }
 FREQUENCY_FROM_VIRTUOUS = {virtuous: wegive for wegive, virtuous in FREQUENCY_TO_VIRTUOUS.items()}
+# Virtuous frequencies WeGive has no word for (docs/virtuous-contract.md, RecurringGift).
+FREQUENCIES_WITHOUT_WEGIVE = ("Bimonthly", "Semiannually", "Biennially")
 
 CANCELLED = "Cancelled"
 CREATE = "recurring_create"
@@ -148,6 +151,44 @@ def recurring_create(sd: ScheduledDonation, tenant: TenantSettings) -> dict[str,
     return body
 
 
+def wegive_frequency(value: object) -> str:
+    """WeGive's word for a Virtuous frequency, read case-insensitively.
+
+    Raises MappingError on ``frequency`` naming the reason: a Virtuous frequency WeGive lacks
+    (Bimonthly, Semiannually, Biennially) or one Virtuous does not have.
+    """
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    for virtuous, wegive in FREQUENCY_FROM_VIRTUOUS.items():
+        if text == virtuous.lower():
+            return wegive
+    for virtuous in FREQUENCIES_WITHOUT_WEGIVE:
+        if text == virtuous.lower():
+            raise MappingError(
+                "frequency",
+                f"Virtuous frequency {virtuous!r} has no WeGive equivalent "
+                f"(WeGive schedules are {', '.join(FREQUENCY_TO_VIRTUOUS)}): not imported",
+            )
+    raise MappingError("frequency", f"unknown Virtuous frequency {value!r}")
+
+
+def is_cancelled(existing: Mapping[str, Any]) -> bool:
+    """Whether Virtuous already holds this RecurringGift as cancelled."""
+    status = existing.get("status")
+    cancelled_status = isinstance(status, str) and status.strip().lower() in (
+        "cancelled",
+        "canceled",
+    )
+    return cancelled_status or bool(existing.get("cancelDateTimeUtc"))
+
+
+def recurring_cancel(existing: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``PUT /api/RecurringGift/Cancel/{id}`` body, or None when already cancelled.
+
+    An empty object, as the production clients send it (docs/virtuous-contract.md).
+    """
+    return None if is_cancelled(existing) else {}
+
+
 def recurring_update(
     existing: Mapping[str, Any],
     sd: ScheduledDonation,
@@ -157,8 +198,9 @@ def recurring_update(
 ) -> dict[str, Any]:
     """The ``PUT /api/RecurringGift/{id}`` body: ``existing`` with WeGive's fields overwritten.
 
-    ``cancelled_at`` (aware) is written as ``cancelDateTimeUtc`` when ``sd`` is cancelled and
-    Virtuous has no cancel time yet. Raises MappingError for a missing Segment or Project id.
+    It never cancels (the live API ignores a status here): a cancelled ``sd`` is cancelled by
+    :func:`recurring_cancel`'s route. ``cancelled_at`` is accepted for callers that pass the
+    event's version and is not sent. Raises MappingError for a missing Segment or Project id.
     """
     _require([path for path in missing_dependencies(sd) if path != DONOR_CONTACT])
     body = copy.deepcopy(dict(existing))
@@ -167,8 +209,4 @@ def recurring_update(
     body["isPrivate"] = sd.anonymous
     body["segmentId"] = sd.campaign.virtuous_segment_id if sd.campaign is not None else None
     body["designations"] = recurring_designations(sd, tenant)
-    if sd.status == "cancelled":
-        body["status"] = CANCELLED
-        if not existing.get("cancelDateTimeUtc") and cancelled_at is not None:
-            body["cancelDateTimeUtc"] = virtuous_utc(cancelled_at)
     return body

@@ -61,6 +61,7 @@ class CrmApi:
             r("/api/RecurringGift", self.create_recurring, "POST"),
             r("/api/RecurringGift/{id:int}", self.get_recurring, "GET"),
             r("/api/RecurringGift/{id:int}", self.replace_recurring, "PUT"),
+            r("/api/RecurringGift/Cancel/{id:int}", self.cancel_recurring, "PUT"),
             r("/api/Segment", self.create_segment, "POST"),
             r("/api/Segment/Code/{code}", self.segment_by_code, "GET"),
             r("/api/Segment/{id:int}", self.get_segment, "GET"),
@@ -143,6 +144,16 @@ class CrmApi:
             )
             problems.check()
             recurring.replace_recurring(record, fields, now, store.new_id)
+            return json_response(record)
+
+    async def cancel_recurring(self, request: Request, store: OrgStore) -> Response:
+        # The body (virtuous-ts: cancelReason, categoryId; nucleus-engine: {}) is optional.
+        await request.body()
+        with self.state.mutate(store):
+            record = store.recurring_gifts.get(request.path_params["id"])
+            if record is None:
+                return not_found()
+            recurring.cancel_recurring(record, store.clock.now())
             return json_response(record)
 
     async def query_recurring(self, request: Request, store: OrgStore) -> Response:

@@ -276,5 +276,6 @@ async def run_paged_query(
     body = parse_body(raw) if raw.strip() else {}
     with state.lock:
         records = store.gifts if table == "gifts" else store.recurring_gifts
-        page, total = run_query(records.values(), body, skip, take, parameters)
+        day = state.config.query_day_precision
+        page, total = run_query(records.values(), body, skip, take, parameters, day)
         return json_response({"list": page, "total": total})

@@ -121,6 +121,9 @@ class SandboxConfig:
     # Query endpoints answer 500 to a skip beyond this, like the live API, to force key paging.
     deep_skip_limit: int = 10_000
     max_take: int = 1000
+    # Compare the "DateTime UTC" query parameters at day precision, as the live API may: a
+    # client's paging must hold either way (docs/virtuous-contract.md, Queries).
+    query_day_precision: bool = False
     # Deliver the gifts one run creates as one bulk webhook ({"models": [...]}) per subscription.
     webhook_bulk: bool = False
     webhook_max_attempts: int = 4

@@ -109,7 +109,34 @@ class Gate:
                 return f"{method} {route.path}"
         return f"{method} (no route)"
 
+    def canonical_path(self, path: str) -> str:
+        """``path`` spelled as a route spells it: the live API's routes are case-insensitive and
+        take a trailing slash (VirtuousCRM/HMAC-Auth Program.cs posts to
+        ``/api/v2/gift/transaction/``). Parameter segments keep their own spelling."""
+        parts = path.rstrip("/").split("/")
+        best, best_literals = path, -1
+        for route in self.routes:
+            template = route.path.split("/")
+            if len(template) != len(parts):
+                continue
+            out, literals = [], 0
+            for want, have in zip(template, parts, strict=True):
+                if want.startswith("{"):
+                    out.append(have)
+                elif want.lower() == have.lower():
+                    out.append(want)
+                    literals += 1
+                else:
+                    break
+            else:
+                # The most literal template wins: /api/Gift/Query/FullGift over {source}/{id}.
+                if literals > best_literals:
+                    best, best_literals = "/".join(out), literals
+        return best
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].lower().startswith("/api/"):
+            scope = {**scope, "path": self.canonical_path(scope["path"])}
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return

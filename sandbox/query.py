@@ -2,9 +2,10 @@
 
 A body is ``{"groups": [{"conditions": [{"parameter", "operator", "value"}]}], "sortBy",
 "descending"}``. Conditions within a group must all hold; a record matches when any group does
-(no groups: every record). Date parameters compare calendar days when the value is a bare
-date ("2026-11-20") and instants when it carries a time. Ties in the sort fall back to the id,
-so (sort key, id) is a total order a client can page by.
+(no groups: every record). "Date" parameters ("Gift Date", "Last Modified Date") compare calendar
+days; the "DateTime UTC" ones compare instants when the value carries a time, or days when the
+sandbox's ``query_day_precision`` is set (so clients prove their paging holds either way). Ties
+in the sort fall back to the id, so (sort key, id) is a total order a client can page by.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from sandbox.matching import lower_keys
 from sandbox.timefmt import parse_timestamp
 from sandbox.validation import Problems
 
-# Parameter name (lower case) -> (record field, value kind).
+# Parameter name (lower case) -> (record field, value kind), as Virtuous's QueryOptions spell
+# them (taylorbrooks/virtuous gift_designation_query_options.json; virtuous-ts
+# build-gift-query.ts, build-recurring-gift-query.ts). A name not listed is a 400.
+_DATES = {
+    "create date": ("createDateTimeUtc", "day"),
+    "last modified date": ("modifiedDateTimeUtc", "day"),
+    "create datetime utc": ("createDateTimeUtc", "date"),
+    "last modified datetime utc": ("modifiedDateTimeUtc", "date"),
+}
 GIFT_PARAMETERS: dict[str, tuple[str, str]] = {
-    "last modified date": ("modifiedDateTimeUtc", "date"),
-    "modified date": ("modifiedDateTimeUtc", "date"),
-    "create date": ("createDateTimeUtc", "date"),
-    "create date time": ("createDateTimeUtc", "date"),
-    "created date": ("createDateTimeUtc", "date"),
-    "gift date": ("giftDate", "date"),
+    **_DATES,
+    "gift date": ("giftDate", "day"),
     "gift id": ("id", "int"),
-    "id": ("id", "int"),
     "contact id": ("contactId", "int"),
     "amount": ("amount", "money"),
     "gift type": ("giftType", "text"),
@@ -35,44 +39,52 @@ GIFT_PARAMETERS: dict[str, tuple[str, str]] = {
     "transaction id": ("transactionId", "text"),
 }
 RECURRING_PARAMETERS: dict[str, tuple[str, str]] = {
-    "last modified date": ("modifiedDateTimeUtc", "date"),
-    "modified date": ("modifiedDateTimeUtc", "date"),
-    "create date": ("createDateTimeUtc", "date"),
-    "create date time": ("createDateTimeUtc", "date"),
-    "created date": ("createDateTimeUtc", "date"),
+    **_DATES,
     "recurring gift id": ("id", "int"),
-    "gift id": ("id", "int"),
-    "id": ("id", "int"),
-    "start date": ("startDate", "date"),
-    "next expected payment date": ("nextExpectedPaymentDate", "date"),
-    "cancel date": ("cancelDateTimeUtc", "date"),
-    "cancel date time": ("cancelDateTimeUtc", "date"),
+    "start date": ("startDate", "day"),
     "contact id": ("contactId", "int"),
     "amount": ("amount", "money"),
     "frequency": ("frequency", "text"),
-    "status": ("status", "text"),
+    "transaction source": ("transactionSource", "text"),
+    "transaction id": ("transactionId", "text"),
+}
+# sortBy names a property of the record (taylorbrooks gift.rb: Id, GiftDate, Amount, Batch,
+# CreatedDateTime; inaturalist virtuous_donation_sync.rb: Id) or, leniently, a parameter.
+SORT_PROPERTIES: dict[str, tuple[str, str]] = {
+    "id": ("id", "int"),
+    "giftdate": ("giftDate", "date"),
+    "amount": ("amount", "money"),
+    "batch": ("batch", "text"),
+    "createddatetime": ("createDateTimeUtc", "date"),
+    "createdatetimeutc": ("createDateTimeUtc", "date"),
+    "modifieddatetimeutc": ("modifiedDateTimeUtc", "date"),
+    "startdate": ("startDate", "date"),
 }
 
+# The operators of QueryOptions' operatorOptions, spelled as listed (case-insensitively; no
+# spaces). Which apply to which parameter kind, as its operatorOptions list them.
 _OPERATORS = {
     "is": "eq",
-    "equals": "eq",
-    "equal": "eq",
     "isnot": "ne",
-    "notequal": "ne",
     "greaterthan": "gt",
     "after": "gt",
-    "onorafter": "ge",
     "greaterthanorequal": "ge",
-    "greaterthanorequalto": "ge",
-    "atleast": "ge",
+    "onorafter": "ge",
     "lessthan": "lt",
     "before": "lt",
-    "onorbefore": "le",
     "lessthanorequal": "le",
-    "lessthanorequalto": "le",
-    "atmost": "le",
+    "onorbefore": "le",
     "isknown": "known",
     "isnotknown": "unknown",
+    "between": "between",
+}
+_ORDERED = {"eq", "gt", "ge", "lt", "le", "between"}
+_KIND_OPERATORS = {
+    "int": _ORDERED,
+    "money": _ORDERED,
+    "day": _ORDERED,
+    "date": _ORDERED,
+    "text": {"eq", "ne", "known", "unknown"},
 }
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
@@ -91,8 +103,32 @@ def _stamp(value: str) -> str:
     return value + ".000000" if len(value) == 19 else value
 
 
+def _value(raw: Any, kind: str, day: bool, where: str, problems: Problems) -> Any:
+    """A condition value as the kind compares it, or None after naming the problem."""
+    if kind in ("day", "date"):
+        parsed = parse_timestamp(str(raw)) if raw not in (None, "") else None
+        if parsed is None:
+            problems.add(where, f"'{raw}' is not a valid date.")
+            return None
+        stamp, has_time = parsed
+        return _stamp(stamp) if has_time and not day else stamp[:10]
+    if kind in ("int", "money"):
+        try:
+            return int(str(raw)) if kind == "int" else Decimal(str(raw))
+        except (ValueError, InvalidOperation):
+            problems.add(
+                where, f"'{raw}' is not a valid {'integer' if kind == 'int' else 'amount'}."
+            )
+            return None
+    return str(raw).lower()
+
+
 def _condition(
-    cond: Any, path: str, problems: Problems, parameters: Mapping[str, tuple[str, str]]
+    cond: Any,
+    path: str,
+    problems: Problems,
+    parameters: Mapping[str, tuple[str, str]],
+    day_precision: bool = False,
 ) -> Predicate | None:
     if not isinstance(cond, Mapping):
         problems.add(path, "A condition must be an object.")
@@ -100,56 +136,59 @@ def _condition(
     low = lower_keys(cond)
     name = str(low.get("parameter") or "").strip().lower()
     if name not in parameters:
-        problems.add(
-            f"{path}.parameter",
-            f"Unknown parameter '{low.get('parameter')}'. Known: {', '.join(sorted(parameters))}.",
-        )
-        return None
-    op = _OPERATORS.get(str(low.get("operator") or "").replace(" ", "").lower())
-    if op is None:
-        problems.add(f"{path}.operator", f"Unknown operator '{low.get('operator')}'.")
+        problems.add(f"{path}.parameter", f"'{low.get('parameter')}' is not a valid parameter.")
         return None
     field, kind = parameters[name]
+    op = _OPERATORS.get(str(low.get("operator") or "").lower())
+    if op is None or op not in _KIND_OPERATORS[kind]:
+        problems.add(
+            f"{path}.operator",
+            f"'{low.get('operator')}' is not a valid operator for '{low.get('parameter')}'.",
+        )
+        return None
     if op in ("known", "unknown"):
         want = op == "known"
-        return lambda r: (r.get(field) is not None) == want
-    raw = low.get("value")
-    value: Any
-    get: Callable[[Any], Any] = lambda v: v  # noqa: E731
-    if kind == "date":
-        parsed = parse_timestamp(str(raw)) if raw is not None else None
-        if parsed is None:
-            problems.add(f"{path}.value", f"'{raw}' is not a valid date.")
+        return lambda r: (r.get(field) not in (None, "")) == want
+    day = kind == "day" or (kind == "date" and day_precision)
+    listed = low.get("values")
+    raws: list[Any] = listed if isinstance(listed, list) else [low.get("value")]
+    wanted = [_value(raw, kind, day, f"{path}.value", problems) for raw in raws]
+    if any(w is None for w in wanted):
+        return None
+    high = None
+    if op == "between":
+        high = _value(low.get("secondaryvalue"), kind, day, f"{path}.secondaryValue", problems)
+        if high is None:
             return None
-        stamp, has_time = parsed
-        value = stamp if has_time else stamp[:10]
-        get = _stamp if has_time else (lambda v: v[:10])
-    elif kind == "int":
-        try:
-            value = int(str(raw))
-        except ValueError:
-            problems.add(f"{path}.value", f"'{raw}' is not a valid integer.")
-            return None
-    elif kind == "money":
-        try:
-            value = Decimal(str(raw))
-        except InvalidOperation:
-            problems.add(f"{path}.value", f"'{raw}' is not a valid amount.")
-            return None
-    else:
-        value = str(raw).lower()
-        get = lambda v: str(v).lower()  # noqa: E731
-    compare = _COMPARE[op]
+
+    def get(have: Any) -> Any:
+        if kind in ("day", "date"):
+            return str(have)[:10] if day else _stamp(str(have))
+        if kind == "int":
+            return int(have)
+        if kind == "money":
+            return Decimal(str(have))
+        return str(have).lower()
 
     def predicate(record: Mapping[str, Any]) -> bool:
         have = record.get(field)
-        return have is not None and compare(get(have), value)
+        if have is None:
+            return False
+        mine = get(have)
+        if op == "between":
+            return bool(wanted[0] <= mine <= high)
+        if op == "ne":
+            return all(mine != w for w in wanted)
+        return any(_COMPARE[op](mine, w) for w in wanted)
 
     return predicate
 
 
 def compile_filter(
-    body: Mapping[str, Any], problems: Problems, parameters: Mapping[str, tuple[str, str]]
+    body: Mapping[str, Any],
+    problems: Problems,
+    parameters: Mapping[str, tuple[str, str]],
+    day_precision: bool = False,
 ) -> Predicate:
     """A predicate for the body's groups (conditions AND-ed, groups OR-ed)."""
     groups = lower_keys(body).get("groups") or []
@@ -163,7 +202,7 @@ def compile_filter(
             problems.add(f"groups[{g}].conditions", "Must be a list.")
             continue
         preds = [
-            _condition(c, f"groups[{g}].conditions[{i}]", problems, parameters)
+            _condition(c, f"groups[{g}].conditions[{i}]", problems, parameters, day_precision)
             for i, c in enumerate(conds)
         ]
         compiled.append([p for p in preds if p is not None])
@@ -172,23 +211,29 @@ def compile_filter(
     return lambda r: any(all(p(r) for p in group) for group in compiled)
 
 
+def _descending(value: Any) -> bool:
+    # inaturalist's sync sends "descending": "false" as a string.
+    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
+
+
 def sort_key(
     body: Mapping[str, Any], problems: Problems, parameters: Mapping[str, tuple[str, str]]
 ) -> tuple[Callable[[Any], Any], bool]:
     """The key function for the body's ``sortBy`` (id when absent) and whether descending."""
     low = lower_keys(body)
-    name = str(low.get("sortby") or "id").strip().lower()
-    descending = bool(low.get("descending"))
-    if name not in parameters:
-        problems.add("sortBy", f"Unknown sortBy '{low.get('sortby')}'.")
+    raw = str(low.get("sortby") or "Id").strip()
+    descending = _descending(low.get("descending"))
+    found = SORT_PROPERTIES.get(raw.replace(" ", "").lower()) or parameters.get(raw.lower())
+    if found is None:
+        problems.add("sortBy", f"'{low.get('sortby')}' is not a property to sort by.")
         return (lambda r: r["id"]), descending
-    field, kind = parameters[name]
+    field, kind = found
 
     def key(record: Mapping[str, Any]) -> tuple[Any, ...]:
         value = record.get(field)
         if value is None:
             return (0, "", record["id"])
-        return (1, _stamp(value) if kind == "date" else value, record["id"])
+        return (1, _stamp(value) if kind in ("date", "day") else value, record["id"])
 
     return key, descending
 
@@ -199,10 +244,11 @@ def run_query(
     skip: int,
     take: int,
     parameters: Mapping[str, tuple[str, str]],
+    day_precision: bool = False,
 ) -> tuple[list[Mapping[str, Any]], int]:
     """(the page of matching records, how many match in all); raises the 400 on a bad body."""
     problems = Problems()
-    predicate = compile_filter(body, problems, parameters)
+    predicate = compile_filter(body, problems, parameters, day_precision)
     key, descending = sort_key(body, problems, parameters)
     problems.check()
     matched = sorted((r for r in records if predicate(r)), key=key, reverse=descending)

@@ -1,8 +1,10 @@
 """RecurringGift records (seed 004): validation of a create or full-replacement PUT, and the JSON.
 
 A RecurringGift needs an existing ``contactId``, a ``startDate``, a ``frequency`` and an
-``amount``; its ``designations`` (if any) must sum to the amount, to known projects. It is
-cancelled by a PUT whose ``status`` is "Cancelled" or that carries ``cancelDateTimeUtc``.
+``amount``; its ``designations`` (if any) must sum to the amount, to known projects. Only
+``PUT /api/RecurringGift/Cancel/{id}`` cancels it: a create or a full-replacement PUT ignores
+``status`` and ``cancelDateTimeUtc`` and keeps what the record had (docs/virtuous-contract.md).
+Staff records seeded through ``/_admin`` may carry any status Virtuous returns.
 """
 
 from __future__ import annotations
@@ -26,16 +28,22 @@ from sandbox.validation import (
 
 NewId = Callable[[str], int]
 
+# Virtuous's RecurringGift frequencies (virtuous-ts gift-frequency.ts), read case-insensitively;
+# "Biennually" is the spelling a production client sends (nucleus-engine VirtuousCrmService).
 FREQUENCIES = {
-    "daily": "Daily",
     "weekly": "Weekly",
-    "biweekly": "Biweekly",
+    "bimonthly": "Bimonthly",
     "monthly": "Monthly",
     "quarterly": "Quarterly",
-    "semiannually": "SemiAnnually",
+    "semiannually": "Semiannually",
     "annually": "Annually",
-    "yearly": "Annually",
+    "biennially": "Biennially",
+    "biennually": "Biennially",
 }
+# Statuses as Virtuous returns them: "UpToDate" (taylorbrooks recurring_gift.json), "Active",
+# "Cancelled" (virtuous-ts recurring-gift.ts); the rest of the live set is not published.
+STATUSES = {"active": "Active", "uptodate": "UpToDate", "behind": "Behind",
+            "cancelled": "Cancelled", "canceled": "Cancelled"}  # fmt: skip
 
 
 def recurring_fields(
@@ -44,8 +52,13 @@ def recurring_fields(
     catalog: Catalog,
     existing: list[dict[str, Any]],
     now: str,
+    *,
+    staff: bool = False,
 ) -> dict[str, Any]:
-    """Validated fields of a create or PUT body (the designations resolved against ``existing``)."""
+    """Validated fields of a create or PUT body (the designations resolved against ``existing``).
+
+    Only ``staff`` records (seeded through ``/_admin``) take ``status``/``cancelDateTimeUtc``.
+    """
     low = lower_keys(body)
     contact_id = parse_int(low.get("contactid"), "contactId", problems)
     if contact_id is None and "contactId" not in problems.state:
@@ -78,17 +91,19 @@ def recurring_fields(
         check_sum(designations, amount, key, problems)
     segment_id = parse_int(low.get("segmentid"), "segmentId", problems)
     cancelled_at = None
-    if low.get("canceldatetimeutc"):
+    if staff and low.get("canceldatetimeutc"):
         parsed = parse_timestamp(str(low["canceldatetimeutc"]))
         if parsed is None:
             problems.add("cancelDateTimeUtc", f"'{low['canceldatetimeutc']}' is not a valid date.")
         else:
             cancelled_at = parsed[0]
-    status = str(low.get("status") or "Active").capitalize()
-    if status not in ("Active", "Cancelled"):
-        problems.add("status", f"'{low.get('status')}' is not Active or Cancelled.")
-    if status == "Cancelled" and cancelled_at is None:
-        cancelled_at = now
+    status = "Active"
+    if staff:
+        status = STATUSES.get(str(low.get("status") or "Active").lower(), "")
+        if not status:
+            problems.add("status", f"'{low.get('status')}' is not a RecurringGift status.")
+        if status == "Cancelled" and cancelled_at is None:
+            cancelled_at = now
     return {
         "contactId": contact_id,
         "startDate": start,
@@ -104,7 +119,7 @@ def recurring_fields(
         else str(low["transactionsource"]),
         "transactionId": None if low.get("transactionid") is None else str(low["transactionid"]),
         "designations": designations,
-        "status": "Cancelled" if cancelled_at else "Active",
+        "status": "Cancelled" if cancelled_at else status,
         "cancelDateTimeUtc": cancelled_at,
     }
 
@@ -130,10 +145,17 @@ def build_recurring(
 def replace_recurring(
     record: dict[str, Any], fields: dict[str, Any], now: str, new_id: NewId
 ) -> None:
-    """Full replacement in place; a cancelled gift keeps its first cancellation time."""
-    was_cancelled = record.get("cancelDateTimeUtc")
+    """Full replacement in place; the status and cancellation stay what they were."""
+    kept = {key: record.get(key) for key in ("status", "cancelDateTimeUtc")}
     record.update(fields)
+    record.update(kept)
     record["designations"] = _with_ids(fields["designations"], new_id)
-    if was_cancelled and fields["status"] == "Cancelled":
-        record["cancelDateTimeUtc"] = was_cancelled
     record["modifiedDateTimeUtc"] = now
+
+
+def cancel_recurring(record: dict[str, Any], now: str) -> None:
+    """``PUT /api/RecurringGift/Cancel/{id}``: cancelled now; a second cancel keeps the first."""
+    if not record.get("cancelDateTimeUtc"):
+        record["cancelDateTimeUtc"] = now
+        record["modifiedDateTimeUtc"] = now
+    record["status"] = "Cancelled"

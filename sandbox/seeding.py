@@ -174,7 +174,9 @@ class SeedApi:
                 if not isinstance(item, dict):
                     raise ValidationFailed(f"recurringGifts[{i}] must be an object.")
                 now = store.clock.now()
-                fields = recurring.recurring_fields(item, problems, store.catalog, [], now)
+                fields = recurring.recurring_fields(
+                    item, problems, store.catalog, [], now, staff=True
+                )
                 created = _stamp(item, "createDateTimeUtc", "", problems)
                 modified = _stamp(item, "modifiedDateTimeUtc", "", problems)
                 if problems:

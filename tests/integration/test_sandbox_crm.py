@@ -148,11 +148,17 @@ def test_recurring_gifts_are_created_read_replaced_and_cancelled(api: httpx.Clie
     ]
     assert replaced["nextExpectedPaymentDate"] == "2027-01-01T00:00:00"
     assert replaced["createDateTimeUtc"] == created["createDateTimeUtc"]
-    cancelled = _ok(
+    # Contract: a PUT with a status does not cancel; only the Cancel route does, once.
+    still = _ok(
         api.put(f"/api/RecurringGift/{created['id']}", json={**replaced, "status": "Cancelled"})
     )
+    assert still["status"] == "Active" and still["cancelDateTimeUtc"] is None
+    cancelled = _ok(api.put(f"/api/recurringgift/cancel/{created['id']}/", json={}))
     assert cancelled["status"] == "Cancelled"
     assert cancelled["cancelDateTimeUtc"] is not None
+    again = _ok(api.put(f"/api/RecurringGift/Cancel/{created['id']}"))
+    assert again["cancelDateTimeUtc"] == cancelled["cancelDateTimeUtc"]
+    assert api.put("/api/RecurringGift/Cancel/987654", json={}).status_code == 404
     assert api.get("/api/RecurringGift/987654").status_code == 404
     assert api.put("/api/RecurringGift/987654", json=created).status_code == 404
 

@@ -25,7 +25,7 @@ def _cond(parameter: str, operator: str, value: Any) -> dict[str, Any]:
 def _query(
     api: httpx.Client,
     *conditions: dict[str, Any],
-    sort: str = "Gift Id",
+    sort: str = "Id",
     descending: bool = False,
     skip: int = 0,
     take: int = 100,
@@ -77,8 +77,8 @@ def test_paging_by_modified_date_then_id_returns_every_gift_once(
         # at exactly that date: never a deep skip.
         page = _query(
             api,
-            _cond("Last Modified Date", "OnOrAfter", cursor_date),
-            sort="Last Modified Date",
+            _cond("Last Modified DateTime UTC", "OnOrAfter", cursor_date),
+            sort="ModifiedDateTimeUtc",
             take=40,
         )["list"]
         page = [g for g in page if (g["modifiedDateTimeUtc"], g["id"]) > (cursor_date, cursor_id)]
@@ -125,7 +125,10 @@ def test_gift_date_and_gift_id_conditions(api: httpx.Client, seeded: list[dict[s
     )
     assert r.json()["total"] == 50
     stamp = "2026-10-15T12:10:00.000000"
-    assert _query(api, _cond("Last Modified Date", "GreaterThan", stamp))["total"] == N_GIFTS - 55
+    assert (
+        _query(api, _cond("Last Modified DateTime UTC", "GreaterThan", stamp))["total"]
+        == N_GIFTS - 55
+    )
 
 
 def test_take_over_1000_and_bad_conditions_are_400(api: httpx.Client) -> None:
@@ -190,10 +193,13 @@ def test_recurring_gift_query(api: httpx.Client, admin: httpx.Client) -> None:
     path = "/api/RecurringGift/Query"
     assert _query(api, path=path)["total"] == 12
     assert (
-        _query(api, _cond("Create Date Time", "OnOrAfter", "2026-02-01"), path=path)["total"] == 8
+        _query(api, _cond("Create DateTime UTC", "OnOrAfter", "2026-02-01"), path=path)["total"]
+        == 8
     )
     assert _query(api, _cond("Recurring Gift Id", "GreaterThan", ids[5]), path=path)["total"] == 6
-    cancelled = _query(api, _cond("Status", "Is", "cancelled"), path=path)["list"]
+    # No source lists a status parameter: the cancelled ones are read from the rows.
+    rows = _query(api, path=path)["list"]
+    cancelled = [r for r in rows if r["status"] == "Cancelled"]
     assert [r["cancelDateTimeUtc"] for r in cancelled] == ["2026-06-01T00:00:00.000000"] * 3
-    newest = _query(api, sort="Create Date Time", descending=True, take=1, path=path)["list"]
+    newest = _query(api, sort="CreateDateTimeUtc", descending=True, take=1, path=path)["list"]
     assert newest[0]["createDateTimeUtc"].startswith("2026-03-01")

@@ -84,7 +84,13 @@ EXPECT: dict[Any, tuple[str, str, str | None, list[tuple[str, str]]]] = {
     5002: ("send", "recurring_create", "real_time", RG_POST),
     5003: ("send", "recurring_create", "real_time", RG_POST),
     5004: ("send", "recurring_update", "real_time", rg_put(8001)),
-    5005: ("send", "recurring_cancel", "real_time", rg_put(8002)),
+    # Contract: cancelling is its own route (docs/virtuous-contract.md, RecurringGift Cancel).
+    5005: (
+        "send",
+        "recurring_cancel",
+        "real_time",
+        [("GET", "/api/RecurringGift/8002"), ("PUT", "/api/RecurringGift/Cancel/8002")],
+    ),
     5006: ("skip", "cancelled_never_pushed", None, []),
     5007: ("send", "recurring_create", "real_time", RG_POST),
     5008: ("send", "recurring_create", "real_time", DEPENDENCIES_FIRST + RG_POST),
@@ -148,6 +154,8 @@ def test_each_example_previews_as_expected(line: str, result: dict[str, Any]) ->
             check_dependency_body(request, event.record)
         elif isinstance(event.record, Transaction):
             check_gift_body(request, event.record, settings, result["reason"])
+        elif "/Cancel/" in request["path"]:
+            assert request["body"] == {}
         else:
             check_recurring_body(request, event.record, settings)
 
@@ -216,8 +224,6 @@ def check_recurring_body(
         assert body["contactId"] == (sd.source.virtuous_contact_id or PLACEHOLDER_ID)
     if sd.fee_amount and settings.fee_fund_virtuous_id and not settings.fee_splitting:
         assert settings.fee_fund_virtuous_id in [row["projectId"] for row in body["designations"]]
-    if sd.status == "cancelled":
-        assert body["status"] == "Cancelled" and body["cancelDateTimeUtc"]
 
 
 def test_the_examples_cover_every_rule() -> None:
@@ -288,10 +294,14 @@ def test_a_refund_preview_zeroes_in_both_modes() -> None:
         assert result["requests"][1]["body"] == {"amount": "0.00", "giftDesignations": []}
 
 
-def test_a_recurring_update_preview_carries_the_cancel_time_from_the_version() -> None:
+def test_a_recurring_cancel_preview_uses_the_cancel_route_with_an_empty_body() -> None:
     record = sd_data(status="cancelled", virtuous_id=8002)
     result = one(record, tenant(), "scheduled_donation")
-    assert result["requests"][1]["body"]["cancelDateTimeUtc"] == "2026-11-20T15:04:06Z"
+    assert result["requests"][1] == {
+        "method": "PUT",
+        "path": "/api/RecurringGift/Cancel/8002",
+        "body": {},
+    }
 
 
 def test_an_invalid_line_says_what_it_can_and_every_error() -> None:

@@ -315,3 +315,6 @@ def test_an_unknown_frequency_is_a_mapping_error() -> None:
     with pytest.raises(MappingError) as caught:
         pull_rg(frequency="Biweekly")
     assert caught.value.path == "frequency"
+    with pytest.raises(MappingError) as caught:
+        pull_rg(frequency="Semiannually")
+    assert "no WeGive equivalent" in caught.value.reason

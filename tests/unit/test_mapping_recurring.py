@@ -19,10 +19,12 @@ from mapping.recurring import (
     FREQUENCY_TO_VIRTUOUS,
     charge_amount,
     missing_dependencies,
+    recurring_cancel,
     recurring_create,
     recurring_decision,
     recurring_designations,
     recurring_update,
+    wegive_frequency,
 )
 from mapping.tenant import TenantSettings
 from tests.unit.test_mapping_factories import (
@@ -219,17 +221,32 @@ def test_update_does_not_need_the_donor_but_needs_projects_and_segment() -> None
     assert caught.value.path == "record.campaign.virtuous_segment_id"
 
 
-def test_cancelling_sets_the_cancel_marker_once() -> None:
+def test_cancelling_goes_by_the_cancel_route_once_and_a_put_never_cancels() -> None:
+    # Contract (docs/virtuous-contract.md): only PUT /api/RecurringGift/Cancel/{id} cancels.
     cancelled = sd(status="cancelled", virtuous_id=8001)
     at = datetime(2026, 11, 22, 16, 45, tzinfo=UTC)
     body = recurring_update(EXISTING_RG, cancelled, SPLITTING, cancelled_at=at)
-    assert body["status"] == "Cancelled"
-    assert body["cancelDateTimeUtc"] == "2026-11-22T16:45:00Z"
-    already = {**EXISTING_RG, "status": "Cancelled", "cancelDateTimeUtc": "2026-11-01T00:00:00"}
-    again = recurring_update(already, cancelled, SPLITTING, cancelled_at=at)
-    assert again["cancelDateTimeUtc"] == "2026-11-01T00:00:00"
-    active = recurring_update(EXISTING_RG, sd(virtuous_id=8001), SPLITTING, cancelled_at=at)
-    assert active["status"] == "Active" and "cancelDateTimeUtc" not in active
+    assert body["status"] == EXISTING_RG["status"] and "cancelDateTimeUtc" not in body
+    assert recurring_cancel(EXISTING_RG) == {}
+    assert recurring_cancel({**EXISTING_RG, "status": "Cancelled"}) is None
+    assert recurring_cancel({**EXISTING_RG, "cancelDateTimeUtc": "2026-11-01T00:00:00"}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("Monthly", "monthly"), ("ANNUALLY", "yearly"), ("weekly", "weekly"),
+     ("Quarterly", "quarterly")],
+)  # fmt: skip
+def test_virtuous_frequencies_read_case_insensitively(value: str, expected: str) -> None:
+    assert wegive_frequency(value) == expected
+
+
+@pytest.mark.parametrize("value", ["Bimonthly", "Semiannually", "Biennially"])
+def test_frequencies_wegive_lacks_are_refused_with_the_reason(value: str) -> None:
+    with pytest.raises(MappingError) as caught:
+        wegive_frequency(value)
+    assert caught.value.path == "frequency"
+    assert "no WeGive equivalent" in caught.value.reason and value in caught.value.reason
 
 
 @pytest.mark.parametrize(

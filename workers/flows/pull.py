@@ -1,8 +1,9 @@
 """The pull path: Virtuous Gifts and RecurringGifts back to the platform (seeds 002/004 "Pull").
 
 A pull reads one kind of record, ``gifts`` (``POST /api/Gift/Query/FullGift``) or ``recurring``
-(``POST /api/RecurringGift/Query``), 1000 a page in (pull_by date, Virtuous id) order from a
-saved cursor, paging by key, never by skip (Virtuous answers a deep skip with a 500). What
+(``POST /api/RecurringGift/Query``), 1000 a page in sweeps: every record dated on or after
+the sweep's lower bound, in Virtuous id order from a saved cursor, paging by key, never by
+skip (Virtuous answers a deep skip with a 500); see :class:`workers.flows.pull_plan.Cursor`. What
 each page writes back is decided by :mod:`workers.flows.pull_plan`; the format and the rules are in
 ``workers/PULL.md``.
 
@@ -40,6 +41,7 @@ from workers.errors import Throttled
 from workers.flows.gate import call
 from workers.flows.pull_plan import (
     KINDS,
+    MOVING_FIELDS,
     OUTCOMES,
     PAGE_SIZE,
     Cursor,
@@ -49,6 +51,7 @@ from workers.flows.pull_plan import (
     Told,
     after_cursor,
     instant,
+    next_sweep,
     our_reference,
     page_query,
     plan_page,
@@ -146,9 +149,9 @@ def load_cursor(rt: Runtime, tenant: TenantSettings, kind: str) -> tuple[Cursor 
     """
     saved = rt.cursors.saved(tenant.name, kind)
     gen = saved.get("gen", "0")
-    if not saved.get("date") or saved.get("by") != tenant.pull_by:
+    if not saved.get("by") or saved.get("by") != tenant.pull_by:
         return None, gen
-    return Cursor(saved["date"], int(saved.get("id") or 0)), gen
+    return Cursor(saved.get("date", ""), int(saved.get("id") or 0), saved.get("next", "")), gen
 
 
 def commit(
@@ -159,13 +162,15 @@ def commit(
     gen: str,
     *,
     synced_ms: int | None,
+    cursor: Cursor | None = None,
 ) -> bool:
-    """Write a page's plan atomically; False if the cursor moved since it was read."""
+    """Write a page's plan and the new ``cursor`` (None: stay) atomically; False if the
+    cursor moved since it was read."""
     args: list[str | int] = [
         gen,
         tenant.pull_by,
-        plan.last.date if plan.last else "",
-        plan.last.id if plan.last else "",
+        cursor.date if cursor else "",
+        cursor.id if cursor else "",
         "" if synced_ms is None else synced_ms,
         *(plan.counts[outcome] for outcome in OUTCOMES),
         len(plan.entries),
@@ -175,6 +180,7 @@ def commit(
     args.append(len(plan.told))
     for vid, told in plan.told.items():
         args += [vid, told]
+    args.append(cursor.next if cursor else "")
     return rt.cursors.commit(tenant.name, spec.name, args)
 
 
@@ -235,8 +241,10 @@ def pull(
     report = report if report is not None else PullReport(kind)
     started = time.monotonic()
     while True:
-        cursor, gen = load_cursor(rt, tenant, spec.name)
-        body = page_query(date_parameter, spec.id_parameter, cursor)
+        saved, gen = load_cursor(rt, tenant, spec.name)
+        cursor = saved or Cursor("", 0)
+        moving = date_field in MOVING_FIELDS
+        body = page_query(date_parameter, spec.id_parameter, cursor, moving=moving)
         asked_ms = rt.batcher.server_ms()
         answer = call(rt, tenant, _asker(spec, body), kind="pull")
         rows = [r for r in answer.get("list") or [] if isinstance(r, Mapping)]
@@ -248,7 +256,14 @@ def pull(
         if not end and plan.last is None and not plan.defer_seconds:
             # A full page the cursor cannot move past would be read again for ever.
             raise RuntimeError(f"{spec.name} page gave no record past the cursor")
-        if not commit(rt, tenant, spec, plan, gen, synced_ms=asked_ms if end else None):
+        following = next_sweep(cursor, records, date_field, now)
+        if end:
+            moved = Cursor(following or cursor.date, 0)
+        else:
+            last_id = plan.last.id if plan.last is not None else cursor.id
+            moved = Cursor(cursor.date, last_id, following)
+        synced = asked_ms if end else None
+        if not commit(rt, tenant, spec, plan, gen, synced_ms=synced, cursor=moved):
             log.info("pull_cursor_moved", kind=spec.name)  # another pull committed: re-read
             continue
         for outcome, count in plan.counts.items():

@@ -78,7 +78,10 @@ def _query_recurring(client: VirtuousClient, body: Mapping[str, Any]) -> dict[st
     return client.query_recurring_gifts(body, skip=0, take=PAGE_SIZE)
 
 
-_MODIFIED = ("Last Modified Date", "modifiedDateTimeUtc")
+# Parameter names as Virtuous's QueryOptions list them (taylorbrooks/virtuous
+# gift_designation_query_options.json; virtuous-ts build-recurring-gift-query.ts). The
+# "DateTime UTC" parameters are UTC whatever the organisation's timezone.
+_MODIFIED = ("Last Modified DateTime UTC", "modifiedDateTimeUtc")
 KINDS: dict[str, KindSpec] = {
     "gifts": KindSpec(
         "gifts",
@@ -94,10 +97,18 @@ KINDS: dict[str, KindSpec] = {
         "scheduled_donation",
         "recurring",
         "Recurring Gift Id",
-        {"Last Modified Date": _MODIFIED, "Gift Date": ("Create Date", "createDateTimeUtc")},
+        {
+            "Last Modified Date": _MODIFIED,
+            "Gift Date": ("Create DateTime UTC", "createDateTimeUtc"),
+        },
         _query_recurring,
     ),
 }
+# Dates that move when a record is edited: a sweep's successor starts from when it began.
+MOVING_FIELDS = frozenset({"modifiedDateTimeUtc"})
+# How far before a sweep's first query its successor starts: covers a clock difference
+# between Redis and Virtuous (the re-read records are skipped as unchanged).
+CLOCK_MARGIN_SECONDS = 300.0
 
 
 # Key paging
@@ -105,10 +116,17 @@ KINDS: dict[str, KindSpec] = {
 
 @dataclass(frozen=True)
 class Cursor:
-    """The last record a pull committed: its pull_by date as Virtuous wrote it, and its id."""
+    """Where a pull stands: a *sweep* reads every record dated on or after ``date`` (empty:
+    every record) in Virtuous id order, and ``id`` is the last id it committed. ``next`` is
+    where the following sweep starts once this one reaches the end.
+
+    Paging by id under a fixed lower bound stays correct whatever precision Virtuous compares
+    the date at (a day, or an instant): the filter never cuts inside one sort key's run.
+    """
 
     date: str
     id: int
+    next: str = ""
 
 
 def _condition(parameter: str, operator: str, value: str | None = None) -> dict[str, str]:
@@ -118,25 +136,42 @@ def _condition(parameter: str, operator: str, value: str | None = None) -> dict[
     return cond
 
 
-def page_query(date_parameter: str, id_parameter: str, cursor: Cursor | None) -> dict[str, Any]:
-    """The Query body for the page after ``cursor``: (date, id) order, keyed past the cursor.
+def query_value(date: str, moving: bool) -> str:
+    """A cursor date as a query value: an ISO instant (UTC) for a moving date, else a day."""
+    moment = instant(date)
+    if moment is None:
+        return date
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") if moving else moment.strftime("%Y-%m-%d")
 
-    Groups are OR-ed and a group's conditions AND-ed, so the filter reads
-    ``date > c.date OR (date = c.date AND id > c.id)``; with no cursor, every dated record.
+
+def page_query(
+    date_parameter: str, id_parameter: str, cursor: Cursor | None, *, moving: bool = True
+) -> dict[str, Any]:
+    """The Query body for the page after ``cursor``: ids above the cursor's, dated on or after
+    its sweep's lower bound, in id order (``sortBy`` is the property name ``Id``)."""
+    conditions = [_condition(id_parameter, "GreaterThan", str(cursor.id if cursor else 0))]
+    if cursor is not None and cursor.date:
+        value = query_value(cursor.date, moving)
+        conditions.insert(0, _condition(date_parameter, "GreaterThanOrEqual", value))
+    return {"groups": [{"conditions": conditions}], "sortBy": "Id", "descending": False}
+
+
+def next_sweep(
+    cursor: Cursor, records: Sequence[Mapping[str, Any]], date_field: str, asked: datetime
+) -> str:
+    """Where the sweep after this one starts, given one more page of it.
+
+    A moving date: the first query of the sweep less the clock margin (a record edited since
+    then has a later date). A fixed date: the latest date the sweep has seen.
     """
-    if cursor is None:
-        groups = [{"conditions": [_condition(date_parameter, "Is Known")]}]
-    else:
-        groups = [
-            {"conditions": [_condition(date_parameter, "Greater Than", cursor.date)]},
-            {
-                "conditions": [
-                    _condition(date_parameter, "Is", cursor.date),
-                    _condition(id_parameter, "Greater Than", str(cursor.id)),
-                ]
-            },
-        ]
-    return {"groups": groups, "sortBy": date_parameter, "descending": False}
+    if date_field in MOVING_FIELDS:
+        if cursor.next:
+            return cursor.next
+        start = asked - timedelta(seconds=CLOCK_MARGIN_SECONDS)
+        return start.isoformat()
+    dates = [m for m in (instant(cursor.next), instant(cursor.date)) if m is not None]
+    dates += [m for m in (instant(r.get(date_field)) for r in records) if m is not None]
+    return max(dates).isoformat() if dates else ""
 
 
 _ISO = re.compile(
@@ -170,17 +205,14 @@ def instant(value: object) -> datetime | None:
 
 
 def after_cursor(date: object, record_id: object, cursor: Cursor | None) -> bool:
-    """Whether a record lies strictly after the cursor in (date, id) order.
+    """Whether a record lies after the cursor: an id above its id (the sweep's order).
 
-    An unreadable date is let through: the server's filter already placed it.
+    ``date`` is not compared: the server's filter placed it, at whatever precision it has.
     """
     if cursor is None:
         return True
-    mine, theirs = instant(date), instant(cursor.date)
     vid = real_gift_id(record_id) if isinstance(record_id, int | str) else None
-    if mine is None or theirs is None or vid is None:
-        return True
-    return (mine, vid) > (theirs, cursor.id)
+    return vid is None or vid > cursor.id
 
 
 # What the platform was told, and what Redis knows about a page

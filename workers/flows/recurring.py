@@ -1,5 +1,6 @@
 """Recurring gifts (seed 004): dependencies first, then ``POST /api/RecurringGift``, or
-``GET`` + ``PUT /api/RecurringGift/{id}`` for a schedule Virtuous already has.
+``GET`` + ``PUT /api/RecurringGift/{id}`` for a schedule Virtuous already has, ``GET`` +
+``PUT /api/RecurringGift/Cancel/{id}`` for one cancelled in WeGive.
 
 The donor's Contact, the campaign's Segment and each fund's Project are pushed first when
 they have no Virtuous id (see :mod:`workers.flows.related`); the ids learned are put into the
@@ -14,7 +15,12 @@ from __future__ import annotations
 import structlog
 
 from mapping.events import Allocation, ScheduledDonation, parse_event_json, real_gift_id
-from mapping.recurring import recurring_create, recurring_decision, recurring_update
+from mapping.recurring import (
+    recurring_cancel,
+    recurring_create,
+    recurring_decision,
+    recurring_update,
+)
 from mapping.tenant import TenantSettings
 from workers.flows import direct_send
 from workers.flows.gate import call
@@ -72,14 +78,23 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
             writeback_type="recurring.skipped",
             reason=decision.reason,
         )
-    sd = with_dependencies(rt, tenant, sd)
-    if sd.virtuous_id is not None:
+    if sd.virtuous_id is not None and sd.status == "cancelled":
+        # The Cancel route alone cancels; nothing else of a cancelled schedule is worth a call.
         recurring_id = int(sd.virtuous_id)
+        existing = call(rt, tenant, lambda c: c.get_recurring_gift(recurring_id))
+        cancel = recurring_cancel(existing)
+        if cancel is not None:
+            call(rt, tenant, lambda c: c.cancel_recurring_gift(recurring_id, cancel))
+        outcome = "cancelled"
+    elif sd.virtuous_id is not None:
+        recurring_id = int(sd.virtuous_id)
+        sd = with_dependencies(rt, tenant, sd)
         existing = call(rt, tenant, lambda c: c.get_recurring_gift(recurring_id))
         body = recurring_update(existing, sd, tenant, cancelled_at=event.version)
         call(rt, tenant, lambda c: c.update_recurring_gift(recurring_id, body))
-        outcome = "cancelled" if sd.status == "cancelled" else "updated"
+        outcome = "updated"
     else:
+        sd = with_dependencies(rt, tenant, sd)
         payload = recurring_create(sd, tenant)
         created = call(rt, tenant, lambda c: c.create_recurring_gift(payload))
         recurring_id = int(created["id"])

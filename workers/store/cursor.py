@@ -47,6 +47,7 @@ class PullCursors:
         key = self.keys.pull_cursor(tenant, kind)
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, mapping={"by": pull_by, "date": date, "id": 0})
+        pipe.hdel(key, "next")
         pipe.hincrby(key, "gen", 1)
         pipe.execute()
 

@@ -1,9 +1,10 @@
 -- pull_commit: one page of a pull, all or nothing.
 -- KEYS: 1 cursor hash, 2 told index hash, 3 writeback stream
--- ARGV: 1 expected generation, 2 pull_by, 3 new cursor date ('' = stay), 4 new cursor id,
+-- ARGV: 1 expected generation, 2 pull_by, 3 new cursor date, 4 new cursor id ('' = stay),
 --       5 synced ms ('' = not caught up), 6..9 outcome counts (created, updated, echo, skipped),
 --       10 entry count E, then E entries, each a field count N and N field/value strings,
---       then the told count T and T (virtuous id, told JSON) pairs.
+--       then the told count T and T (virtuous id, told JSON) pairs, then the next sweep's
+--       start (saved with the cursor).
 -- Returns {'ok', new generation} or {'moved', current generation}.
 -- Invariants: the cursor moves past a page only in the same atomic step that appends the
 -- page's writeback entries and records them as told, so a crash re-reads at most the page in
@@ -34,8 +35,8 @@ for _ = 1, count do
   i = i + 2
 end
 
-if ARGV[3] ~= '' then
-  redis.call('HSET', cursor, 'by', ARGV[2], 'date', ARGV[3], 'id', ARGV[4])
+if ARGV[4] ~= '' then
+  redis.call('HSET', cursor, 'by', ARGV[2], 'date', ARGV[3], 'id', ARGV[4], 'next', ARGV[i])
 end
 if ARGV[5] ~= '' then redis.call('HSET', cursor, 'synced_ms', ARGV[5]) end
 local next_gen = tonumber(gen) + 1

@@ -7,8 +7,9 @@ the rate-limit headers of every answer, whatever its status, so the limiter can 
 ``on_call`` gets ``(endpoint label, status or None, seconds)`` for the calls metric, where the
 label is a bounded template such as ``"GET /api/Gift/{id}"``, never a real id.
 
-Paths are those of seeds 001-004. Bodies are compact JSON; ``post_gift_transactions`` takes
-already-encoded bytes so a retried batch is byte for byte the one first sent.
+Paths, bodies and their evidence are in docs/virtuous-contract.md. Bodies are compact JSON;
+``post_gift_transactions`` takes already-encoded bytes so a retried batch is byte for byte the
+one first sent.
 """
 
 from __future__ import annotations
@@ -232,6 +233,13 @@ class VirtuousClient:
         """PUT /api/RecurringGift/{id} with the whole RecurringGift."""
         path = f"/api/RecurringGift/{_seg(recurring_gift_id)}"
         return _json(self._send("PUT", "/api/RecurringGift/{id}", path, body=encode(body)))
+
+    def cancel_recurring_gift(
+        self, recurring_gift_id: int, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """PUT /api/RecurringGift/Cancel/{id}: the only call that cancels a RecurringGift."""
+        path = f"/api/RecurringGift/Cancel/{_seg(recurring_gift_id)}"
+        return _json(self._send("PUT", "/api/RecurringGift/Cancel/{id}", path, body=encode(body)))
 
     # Queries (the pull path: 1000 a page)
 
