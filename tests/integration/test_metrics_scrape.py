@@ -290,3 +290,17 @@ def test_redis_held_gauges_agree_with_the_ledger(running: Running, settled: Scra
         assert gifts[("hope-shelter", state)] == count
     queues = {labels["queue"] for labels, _ in settled.samples["giftsync_queue_depth"]}
     assert queues == {"changes", "send", "confirm", "pull"}
+
+
+def test_every_line_every_role_logged_is_json(running: Running, settled: Scrape) -> None:
+    # Throttles, a 429, a split batch and a quarantined entry happened by now: dramatiq's,
+    # httpx's and uvicorn's lines are in these logs along with giftsync's own.
+    from tests.deploy.test_roles_start import assert_json_lines
+
+    for name in ("worker.log", "ingest.log", "webhooks.log"):
+        assert_json_lines(running.logs / name)
+    loggers = {
+        json.loads(line).get("logger")
+        for line in (running.logs / "worker.log").read_text().splitlines()
+    }
+    assert {"httpx", "dramatiq.MainProcess"} <= loggers, loggers
