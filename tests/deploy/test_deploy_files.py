@@ -172,9 +172,37 @@ def test_compose_mounts_files_that_exist_and_grafana_finds_the_dashboard() -> No
     )
     uid = source["datasources"][0]["uid"]
     board = d.json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
+    # Panels read the datasource variable, so the board imports into any Grafana; its
+    # default is the datasource compose provisions.
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["datasource"]["current"]["value"] == uid
     for panel in board["panels"]:
         if panel["type"] != "row":
-            assert panel["datasource"]["uid"] == uid, panel["title"]
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            for target in panel.get("targets", []):
+                assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+    assert variables["tenant"]["datasource"]["uid"] == "${datasource}"
+
+
+def test_dashboard_top_row_thresholds_and_links() -> None:
+    board = d.json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
+    panels = board["panels"]
+    assert panels[0]["type"] == "row" and panels[0]["title"] == "Right now"
+    top = [p for p in panels if p["type"] == "stat" and p["gridPos"]["y"] == 1]
+    titles = {p["title"] for p in top}
+    assert {"Send backlog", "Needs review", "Dead letters", "Tenants paused"} <= titles
+    assert all(p["gridPos"]["y"] > 1 for p in panels[1:] if p not in top)
+    for title in ("Budget used", "Paused by 401"):
+        panel = next(p for p in panels if p["title"] == title)
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert len(steps) >= 2 and steps[-1]["color"] == "red", title
+    links = {link["title"]: link["url"] for link in board["links"]}
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert links["Runbook"] == "${runbook}"
+    assert variables["runbook"]["query"].endswith("docs/operations.md")
+    assert links["Operator console"] == "${console}"
 
 
 def _pod(deployment: dict[str, Any]) -> dict[str, Any]:
