@@ -239,7 +239,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from giftsync.doctor import main as doctor_main
 
-    return doctor_main(tenant=args.tenant, as_json=args.json)
+    return doctor_main(tenant=args.tenant, as_json=args.json, role=args.role)
 
 
 def _require_redis(url: str) -> None:
@@ -388,6 +388,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--tenant", help="only this tenant's secrets and token")
     doctor.add_argument("--json", action="store_true", help="machine-readable findings")
+    doctor.add_argument(
+        "--role",
+        choices=["all", "worker", "ingest", "webhooks", "console", "subscribe"],
+        default="all",
+        help="check only what this role needs (default all); use the pod's own role",
+    )
     doctor.set_defaults(func=_cmd_doctor)
 
     pull_cmd = sub.add_parser("pull", help="pull a tenant's Virtuous changes now, in process")

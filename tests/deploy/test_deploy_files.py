@@ -6,6 +6,7 @@ package; probes, grace periods, scaling and scraping point at things that exist.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -310,3 +311,56 @@ def test_the_operations_guide_commands_parse() -> None:
     for line in lines:
         argv = tuple(d.shlex.split(line.split("#")[0]))[1:]
         parse_command(argv)
+
+
+def test_config_changes_roll_every_pod() -> None:
+    docs = [doc for doc in d.yaml.safe_load_all((d.K8S / "config.yaml").read_text()) if doc]
+    data = {doc["metadata"]["name"]: doc["data"] for doc in docs}
+    digest = hashlib.sha256(d.json.dumps(data, sort_keys=True).encode()).hexdigest()
+    for deployment in d.k8s("Deployment"):
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("giftsync/config-checksum") == digest, (
+            f"{deployment['metadata']['name']}: set giftsync/config-checksum to {digest!r}"
+        )
+
+
+def test_replicas_of_a_scaled_deployment_are_left_to_the_scaler() -> None:
+    for scaled in d.k8s("ScaledObject"):
+        target = d.k8s_named("Deployment", scaled["spec"]["scaleTargetRef"]["name"])
+        assert "replicas" not in target["spec"], "KEDA owns the count: no fixed replicas"
+
+
+def test_the_stop_outlasts_the_longest_send() -> None:
+    # A send is one Virtuous call at most GIFTSYNC_VIRTUOUS_TIMEOUT_SECONDS long (a throttle
+    # re-enqueues rather than waits): the shutdown timeout must let it finish.
+    from giftsync.settings import Settings
+
+    shared = d.k8s_named("ConfigMap", "giftsync-env")["data"]
+    timeout = float(
+        shared.get("GIFTSYNC_VIRTUOUS_TIMEOUT_SECONDS", Settings.virtuous_timeout_seconds)
+    )
+    pod = d.k8s_named("Deployment", "giftsync-worker")["spec"]["template"]["spec"]
+    assert _shutdown_seconds(tuple(pod["containers"][0]["args"])) > timeout + 10
+
+
+def test_the_subscribe_job_has_both_secrets_and_a_command_that_parses() -> None:
+    (job,) = [doc for doc in d._docs(d.K8S / "webhooks-subscribe-job.yaml") if doc]
+    assert job["kind"] == "Job"
+    pod = job["spec"]["template"]["spec"]
+    secrets = d.tenant_secret_envs(
+        d.k8s_named("ConfigMap", "giftsync-tenants")["data"]["giftsync.toml"]
+    )
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        argv = tuple(container["args"])
+        parse_command(argv)
+        tenant = argv[argv.index("--tenant") + 1]
+        from mapping.tenant import parse_tenants
+
+        settings = parse_tenants(
+            tomllib.loads(d.k8s_named("ConfigMap", "giftsync-tenants")["data"]["giftsync.toml"])
+        )[tenant]
+        env = {item["name"] for item in container["env"]}
+        assert {settings.virtuous_token_env, settings.webhook_secret_env} <= env
+        assert env <= secrets["token"] | secrets["webhook"]
+    assert pod["initContainers"][0]["args"][:3] == ["doctor", "--role", "subscribe"]
+    assert pod["containers"][0]["args"][:2] == ["webhooks", "subscribe"]
