@@ -364,3 +364,18 @@ def test_the_subscribe_job_has_both_secrets_and_a_command_that_parses() -> None:
         assert env <= secrets["token"] | secrets["webhook"]
     assert pod["initContainers"][0]["args"][:3] == ["doctor", "--role", "subscribe"]
     assert pod["containers"][0]["args"][:2] == ["webhooks", "subscribe"]
+
+
+def test_dependencies_are_locked_once_for_ci_and_the_image_and_cached_apart() -> None:
+    lock = (d.REPO / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    pins = [line for line in lock if line and not line.startswith("#")]
+    assert pins and all("==" in line for line in pins)
+    assert not any(line.lower().startswith("giftsync") for line in pins)
+    steps = d.dockerfile()
+    copies = [rest for word, rest in steps if word == "COPY" and not rest.startswith("--from")]
+    first_install = next(i for i, (w, r) in enumerate(steps) if w == "RUN" and "pip wheel" in r)
+    assert "--constraint constraints.txt" in steps[first_install][1]
+    source_copy = next(i for i, (w, r) in enumerate(steps) if w == "COPY" and "workers" in r)
+    assert first_install < source_copy, "dependencies must be a layer before the source"
+    assert any("constraints.txt" in c for c in copies)
+    assert "--constraint constraints.txt" in (d.REPO / ".ci" / "run").read_text(encoding="utf-8")
