@@ -79,9 +79,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from giftsync.settings import get_settings
     from workers.queue.messages import QUEUES
 
-    get_settings()  # fail fast, with every configuration problem, before forking workers
+    settings = get_settings()  # fail fast, with every configuration problem, before forking
+    _require_redis(settings.redis_url)
     argv = [
         "workers.queue.actors",
+        # giftsync.logs configured logging already; dramatiq's basicConfig would add nothing.
+        "--skip-logging",
         "--processes",
         str(args.processes),
         "--threads",
@@ -115,7 +118,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_dlq(args: argparse.Namespace) -> int:
     from workers.queue.deadletters import list_dead_letters, replay
+    from workers.runtime import runtime
 
+    if args.tenant:
+        runtime().settings.tenant(args.tenant)  # an unknown tenant is an error, not "none"
     letters = list_dead_letters(args.tenant)
     if args.action == "list":
         if args.json:
@@ -233,7 +239,60 @@ def _cmd_console(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from giftsync.doctor import main as doctor_main
 
-    return doctor_main(tenant=args.tenant, as_json=args.json)
+    return doctor_main(tenant=args.tenant, as_json=args.json, role=args.role)
+
+
+def _require_redis(url: str) -> None:
+    """Ping Redis once so a command that needs it fails at once, in one line, when it is down."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("giftsync")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _redis_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis could not be reached (checked without importing redis)."""
+    redis_mod = sys.modules.get("redis")
+    dramatiq_errors = sys.modules.get("dramatiq.errors")
+    kinds: tuple[type[BaseException], ...] = ()
+    if redis_mod is not None:
+        kinds += (redis_mod.ConnectionError, redis_mod.TimeoutError)
+    if dramatiq_errors is not None:
+        kinds += (dramatiq_errors.ConnectionError,)
+    return bool(kinds) and isinstance(exc, kinds)
+
+
+def _redis_where() -> str:
+    from giftsync.doctor import safe_url
+    from giftsync.settings import load_settings
+
+    try:
+        return safe_url(load_settings().redis_url)
+    except SettingsError:
+        return "its configured URL"
+
+
+def _config_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # Before the subcommand it sets the default; after it, SUPPRESS leaves that default alone
+    # unless the option is given there too.
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("GIFTSYNC_CONFIG", "giftsync.toml") if top else argparse.SUPPRESS,
+        metavar="FILE",
+        help="tenants TOML file (default: $GIFTSYNC_CONFIG or ./giftsync.toml)",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -241,11 +300,8 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="giftsync",
         description="Keep WeGive donations and the Virtuous CRM in step.",
     )
-    parser.add_argument(
-        "--config",
-        default=os.environ.get("GIFTSYNC_CONFIG", "giftsync.toml"),
-        help="tenants TOML file (default: $GIFTSYNC_CONFIG or ./giftsync.toml)",
-    )
+    parser.add_argument("--version", action="version", version=f"giftsync {_version()}")
+    _config_option(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the whole flow locally on embedded defaults")
@@ -296,7 +352,9 @@ def _build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     dlq = sub.add_parser("dlq", help="list or replay dead letters")
-    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument(
+        "action", choices=["list", "replay"], help="list them, or send them back to their queues"
+    )
     dlq.add_argument("ids", nargs="*", help="message ids to replay (default: all shown)")
     dlq.add_argument("--tenant", help="only this tenant's dead letters")
     dlq.add_argument("--json", action="store_true", help="machine-readable list")
@@ -313,7 +371,7 @@ def _build_parser() -> argparse.ArgumentParser:
     hooks.set_defaults(func=_cmd_webhooks)
 
     resume_cmd = sub.add_parser("resume", help="lift a tenant's 401 pause now")
-    resume_cmd.add_argument("--tenant", required=True)
+    resume_cmd.add_argument("--tenant", required=True, help="the tenant to resume")
     resume_cmd.set_defaults(func=_cmd_resume)
 
     console = sub.add_parser("console", help="serve the operator console (a small web page)")
@@ -330,17 +388,33 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--tenant", help="only this tenant's secrets and token")
     doctor.add_argument("--json", action="store_true", help="machine-readable findings")
+    doctor.add_argument(
+        "--role",
+        choices=["all", "worker", "ingest", "webhooks", "console", "subscribe"],
+        default="all",
+        help="check only what this role needs (default all); use the pod's own role",
+    )
     doctor.set_defaults(func=_cmd_doctor)
 
     pull_cmd = sub.add_parser("pull", help="pull a tenant's Virtuous changes now, in process")
-    pull_cmd.add_argument("--tenant", required=True)
+    pull_cmd.add_argument("--tenant", required=True, help="the tenant to pull")
     pull_cmd.add_argument("--since", help="start at this UTC date or time instead of the cursor")
-    pull_cmd.add_argument("--kind", choices=["gifts", "recurring", "both"], default="both")
+    pull_cmd.add_argument(
+        "--kind",
+        choices=["gifts", "recurring", "both"],
+        default="both",
+        help="which records to pull (default both)",
+    )
     pull_cmd.set_defaults(func=_cmd_pull)
 
     sandbox = sub.add_parser("sandbox", help="run the local Virtuous stand-in", add_help=False)
-    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    sandbox.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="the sandbox's own options (giftsync sandbox -h)"
+    )
     sandbox.set_defaults(func=_cmd_sandbox)
+    for name, command in sub.choices.items():
+        if name != "sandbox":
+            _config_option(command, top=False)
     return parser
 
 
@@ -356,6 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.config:
         os.environ["GIFTSYNC_CONFIG"] = args.config
+    from giftsync.logs import configure_logging
+    from giftsync.settings import log_level
+
+    configure_logging(log_level())
     func: Command = args.func
     try:
         return func(args)
@@ -365,6 +443,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # One line for the operator; the traceback only at DEBUG, as a JSON log line.
+        import structlog
+
+        structlog.get_logger("giftsync.cli").debug("command_failed", exc_info=exc)
+        if _redis_error(exc):
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            print(f"giftsync: cannot reach Redis at {_redis_where()}: {reason}", file=sys.stderr)
+            return 3
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(f"giftsync {args.command}: {type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

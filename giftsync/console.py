@@ -9,7 +9,7 @@ Who may use it, and how a browser proves it, is :mod:`giftsync.console_access`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 from urllib.parse import parse_qs, quote
 
 import structlog
@@ -23,9 +23,6 @@ from giftsync.console_access import COOKIE, Access, access_for, refused_post, sa
 from giftsync.console_page import Letter, Quarantined, ReviewBatch, TenantView, render_login
 from giftsync.console_page import render_page as _render_page
 from giftsync.settings import get_settings
-
-if TYPE_CHECKING:
-    from workers.runtime import Runtime
 
 log = structlog.get_logger("giftsync.console")
 
@@ -63,7 +60,12 @@ def gather() -> list[TenantView]:
     views = []
     for name, tenant in sorted(rt.settings.tenants.items()):
         report = tenant_status(rt, tenant)
-        review = _review(rt, report["review_batches"])
+        review = [
+            ReviewBatch(
+                found["import"], len(found["transaction_ids"]), tuple(found["transaction_ids"])
+            )
+            for found in report["review_imports"]
+        ]
         newest = cast(
             "list[tuple[bytes, float]]",
             rt.redis.zrevrange(rt.keys.quarantine(name), 0, MAX_QUARANTINED - 1, withscores=True),
@@ -97,20 +99,6 @@ def gather() -> list[TenantView]:
     if letters.get(""):
         views.append(TenantView(name="", letters=letters[""]))
     return views
-
-
-def _review(rt: Runtime, batches: dict[str, int]) -> list[ReviewBatch]:
-    """The review backlog by Import Tool import (a split batch's parts share their import)."""
-    from workers.store.scripts import decode
-
-    by_import: dict[str, list[tuple[str, int]]] = {}
-    for batch_id, count in sorted(batches.items()):
-        name = decode(rt.redis.hget(rt.keys.batch(batch_id), "import_name"))
-        by_import.setdefault(name or "(unknown import)", []).append((batch_id, count))
-    return [
-        ReviewBatch(name, sum(n for _, n in parts), tuple(b for b, _ in parts))
-        for name, parts in sorted(by_import.items())
-    ]
 
 
 def replay_one(message_id: str) -> bool:

@@ -42,11 +42,11 @@ cursor:pointer}
 
 @dataclass(frozen=True)
 class ReviewBatch:
-    """Gifts of one Import Tool import that wait for a person (its split batches together)."""
+    """Gifts of one Import Tool import that wait for a person, by transactionId."""
 
     import_name: str
     count: int
-    batch_ids: tuple[str, ...]
+    transaction_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,13 @@ def _review(view: TenantView) -> str:
         return ""
     rows = "".join(
         f"<tr><td>{_e(b.import_name)}</td><td>{b.count}</td>"
-        f'<td class="muted">{_e(", ".join(b.batch_ids))}</td></tr>'
+        f'<td class="muted">{_e(", ".join(b.transaction_ids))}</td></tr>'
         for b in view.review
     )
     total = sum(b.count for b in view.review)
     return (
         f'<h3>Needs review in the Import Tool ({total})</h3><table class="review">'
-        f"<tr><th>Import</th><th>gifts</th><th>giftsync batches</th></tr>{rows}</table>"
+        f"<tr><th>Import</th><th>gifts</th><th>transactionIds to find in it</th></tr>{rows}</table>"
     )
 
 

@@ -185,7 +185,8 @@ def _drive(
     print(f"  the Import Tool page (what staff see):  {sandbox.url}/")
     print(f"  giftsync's metrics:                     http://127.0.0.1:{metrics_port}/metrics")
     print(f"  worker log:                             {log_path}")
-    print("  the ledger, per tenant:                 giftsync status (same env)")
+    print("  the ledger, per tenant (paste into another terminal while the demo runs):")
+    print(f"    {status_command(dict(os.environ))}")
     if stay:
         print("\nrunning until Ctrl-C ...")
         try:
@@ -194,3 +195,12 @@ def _drive(
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def status_command(env: dict[str, str]) -> str:
+    """The exact command line that reads this demo's ledger with ``giftsync status``."""
+    import shlex
+
+    names = ("REDIS_URL", "GIFTSYNC_CONFIG", "GIFTSYNC_PREFIX")
+    assignments = " ".join(f"{name}={shlex.quote(env[name])}" for name in names if name in env)
+    return f"{assignments} giftsync status"

@@ -8,6 +8,12 @@ settings that lose data: no AOF, an eviction policy), the clock (this machine ag
 accepted and 401/403 that it was refused. The probe takes a token from the tenant's shared
 limiter like any other lookup, so it never pushes a tenant over its cap.
 
+``--role`` narrows the checks to what one role needs, so the check passes inside that role's
+pod: ``worker`` (Redis, clock, tokens), ``ingest`` (Redis, ingest secrets), ``webhooks``
+(Redis, webhook secrets), ``console`` (Redis, the console token), ``subscribe`` (tokens and
+webhook secrets: what ``giftsync webhooks subscribe`` needs). ``all`` (the default) checks
+everything.
+
 A finding is ``ok``, ``warn`` (works, but deserves a look) or ``fail``; the exit status is 1
 when anything failed. Nothing printed ever holds a secret: tokens are named by their env
 var, and a Redis URL's password is masked.
@@ -29,6 +35,19 @@ from giftsync.settings import Settings, SettingsError, load_settings, secret
 from mapping.tenant import TenantSettings
 
 Status = Literal["ok", "warn", "fail"]
+
+# What each role needs checked (beyond the settings, which every role loads).
+ROLE_NEEDS: dict[str, frozenset[str]] = {
+    "all": frozenset({"redis", "tokens", "ingest", "webhook", "console"}),
+    "worker": frozenset({"redis", "tokens"}),
+    "ingest": frozenset({"redis", "ingest"}),
+    "webhooks": frozenset({"redis", "webhook"}),
+    "console": frozenset({"redis", "console"}),
+    "subscribe": frozenset({"tokens", "webhook"}),
+}
+ROLES = tuple(ROLE_NEEDS)
+# Eviction policies that may drop keys without a TTL: queued messages, the ledger, buffers.
+LOSES_QUEUE_DATA = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
 # The transactionId the token probe asks for: one no gift will ever have.
 PROBE_ID = "giftsync-doctor-probe"
@@ -63,8 +82,11 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def check_settings(env: Mapping[str, str] | None = None) -> tuple[Settings | None, list[Finding]]:
-    """Load the settings; every problem is one failed finding."""
+def check_settings(
+    env: Mapping[str, str] | None = None, *, role: str = "all"
+) -> tuple[Settings | None, list[Finding]]:
+    """Load the settings; every problem is one failed finding (secrets: the role's only)."""
+    needs = ROLE_NEEDS[role]
     try:
         settings = load_settings(env)
     except SettingsError as exc:
@@ -77,13 +99,17 @@ def check_settings(env: Mapping[str, str] | None = None) -> tuple[Settings | Non
             f"Redis {safe_url(settings.redis_url)}, key prefix {settings.key_prefix!r}",
         )
     ]
-    if settings.console_token is not None and len(settings.console_token) < MIN_TOKEN_CHARS:
+    if (
+        "console" in needs
+        and settings.console_token is not None
+        and len(settings.console_token) < MIN_TOKEN_CHARS
+    ):
         detail = f"GIFTSYNC_CONSOLE_TOKEN is shorter than {MIN_TOKEN_CHARS} characters"
         found.append(Finding("settings", "fail", detail + ": the console refuses it"))
     for tenant in sorted(settings.tenants.values(), key=lambda t: t.name):
         for what, env_name in (
-            ("ingest secret", tenant.ingest_secret_env),
-            ("webhook secret", tenant.webhook_secret_env),
+            ("ingest secret", tenant.ingest_secret_env if "ingest" in needs else None),
+            ("webhook secret", tenant.webhook_secret_env if "webhook" in needs else None),
         ):
             if env_name and not _present(settings, env_name):
                 detail = f"{what}: env var {env_name} is not set (its requests will get 401)"
@@ -127,9 +153,18 @@ def check_redis(settings: Settings) -> tuple[redis.Redis | None, list[Finding]]:
         detail = "appendonly is off: a Redis restart loses queued work (run it with AOF)"
         found.append(Finding("redis", "warn", detail))
     policy = _config(client, "maxmemory-policy")
-    if policy is not None and policy != "noeviction":
-        detail = f"maxmemory-policy is {policy}: under memory pressure Redis drops giftsync keys"
-        found.append(Finding("redis", "warn", detail + " (use noeviction)"))
+    if policy in LOSES_QUEUE_DATA:
+        detail = (
+            f"maxmemory-policy is {policy}: under memory pressure Redis drops queued messages "
+            "and ledger records (use noeviction)"
+        )
+        found.append(Finding("redis", "fail", detail))
+    elif policy is not None and policy != "noeviction":
+        detail = (
+            f"maxmemory-policy is {policy}: under memory pressure Redis may drop keys with a "
+            "TTL (locks, leases, limiter windows, expiring records) early (use noeviction)"
+        )
+        found.append(Finding("redis", "warn", detail))
     return client, found
 
 
@@ -209,9 +244,13 @@ def check_token(
     return found
 
 
-def run(env: Mapping[str, str] | None = None, *, tenant: str | None = None) -> list[Finding]:
-    """Every check, in order; later checks are skipped when what they need failed."""
-    settings, found = check_settings(env)
+def run(
+    env: Mapping[str, str] | None = None, *, tenant: str | None = None, role: str = "all"
+) -> list[Finding]:
+    """Every check ``role`` needs, in order; later checks are skipped when what they need
+    failed."""
+    needs = ROLE_NEEDS[role]
+    settings, found = check_settings(env, role=role)
     if settings is None:
         return found
     names = sorted(settings.tenants)
@@ -222,12 +261,14 @@ def run(env: Mapping[str, str] | None = None, *, tenant: str | None = None) -> l
         names = [tenant]
         others = {f"tenant {name}" for name in settings.tenants if name != tenant}
         found = [f for f in found if f.check not in others]
-    client, redis_found = check_redis(settings)
-    found += redis_found
-    if client is not None:
-        found.append(check_clock(client))
+    client: redis.Redis | None = None
+    if "redis" in needs:
+        client, redis_found = check_redis(settings)
+        found += redis_found
+        if client is not None:
+            found.append(check_clock(client))
     try:
-        for name in names:
+        for name in names if "tokens" in needs else []:
             found += check_token(settings, settings.tenants[name], client)
     finally:
         if client is not None:
@@ -248,9 +289,9 @@ def render(findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-def main(*, tenant: str | None = None, as_json: bool = False) -> int:
+def main(*, tenant: str | None = None, as_json: bool = False, role: str = "all") -> int:
     """``giftsync doctor``: print the findings; 1 when anything failed."""
-    findings = run(tenant=tenant)
+    findings = run(tenant=tenant, role=role)
     if as_json:
         print(json.dumps([asdict(f) for f in findings], indent=2))
     else:

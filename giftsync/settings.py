@@ -19,6 +19,7 @@ from mapping.tenant import SettingsError, TenantSettings, parse_tenants
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_CONFIG_PATH = "giftsync.toml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 __all__ = [
     "Settings",
@@ -26,6 +27,7 @@ __all__ = [
     "get_settings",
     "load_settings",
     "load_tenants",
+    "log_level",
     "secret",
 ]
 
@@ -116,7 +118,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     problems: list[str] = []
     config_path = Path(env.get("GIFTSYNC_CONFIG") or DEFAULT_CONFIG_PATH)
     level = (env.get("GIFTSYNC_LOG_LEVEL") or "INFO").upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    if level not in LOG_LEVELS:
         problems.append(f"GIFTSYNC_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
     numbers = {
         "metrics_port": _int(env, "GIFTSYNC_METRICS_PORT", 9464, problems),
@@ -150,6 +152,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env=env,
         **numbers,
     )
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """GIFTSYNC_LOG_LEVEL alone, for configuring logs before the settings can be loaded
+    (INFO when unset or invalid; :func:`load_settings` reports an invalid one)."""
+    level = ((os.environ if env is None else env).get("GIFTSYNC_LOG_LEVEL") or "INFO").upper()
+    return level if level in LOG_LEVELS else "INFO"
 
 
 @lru_cache(maxsize=1)

@@ -58,7 +58,9 @@ def test_every_alert_is_fired_by_a_unit_test_and_has_a_runbook_entry() -> None:
         if line.startswith("#")
     }
     for rule in d.alert_rules():
-        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith("docs/operations.md#"), f"{rule['alert']}: runbook_url {url}"
+        anchor = url.split("#", 1)[1]
         assert anchor in headings, f"{rule['alert']}: no runbook heading #{anchor}"
 
 
@@ -68,7 +70,14 @@ def test_the_required_alerts_exist() -> None:
         "giftsync_calls_in_window": "tenant near or at its cap",
         "giftsync_virtuous_429_total": "any 429",
         "giftsync_tenant_paused": "a tenant paused by 401",
-        "giftsync_dead_letters": "dead letters growing",
+        "giftsync_dead_letters_kept": "dead letters growing",
+        'state="quarantined"': "quarantined gifts",
+        'up{job="giftsync-ingest"}': "ingest down",
+        'up{job="giftsync-webhooks"}': "webhooks down",
+        'outcome="rejected"': "rejected webhook deliveries",
+        'giftsync_queue_depth{queue="send"}': "a send backlog that grows",
+        'status=~"5.."': "Virtuous 5xx",
+        "giftsync_redis_up": "Redis unreachable",
         "giftsync_buffer_oldest_age_seconds": "oldest buffered entry far past its max wait",
         "giftsync_oldest_unconfirmed_seconds": "unconfirmed past the review deadline",
         'state="needs_review"': "gifts marked needs_review",
@@ -77,6 +86,12 @@ def test_the_required_alerts_exist() -> None:
     }
     for needle, what in wanted.items():
         assert any(needle in expr for expr in exprs.values()), f"no alert for {what}"
+
+
+def test_dead_letters_growing_keeps_the_tenant() -> None:
+    rule = next(r for r in d.alert_rules() if r["alert"] == "GiftsyncDeadLettersGrowing")
+    assert "tenant" in d.grouping_labels(str(rule["expr"]))
+    assert "$labels.tenant" in rule["annotations"]["summary"]
 
 
 def test_prometheus_config_checks_with_the_rules(promtool: str, tmp_path: Path) -> None:

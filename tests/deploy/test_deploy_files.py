@@ -6,6 +6,7 @@ package; probes, grace periods, scaling and scraping point at things that exist.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -172,9 +173,37 @@ def test_compose_mounts_files_that_exist_and_grafana_finds_the_dashboard() -> No
     )
     uid = source["datasources"][0]["uid"]
     board = d.json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
+    # Panels read the datasource variable, so the board imports into any Grafana; its
+    # default is the datasource compose provisions.
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["datasource"]["current"]["value"] == uid
     for panel in board["panels"]:
         if panel["type"] != "row":
-            assert panel["datasource"]["uid"] == uid, panel["title"]
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            for target in panel.get("targets", []):
+                assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+    assert variables["tenant"]["datasource"]["uid"] == "${datasource}"
+
+
+def test_dashboard_top_row_thresholds_and_links() -> None:
+    board = d.json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
+    panels = board["panels"]
+    assert panels[0]["type"] == "row" and panels[0]["title"] == "Right now"
+    top = [p for p in panels if p["type"] == "stat" and p["gridPos"]["y"] == 1]
+    titles = {p["title"] for p in top}
+    assert {"Send backlog", "Needs review", "Dead letters", "Tenants paused"} <= titles
+    assert all(p["gridPos"]["y"] > 1 for p in panels[1:] if p not in top)
+    for title in ("Budget used", "Paused by 401"):
+        panel = next(p for p in panels if p["title"] == title)
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert len(steps) >= 2 and steps[-1]["color"] == "red", title
+    links = {link["title"]: link["url"] for link in board["links"]}
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert links["Runbook"] == "${runbook}"
+    assert variables["runbook"]["query"].endswith("docs/operations.md")
+    assert links["Operator console"] == "${console}"
 
 
 def _pod(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -282,3 +311,71 @@ def test_the_operations_guide_commands_parse() -> None:
     for line in lines:
         argv = tuple(d.shlex.split(line.split("#")[0]))[1:]
         parse_command(argv)
+
+
+def test_config_changes_roll_every_pod() -> None:
+    docs = [doc for doc in d.yaml.safe_load_all((d.K8S / "config.yaml").read_text()) if doc]
+    data = {doc["metadata"]["name"]: doc["data"] for doc in docs}
+    digest = hashlib.sha256(d.json.dumps(data, sort_keys=True).encode()).hexdigest()
+    for deployment in d.k8s("Deployment"):
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("giftsync/config-checksum") == digest, (
+            f"{deployment['metadata']['name']}: set giftsync/config-checksum to {digest!r}"
+        )
+
+
+def test_replicas_of_a_scaled_deployment_are_left_to_the_scaler() -> None:
+    for scaled in d.k8s("ScaledObject"):
+        target = d.k8s_named("Deployment", scaled["spec"]["scaleTargetRef"]["name"])
+        assert "replicas" not in target["spec"], "KEDA owns the count: no fixed replicas"
+
+
+def test_the_stop_outlasts_the_longest_send() -> None:
+    # A send is one Virtuous call at most GIFTSYNC_VIRTUOUS_TIMEOUT_SECONDS long (a throttle
+    # re-enqueues rather than waits): the shutdown timeout must let it finish.
+    from giftsync.settings import Settings
+
+    shared = d.k8s_named("ConfigMap", "giftsync-env")["data"]
+    timeout = float(
+        shared.get("GIFTSYNC_VIRTUOUS_TIMEOUT_SECONDS", Settings.virtuous_timeout_seconds)
+    )
+    pod = d.k8s_named("Deployment", "giftsync-worker")["spec"]["template"]["spec"]
+    assert _shutdown_seconds(tuple(pod["containers"][0]["args"])) > timeout + 10
+
+
+def test_the_subscribe_job_has_both_secrets_and_a_command_that_parses() -> None:
+    (job,) = [doc for doc in d._docs(d.K8S / "webhooks-subscribe-job.yaml") if doc]
+    assert job["kind"] == "Job"
+    pod = job["spec"]["template"]["spec"]
+    secrets = d.tenant_secret_envs(
+        d.k8s_named("ConfigMap", "giftsync-tenants")["data"]["giftsync.toml"]
+    )
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        argv = tuple(container["args"])
+        parse_command(argv)
+        tenant = argv[argv.index("--tenant") + 1]
+        from mapping.tenant import parse_tenants
+
+        settings = parse_tenants(
+            tomllib.loads(d.k8s_named("ConfigMap", "giftsync-tenants")["data"]["giftsync.toml"])
+        )[tenant]
+        env = {item["name"] for item in container["env"]}
+        assert {settings.virtuous_token_env, settings.webhook_secret_env} <= env
+        assert env <= secrets["token"] | secrets["webhook"]
+    assert pod["initContainers"][0]["args"][:3] == ["doctor", "--role", "subscribe"]
+    assert pod["containers"][0]["args"][:2] == ["webhooks", "subscribe"]
+
+
+def test_dependencies_are_locked_once_for_ci_and_the_image_and_cached_apart() -> None:
+    lock = (d.REPO / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    pins = [line for line in lock if line and not line.startswith("#")]
+    assert pins and all("==" in line for line in pins)
+    assert not any(line.lower().startswith("giftsync") for line in pins)
+    steps = d.dockerfile()
+    copies = [rest for word, rest in steps if word == "COPY" and not rest.startswith("--from")]
+    first_install = next(i for i, (w, r) in enumerate(steps) if w == "RUN" and "pip wheel" in r)
+    assert "--constraint constraints.txt" in steps[first_install][1]
+    source_copy = next(i for i, (w, r) in enumerate(steps) if w == "COPY" and "workers" in r)
+    assert first_install < source_copy, "dependencies must be a layer before the source"
+    assert any("constraints.txt" in c for c in copies)
+    assert "--constraint constraints.txt" in (d.REPO / ".ci" / "run").read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ tests/integration/test_metrics_scrape.py, which scrapes it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,8 @@ HEALTH = {
     "sandbox": "/_admin/stats",
 }
 CONSOLE_TOKEN = "console-token-for-the-role-test"
+# The roles giftsync's own code runs (the sandbox stands in for Virtuous and logs its own way).
+GIFTSYNC_ROLES = {"ingest", "webhooks", "console"}
 
 
 def tenants(url: str) -> str:
@@ -58,6 +61,21 @@ def test_role_starts_with_its_compose_command(dep: Deployment, service: str) -> 
     log = dep.log_dir / f"{service}.log"
     with role(with_port(argv, port), dep.env, log) as proc:
         answers(f"http://127.0.0.1:{port}{HEALTH[service]}", proc, log)
+    if service in GIFTSYNC_ROLES:
+        assert_json_lines(log)
+
+
+def assert_json_lines(log: Path) -> None:
+    """Every line the role wrote, from start to stop, is one JSON object."""
+    lines = log.read_text().splitlines()
+    assert lines, f"{log.name}: the role logged nothing"
+    for number, line in enumerate(lines, 1):
+        try:
+            assert isinstance(json.loads(line), dict)
+        except (ValueError, AssertionError):
+            raise AssertionError(
+                f"{log.name} line {number} is not a JSON object: {line!r}"
+            ) from None
 
 
 def test_a_console_bound_beyond_loopback_refuses_to_start_without_a_token(

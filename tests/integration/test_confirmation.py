@@ -176,6 +176,11 @@ def test_webhooks_and_lookups_confirm_and_match_needed_waits_for_review(
             for i in (7, 8, 9)
         }
         assert report["review_batches"] == {b: 3 for b in batch_of_match}
+        (batch_id,) = batch_of_match
+        name = dep.redis.hget(dep.key("batch", batch_id), "import_name").decode()
+        # Named as Virtuous shows the import, with the gifts to find in it.
+        assert report["review_imports"] == [{"import": name, "transaction_ids": ["7", "8", "9"]}]
+        assert name in {b["name"] for b in dep.admin("GET", "imports?entries=0")["hope-shelter"]}
 
 
 def _sign(body: bytes) -> str:

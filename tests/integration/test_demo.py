@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -33,3 +34,11 @@ def test_the_demo_runs_end_to_end_on_an_embedded_redis() -> None:
         assert re.search(rf"{tenant} \((batch|real_time)\): .*(submitted|sent) \d+", out), out
     assert out.count("batches sent:") == 2
     assert "the Import Tool page" in out and "/metrics" in out
+    # The exact environment to read the same ledger with `giftsync status`.
+    line = next(x.strip() for x in out.splitlines() if x.strip().endswith("giftsync status"))
+    words = shlex.split(line)
+    assert words[-2:] == ["giftsync", "status"]
+    assigned = dict(word.split("=", 1) for word in words[:-2])
+    assert set(assigned) == {"REDIS_URL", "GIFTSYNC_CONFIG", "GIFTSYNC_PREFIX"}
+    assert assigned["REDIS_URL"].startswith("redis://")
+    assert assigned["GIFTSYNC_PREFIX"].startswith("giftsync-demo-")

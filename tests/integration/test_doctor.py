@@ -139,3 +139,47 @@ def test_clock_skew_against_redis_time(redis_client: redis.Redis) -> None:
     assert ahead.status == "fail" and "30." in ahead.detail and "ahead of Redis" in ahead.detail
     behind = check_clock(redis_client, clock=lambda: time.time() - 2)
     assert behind.status == "warn" and "behind Redis" in behind.detail
+
+
+def test_each_role_checks_only_what_it_needs(dep: Deployment) -> None:
+    # The worker pod holds the tokens but no ingest or webhook secrets.
+    worker_env = {k: v for k, v in dep.env.items() if k != "INGEST_SECRET_HOPE"}
+    worker = doctor(worker_env, "--role", "worker", "--tenant", "hope-shelter")
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    assert "ingest secret" not in worker.stdout and lines(worker.stdout, "ok", "redis")
+    # The ingest pod holds no Virtuous token: no token is probed, its ingest secrets are.
+    ingest_env = {k: v for k, v in dep.env.items() if not k.startswith("VIRTUOUS_TOKEN")}
+    ingest = doctor(ingest_env, "--role", "ingest")
+    assert "token" not in ingest.stdout
+    [missing] = lines(ingest.stdout, "FAIL", "tenant north-food-bank")
+    assert "INGEST_UNSET is not set" in missing
+    assert ingest.returncode == 1
+    # The same pod, all checks: it would fail on every token it does not hold.
+    everything = doctor(worker_env, "--tenant", "hope-shelter")
+    assert everything.returncode == 1 and "INGEST_SECRET_HOPE is not set" in everything.stdout
+
+
+@pytest.mark.parametrize(
+    ("policy", "status"),
+    [("allkeys-lru", "fail"), ("volatile-lru", "warn"), ("noeviction", None)],
+)
+def test_an_eviction_policy_that_drops_queue_data_fails(
+    policy: str, status: str | None, tmp_path: Path
+) -> None:
+    from giftsync.doctor import check_redis
+    from giftsync.embedded_redis import start_embedded_redis
+    from giftsync.settings import load_settings
+
+    config = tmp_path / "giftsync.toml"
+    config.write_text(tenant_table("hope-shelter", "http://127.0.0.1:1", "T"))
+    with start_embedded_redis() as server:
+        redis.Redis.from_url(server.url).config_set("maxmemory-policy", policy)
+        settings = load_settings({"REDIS_URL": server.url, "GIFTSYNC_CONFIG": str(config)})
+        client, found = check_redis(settings)
+        assert client is not None
+        client.close()
+    about = [f for f in found if "maxmemory-policy" in f.detail]
+    if status is None:
+        assert not about
+    else:
+        assert [f.status for f in about] == [status]

@@ -290,3 +290,48 @@ def test_redis_held_gauges_agree_with_the_ledger(running: Running, settled: Scra
         assert gifts[("hope-shelter", state)] == count
     queues = {labels["queue"] for labels, _ in settled.samples["giftsync_queue_depth"]}
     assert queues == {"changes", "send", "confirm", "pull"}
+
+
+def test_every_line_every_role_logged_is_json(running: Running, settled: Scrape) -> None:
+    # Throttles, a 429, a split batch and a quarantined entry happened by now: dramatiq's,
+    # httpx's and uvicorn's lines are in these logs along with giftsync's own.
+    from tests.deploy.test_roles_start import assert_json_lines
+
+    for name in ("worker.log", "ingest.log", "webhooks.log"):
+        assert_json_lines(running.logs / name)
+    loggers = {
+        json.loads(line).get("logger")
+        for line in (running.logs / "worker.log").read_text().splitlines()
+    }
+    assert {"httpx", "dramatiq.MainProcess"} <= loggers, loggers
+
+
+def test_the_worker_scrape_parses_as_openmetrics(running: Running, settled: Scrape) -> None:
+    # A gauge and a counter sharing a family name (giftsync_dead_letters and
+    # giftsync_dead_letters_total) would make this parser refuse the whole scrape.
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    answer = httpx.get(
+        running.worker_url, headers={"Accept": "application/openmetrics-text"}, timeout=10
+    )
+    assert answer.headers["content-type"].startswith("application/openmetrics-text")
+    names = {family.name for family in openmetrics_families(answer.text)}
+    assert {"giftsync_dead_letters", "giftsync_dead_letters_kept", "giftsync_redis_up"} <= names
+
+
+def test_retries_throttles_dead_letters_and_queue_depth_carry_the_tenant(
+    settled: Scrape,
+) -> None:
+    for name in (
+        "giftsync_retries_total",
+        "giftsync_dead_letters_total",
+        "giftsync_throttle_delays_total",
+        "giftsync_queue_depth",
+        "giftsync_dead_letters_kept",
+    ):
+        assert "tenant" in settled.labels(name), name
+    # The 429 the sandbox gave hope-shelter re-enqueued a send of hope-shelter's.
+    assert settled.total("giftsync_throttle_delays_total", tenant="hope-shelter") >= 1
+    assert settled.total("giftsync_redis_up") >= 1

@@ -120,6 +120,11 @@ def test_poisoned_batch_delivers_good_entries_and_quarantines_bad_ones(
         assert ids == [i for i in range(1, 101) if i not in (13, 57, 88)]
         quarantined = [w for w in dep.writeback() if w["type"] == "gift.quarantined"]
         assert sorted(int(w["id"]) for w in quarantined) == [13, 57, 88]
+        # Every piece of the split batch reached Virtuous as an import of its own name.
+        names = [b["name"] for b in dep.admin("GET", "imports?entries=0")["hope-shelter"]]
+        assert len(names) > 1 and len(set(names)) == len(names), names
+        root = min(names, key=len).rsplit(".", 1)[0].split(".")[0]
+        assert all(name.startswith(root) for name in names), names
         assert all("999" in w["reason"] or "project" in w["reason"].lower() for w in quarantined)
 
 

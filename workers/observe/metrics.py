@@ -10,6 +10,9 @@ multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) merges these into one scrape.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_RECEIVED = Counter(
@@ -68,11 +71,13 @@ TENANT_PAUSES = Counter(
 THROTTLE_DELAYS = Counter(
     "giftsync_throttle_delays_total",
     "Messages re-enqueued with a delay instead of failing.",
-    ["actor", "reason"],
+    ["tenant", "actor", "reason"],
 )
-RETRIES = Counter("giftsync_retries_total", "Failed attempts that will be retried.", ["actor"])
+RETRIES = Counter(
+    "giftsync_retries_total", "Failed attempts that will be retried.", ["tenant", "actor"]
+)
 DEAD_LETTERS = Counter(
-    "giftsync_dead_letters_total", "Messages that failed every retry.", ["actor"]
+    "giftsync_dead_letters_total", "Messages that failed every retry.", ["tenant", "actor"]
 )
 LIMITER_TOKENS = Gauge(
     "giftsync_limiter_tokens_left",
@@ -118,6 +123,25 @@ PULL_RUNS = Counter(
 
 # Label values known up front, so dashboards and alerts see zeros, not missing series.
 _PATHS = ("batch", "real_time", "recurring")
+_ACTORS = ("map_changes", "send_batch", "send_gift", "send_recurring")
+# The tenant label of a message that names none (a chunk of changes names its events').
+NO_TENANT = "none"
+
+
+def tenant_of(kwargs: Mapping[str, Any]) -> str:
+    """The tenant a message works for: its ``tenant`` argument, else the one every event of
+    a chunk of changes names, else :data:`NO_TENANT`."""
+    tenant = kwargs.get("tenant")
+    if isinstance(tenant, str) and tenant:
+        return tenant
+    events = kwargs.get("events")
+    if isinstance(events, list):
+        named = {e.get("tenant") for e in events if isinstance(e, dict)}
+        if len(named) == 1:
+            (only,) = named
+            if isinstance(only, str) and only:
+                return only
+    return NO_TENANT
 
 
 def initialise(tenants: list[str]) -> None:
@@ -142,6 +166,6 @@ def initialise(tenants: list[str]) -> None:
                 PULL_RECORDS.labels(tenant, kind, outcome)
             for outcome in ("done", "failed"):
                 PULL_RUNS.labels(tenant, kind, outcome)
-    for actor in ("map_changes", "send_batch", "send_gift", "send_recurring"):
-        RETRIES.labels(actor)
-        DEAD_LETTERS.labels(actor)
+        for actor in _ACTORS:
+            RETRIES.labels(tenant, actor)
+            DEAD_LETTERS.labels(tenant, actor)

@@ -32,6 +32,10 @@ HEADLINE_STATES = (
 )
 
 
+# transactionIds listed per import on a terminal (--json lists them all).
+SHOWN_IDS = 20
+
+
 def _review_batches(rt: Runtime, tenant: str) -> dict[str, int]:
     members = decode(rt.redis.zrange(rt.keys.review(tenant), 0, -1))
     batches: dict[str, int] = {}
@@ -44,6 +48,35 @@ def _review_batches(rt: Runtime, tenant: str) -> dict[str, int]:
         name = decode(batch_id) if batch_id else "unknown"
         batches[name] = batches.get(name, 0) + 1
     return batches
+
+
+def review_imports(rt: Runtime, tenant: str) -> list[dict[str, Any]]:
+    """The gifts waiting for a person, by Import Tool import as Virtuous names it: each with
+    the transactionIds to look for in it, so staff know what to open and what to find."""
+    members = decode(rt.redis.zrange(rt.keys.review(tenant), 0, -1))
+    if not members:
+        return []
+    pipe = rt.redis.pipeline(transaction=False)
+    for member_name in members:
+        pipe.hget(rt.keys.record(tenant, member_name), "batch_id")
+    batch_ids = [decode(b) if b else None for b in pipe.execute()]
+    known = sorted({b for b in batch_ids if b})
+    pipe = rt.redis.pipeline(transaction=False)
+    for batch_id in known:
+        pipe.hget(rt.keys.batch(batch_id), "import_name")
+    names = {b: decode(n) for b, n in zip(known, pipe.execute(), strict=True) if n}
+    by_import: dict[str, list[str]] = {}
+    for member_name, batch_id in zip(members, batch_ids, strict=True):
+        name = names.get(batch_id or "") or "(import unknown)"
+        by_import.setdefault(name, []).append(member_name.split(":", 1)[-1])
+    return [
+        {"import": name, "transaction_ids": sorted(ids, key=_natural)}
+        for name, ids in sorted(by_import.items())
+    ]
+
+
+def _natural(record_id: str) -> tuple[int, str]:
+    return (int(record_id), "") if record_id.isdigit() else (1 << 62, record_id)
 
 
 def tenant_status(rt: Runtime, tenant: TenantSettings) -> dict[str, Any]:
@@ -67,6 +100,7 @@ def tenant_status(rt: Runtime, tenant: TenantSettings) -> dict[str, Any]:
         if buffered_since is not None
         else None,
         "review_batches": _review_batches(rt, tenant.name),
+        "review_imports": review_imports(rt, tenant.name),
         "calls_in_window": rt.limiter.calls_in_window(tenant),
         "calls_cap": tenant.calls_per_hour,
         "window_seconds": tenant.rate_window_seconds,
@@ -99,10 +133,15 @@ def render(report: list[dict[str, Any]]) -> str:
         if item["oldest_unconfirmed"]:
             oldest = item["oldest_unconfirmed"]
             lines.append(f"  oldest unconfirmed: {oldest['member']} ({oldest['age_seconds']}s)")
-        if item["review_batches"]:
-            lines.append("  needs review in the Import Tool:")
-            for batch, count in sorted(item["review_batches"].items()):
-                lines.append(f"    {batch}: {count} gift(s)")
+        if item["review_imports"]:
+            lines.append("  needs review in the Import Tool (open the import, find these):")
+            for found in item["review_imports"]:
+                ids = found["transaction_ids"]
+                shown = ", ".join(ids[:SHOWN_IDS])
+                more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
+                lines.append(
+                    f'    "{found["import"]}": {len(ids)} gift(s), transactionId {shown}{more}'
+                )
         if item["dead_letters"]:
             lines.append(f"  dead letters: {item['dead_letters']} (giftsync dlq list)")
     return "\n".join(lines)

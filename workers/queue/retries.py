@@ -75,7 +75,9 @@ class Retries(Middleware):
         if isinstance(exception, Throttled):
             # A small jitter keeps throttled messages of many workers from waking together.
             delay_ms = int(exception.delay_seconds * 1000) + random.randint(0, 50)
-            metrics.THROTTLE_DELAYS.labels(message.actor_name, exception.reason).inc()
+            metrics.THROTTLE_DELAYS.labels(
+                metrics.tenant_of(message.kwargs), message.actor_name, exception.reason
+            ).inc()
             _enqueue_until_sent(broker, message.copy(), max(delay_ms, 1))
             return
         actor = broker.get_actor(message.actor_name)
@@ -90,7 +92,7 @@ class Retries(Middleware):
                 attempts=retries + 1,
                 error=message.options["last_error"],
             )
-            metrics.DEAD_LETTERS.labels(message.actor_name).inc()
+            metrics.DEAD_LETTERS.labels(metrics.tenant_of(message.kwargs), message.actor_name).inc()
             message.fail()
             if self.on_dead_letter is not None:
                 self.on_dead_letter(message, exception)
@@ -98,7 +100,7 @@ class Retries(Middleware):
         _, delay_ms = compute_backoff(
             retries, factor=self.min_backoff_ms, jitter=True, max_backoff=self.max_backoff_ms
         )
-        metrics.RETRIES.labels(message.actor_name).inc()
+        metrics.RETRIES.labels(metrics.tenant_of(message.kwargs), message.actor_name).inc()
         log.warning(
             "retrying",
             actor=message.actor_name,

@@ -152,6 +152,10 @@ class Keys:
         """STRING: the message id of the pull queued or running (expires after a lease)."""
         return f"{self.prefix}:pull:{tenant}:{kind}:pending"
 
+    def pull_waiting_since(self, tenant: str, kind: str) -> str:
+        """STRING: when a scrape first saw this pull without a cursor (Redis clock, ms)."""
+        return f"{self.prefix}:pull:{tenant}:{kind}:waiting_since"
+
     def pull_due(self, tenant: str, kind: str) -> str:
         """STRING: when the scheduler next enqueues this pull (Redis clock, ms)."""
         return f"{self.prefix}:pull:{tenant}:{kind}:due"
