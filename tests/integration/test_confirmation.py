@@ -29,8 +29,8 @@ def tenants(url: str) -> str:
         url,
         "VIRTUOUS_TOKEN_HOPE",
         webhook_secret_env="WEBHOOK_SECRET_HOPE",
-        reconcile_after_seconds=1,
-        review_deadline_seconds=3,
+        reconcile_after_seconds=3,
+        review_deadline_seconds=6,
     )
 
 

@@ -21,7 +21,7 @@ from workers.flows.gate import call
 from workers.observe import metrics
 from workers.queue import messages
 from workers.runtime import Runtime
-from workers.store.batches import Batch
+from workers.store.batches import Batch, Settled
 
 log = structlog.get_logger("giftsync.batch_send")
 
@@ -54,23 +54,32 @@ def send(rt: Runtime, tenant: TenantSettings, batch: Batch, owner: str) -> str:
         if batch.count == 1:
             return _settle_single(rt, tenant, batch, owner, exc)
         return _split(rt, tenant, batch, owner)
-    delays = rt.batcher.settle(batch, "submitted", "accepted", owner)
-    if delays is None:
+    settled = rt.batcher.settle(batch, "submitted", "accepted", owner)
+    if settled is None:
         return "already_settled"
     metrics.GIFTS_SUBMITTED.labels(tenant.name, "batch").inc(batch.count)
     metrics.BATCH_SIZE.labels(tenant.name).observe(batch.count)
-    for delay in delays:
+    for delay in settled.delays:
         metrics.PUBLISH_TO_SUBMIT.labels(tenant.name, "batch").observe(delay / 1000)
+    _send_now(tenant, settled)
     log.info("batch_submitted", entries=batch.count)
     return "submitted"
+
+
+def _send_now(tenant: TenantSettings, settled: Settled) -> None:
+    # Newer changes whose real Gift id is already known: close their gap by a direct send.
+    for member in settled.send_now:
+        messages.enqueue(messages.send_gift(tenant.name, member))
 
 
 def _settle_single(
     rt: Runtime, tenant: TenantSettings, batch: Batch, owner: str, exc: RejectedError
 ) -> str:
     if exc.already_submitted:
-        if rt.batcher.settle(batch, "submitted", "already_submitted", owner) is not None:
+        settled = rt.batcher.settle(batch, "submitted", "already_submitted", owner)
+        if settled is not None:
             metrics.GIFTS_SUBMITTED.labels(tenant.name, "batch").inc()
+            _send_now(tenant, settled)
         return "already_submitted"
     reason = refusal_reason(exc)
     if rt.batcher.settle(batch, "quarantined", reason, owner) is not None:

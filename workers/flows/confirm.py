@@ -107,27 +107,61 @@ class WebhookResult:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
+def event_name(payload: Mapping[str, Any]) -> str:
+    """The delivery's event, normalised: ``GiftCreate``, ``gift_create`` and ``giftCreated``
+    are all ``giftcreate``; an unnamed event is ``""``."""
+    raw = payload.get("event") or payload.get("Event") or ""
+    name = str(raw).lower().replace("_", "").replace(".", "").replace("-", "")
+    return name.removesuffix("d") if name.endswith(("created", "updated", "deleted")) else name
+
+
+def _gift_reference(gift: Mapping[str, Any], tenant: TenantSettings) -> tuple[str, int] | None:
+    """The (transactionId, Gift id) of one of our gifts in a delivery, or None."""
+    tx_id, gift_id = gift.get("transactionId"), gift.get("id")
+    if gift.get("transactionSource") != tenant.transaction_source:
+        return None
+    if not isinstance(tx_id, str | int) or isinstance(tx_id, bool) or not str(tx_id).strip():
+        return None
+    if not isinstance(gift_id, int) or isinstance(gift_id, bool) or gift_id <= 0:
+        return None
+    return str(tx_id)[:200], gift_id
+
+
 def apply_webhook(rt: Runtime, tenant: TenantSettings, payload: Mapping[str, Any]) -> WebhookResult:
-    """Apply one verified delivery: gifts by their reference pair, contacts by reference."""
+    """Apply one verified delivery, entry by entry (a bad entry never takes the next with it).
+
+    Only a gift-created event confirms a gift; a gift deleted in Virtuous is reported on the
+    writeback stream; a gift update changes nothing here (the pull brings staff edits back);
+    contact events link donors by reference; any other event is ignored.
+    """
     result = WebhookResult()
+    event = event_name(payload)
     for gift in _models(payload, "gift"):
-        source, tx_id, gift_id = (
-            gift.get("transactionSource"),
-            gift.get("transactionId"),
-            gift.get("id"),
-        )
-        if source != tenant.transaction_source or not tx_id or not isinstance(gift_id, int):
+        reference = _gift_reference(gift, tenant)
+        if reference is None:
             result.add("not_ours")
             continue
-        result.add(confirm(rt, tenant, str(tx_id), gift_id, "webhook").outcome)
-    for contact in _models(payload, "contact"):
-        contact_id = contact.get("id")
-        if not isinstance(contact_id, int):
-            continue
-        for ref_source, ref_id in _references(contact):
-            if ref_source == tenant.reference_source:
-                remember(rt, tenant.name, "donor", ref_id, contact_id)
-                result.add("contact_linked")
+        tx_id, gift_id = reference
+        try:
+            if event == "giftcreate":
+                result.add(confirm(rt, tenant, tx_id, gift_id, "webhook").outcome)
+            elif event == "giftdelete":
+                rt.related.gift_deleted(tenant.name, member_name("transaction", tx_id), gift_id)
+                result.add("deleted_reported")
+            else:
+                result.add("ignored")
+        except Exception as exc:  # one entry's failure must not lose the entries after it
+            log.error("webhook_entry_failed", event=event, error=type(exc).__name__)
+            result.add("failed")
+    if event in ("contactcreate", "contactupdate", ""):
+        for contact in _models(payload, "contact"):
+            contact_id = contact.get("id")
+            if not isinstance(contact_id, int) or isinstance(contact_id, bool):
+                continue
+            for ref_source, ref_id in _references(contact):
+                if ref_source == tenant.reference_source:
+                    remember(rt, tenant.name, "donor", ref_id, contact_id)
+                    result.add("contact_linked")
     return result
 
 

@@ -48,6 +48,8 @@ from workers.store.scripts import decode
 log = structlog.get_logger("giftsync.intake")
 
 _COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
+# States of a record whose batch reached (or is on its way to) Virtuous.
+HANDED_OVER = frozenset({"batched", "submitted", "needs_review", "update_held", "held", "dead"})
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,21 @@ class IntakeResult:
 
 
 def _known_ids(ledger: Ledger, events: list[tuple[int, ChangeEvent]]) -> list[str | None]:
+    """The id each record is known by in Virtuous: its Gift id, its ``btch_`` id, or the id of
+    the batch it is in flight in (a refund of a gift on its way is a refund of a batch gift)."""
     pipe = ledger.pipeline()
     for _, event in events:
-        pipe.hget(
-            ledger.keys.record(event.tenant, member(event.kind, event.record.id)), "virtuous_id"
-        )
-    return [decode(v) if v is not None else None for v in pipe.execute()]
+        key = ledger.keys.record(event.tenant, member(event.kind, event.record.id))
+        pipe.hmget(key, ["virtuous_id", "batch_id", "state"])
+    known: list[str | None] = []
+    for virtuous_id, batch_id, state in pipe.execute():
+        if virtuous_id:
+            known.append(decode(virtuous_id))
+        elif batch_id and decode(state) in HANDED_OVER:
+            known.append(decode(batch_id))
+        else:
+            known.append(None)
+    return known
 
 
 def _with_known_id(tx: Transaction, known: str | None) -> Transaction:
@@ -104,7 +115,7 @@ def _plan_transaction(
         entry = batch_entry(tx, tenant, routing.decision)
         payload = json.dumps(entry, **_COMPACT)  # type: ignore[arg-type]
     else:
-        payload = "" if routing.route == "skip" else raw
+        payload = raw
     return routing.route, payload, routing.reason, routing.state
 
 

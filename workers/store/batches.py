@@ -42,6 +42,17 @@ class Batch:
     members: list[str]
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What settling a batch did."""
+
+    # Publish-to-settle delays (ms) of the submitted entries whose publish time is known.
+    delays: list[int]
+    # Records that want a newer version than the batch carried and whose real Gift id is
+    # already known: the caller sends each now.
+    send_now: list[str]
+
+
 class Batcher:
     """Cuts, splits and settles batches."""
 
@@ -112,11 +123,10 @@ class Batcher:
             members=members,
         )
 
-    def settle(self, batch: Batch, outcome: str, reason: str, owner: str) -> list[int] | None:
-        """Mark every entry submitted or quarantined, once.
+    def settle(self, batch: Batch, outcome: str, reason: str, owner: str) -> Settled | None:
+        """Record Virtuous's answer for every entry, once, and close each record's gap.
 
-        Returns the publish-to-settle delays (ms) of the submitted entries whose publish time
-        is known, or None when the batch was already settled or is not ``owner``'s.
+        None when the batch was already settled or is not ``owner``'s.
         """
         keys = self.keys
         result = decode(
@@ -128,14 +138,21 @@ class Batcher:
                     keys.writeback,
                     keys.quarantine(batch.tenant),
                     keys.unconfirmed(batch.tenant),
+                    keys.buffer_entries(batch.tenant),
+                    keys.buffer_order(batch.tenant),
+                    keys.buffered_tenants,
                 ],
                 args=[keys.prefix, outcome, reason, owner],
             )
         )
         if result[0] != "settled":
             return None
-        now = int(result[1])
-        return [now - int(p) for p in result[2:] if int(p) > 0]
+        now, count = int(result[1]), int(result[2])
+        published = result[3 : 3 + count]
+        return Settled(
+            delays=[now - int(p) for p in published if int(p) > 0],
+            send_now=list(result[3 + count :]),
+        )
 
     def split(self, batch: Batch, owner: str, owners: tuple[str, str]) -> list[str]:
         """Replace ``batch`` by its two halves owned by ``owners``; returns the child ids."""

@@ -38,7 +38,9 @@ for i, mem in ipairs(members) do
   redis.call('ZREM', order, mem)
   local rec = prefix .. ':rec:' .. tenant .. ':' .. mem
   set_state(rec, counts, 'batched')
-  redis.call('HSET', rec, 'batch_id', batch_id)
+  -- The version this batch carries: settling compares it with the newest wanted one.
+  redis.call('HSET', rec, 'batch_id', batch_id, 'cut_version', redis.call('HGET', rec, 'version'))
+  redis.call('HDEL', rec, 'pending_entry')
 end
 if redis.call('ZCARD', order) == 0 then redis.call('SREM', tenants, tenant) end
 

@@ -1,13 +1,18 @@
--- settle: record Virtuous's answer for a whole batch, exactly once.
+-- settle: record Virtuous's answer for a whole batch, exactly once, and close each record's gap.
 -- KEYS: 1 batch, 2 unsent batches, 3 state counts, 4 writeback stream, 5 quarantine set,
---       6 unconfirmed set
+--       6 unconfirmed set, 7 buffer entries, 8 buffer order, 9 buffered tenants
 -- ARGV: 1 key prefix, 2 outcome (submitted|quarantined), 3 reason, 4 owner message id
--- Returns {'settled', now ms, published ms of each submitted entry...} or {'already'|'not_owner', state}.
+-- Returns {'settled', now ms, n, published ms of each submitted entry (n of them), members to
+-- send now...} or {'already'|'not_owner', state}.
 -- Invariants: a batch settles once (a second call finds it settled and changes nothing), so
 -- every record's outcome is written to the ledger and appended to the writeback stream once.
+-- Level-triggered: each record compares the version it wants with the version this batch
+-- carried ('cut_version'); a newer change that arrived while the batch was in flight is never
+-- lost: it waits for the real Gift id (an update or a zeroing by id), is sent now when that id
+-- is already known, or goes out in a later batch when Virtuous refused the older version.
 
 local batch, unsent, counts, stream, quarantine = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local unconfirmed = KEYS[6]
+local unconfirmed, entries, order, tenants = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local prefix, outcome, reason, owner = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 local state = redis.call('HGET', batch, 'state')
@@ -20,26 +25,57 @@ local batch_id = string.sub(batch, string.len(prefix .. ':batch:') + 1)
 local members = redis.call('LRANGE', batch .. ':members', 0, -1)
 local now = now_ms()
 local published = {}
+local send_now = {}
 for _, mem in ipairs(members) do
   local rec = prefix .. ':rec:' .. tenant .. ':' .. mem
   local kind, id = string.match(mem, '^([^:]+):(.*)$')
-  set_state(rec, counts, outcome)
+  local newest = tonumber(redis.call('HGET', rec, 'version') or '-1')
+  local cut = redis.call('HGET', rec, 'cut_version') or tostring(newest)
+  local newer = newest > tonumber(cut)
   redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now)
   if outcome == 'submitted' then
-    redis.call('HSET', rec, 'virtuous_id', batch_id, 'submitted_ms', now, 'reason', reason)
+    local confirmed = redis.call('HGET', rec, 'confirmed_ms')
+    redis.call('HSET', rec, 'applied_version', cut, 'submitted_ms', now, 'reason', reason)
+    redis.call('HDEL', rec, 'pending_entry')
+    if not confirmed then
+      redis.call('HSET', rec, 'virtuous_id', batch_id)
+      redis.call('ZADD', unconfirmed, 'NX', now, mem)
+    end
     published[#published + 1] = redis.call('HGET', rec, 'published_ms') or '0'
-    redis.call('ZADD', unconfirmed, 'NX', now, mem)
     writeback(stream, 'type', 'gift.submitted', 'tenant', tenant, 'kind', kind, 'id', id,
-      'virtuous_id', batch_id, 'batch_id', batch_id, 'version',
-      redis.call('HGET', rec, 'version') or '', 'at_ms', now)
+      'virtuous_id', batch_id, 'batch_id', batch_id, 'version', cut, 'at_ms', now)
+    if newer and confirmed then
+      set_state(rec, counts, 'queued')
+      send_now[#send_now + 1] = mem
+    elseif newer then
+      set_state(rec, counts, 'update_held')
+      redis.call('HSET', rec, 'reason', 'a newer change waits for the real Gift id')
+    elseif confirmed then
+      set_state(rec, counts, 'confirmed')
+    else
+      set_state(rec, counts, 'submitted')
+    end
   else
-    redis.call('HSET', rec, 'reason', reason, 'last_error', reason)
-    redis.call('ZADD', quarantine, now, mem)
+    redis.call('HSET', rec, 'reason', reason, 'last_error', reason, 'applied_version', cut)
     writeback(stream, 'type', 'gift.quarantined', 'tenant', tenant, 'kind', kind, 'id', id,
-      'batch_id', batch_id, 'reason', reason, 'version',
-      redis.call('HGET', rec, 'version') or '', 'at_ms', now)
+      'batch_id', batch_id, 'reason', reason, 'version', cut, 'at_ms', now)
+    local corrected = redis.call('HGET', rec, 'pending_entry')
+    if newer and corrected then
+      -- Virtuous refused the older version and created nothing: the newest goes out anew.
+      redis.call('HDEL', rec, 'pending_entry', 'cut_version')
+      redis.call('HSET', entries, mem, corrected)
+      redis.call('ZADD', order, 'NX', now, mem)
+      redis.call('SADD', tenants, tenant)
+      set_state(rec, counts, 'buffered')
+    else
+      redis.call('ZADD', quarantine, now, mem)
+      set_state(rec, counts, 'quarantined')
+    end
   end
 end
 redis.call('HSET', batch, 'state', outcome, 'settled_ms', now, 'reason', reason)
 redis.call('ZREM', unsent, batch_id)
-return {'settled', tostring(now), unpack(published)}
+local reply = {'settled', tostring(now), tostring(#published)}
+for _, p in ipairs(published) do reply[#reply + 1] = p end
+for _, m in ipairs(send_now) do reply[#reply + 1] = m end
+return reply

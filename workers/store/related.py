@@ -72,3 +72,17 @@ class RelatedRecords:
     def look_again_later(self, tenant: str, donor_id: str, now_ms: int) -> None:
         """A pending donor not found yet: look again after another window."""
         self._redis.zadd(self.keys.donors_pending(tenant), {donor_id: now_ms}, xx=True)
+
+    def gift_deleted(self, tenant: str, member_name: str, gift_id: int) -> None:
+        """Tell the platform a Gift giftsync knows of was deleted in Virtuous."""
+        kind, record_id = member_name.split(":", 1)
+        self._redis.xadd(
+            self.keys.writeback,
+            {
+                "type": "gift.deleted_in_virtuous",
+                "tenant": tenant,
+                "kind": kind,
+                "id": record_id,
+                "virtuous_id": str(gift_id),
+            },
+        )
