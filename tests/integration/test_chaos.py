@@ -29,15 +29,16 @@ import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from benchmarks.deployment import Deployment, deployment, make_config, org, tenant_table
 from giftsync.embedded_redis import EmbeddedRedis, start_embedded_redis
 from giftsync.examples import FUNDS, transaction, version_at
 from giftsync.settings import get_settings
+from giftsync.waiting import WaitTimeout, wait_for
 from mapping.decision import decide
 from mapping.events import Transaction, parse_event
 from mapping.tenant import TenantSettings
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
-from tests.pipeline_fixtures import Deployment, deployment, make_config, org, tenant_table, wait_for
 from workers.store.limiter import Limiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -262,7 +263,7 @@ def test_chaos_soak_delivers_every_sendable_gift_exactly_once(tmp_path: Path) ->
                     interval=0.5,
                     what="every record in an end state",
                 )
-            except AssertionError as exc:
+            except WaitTimeout as exc:
                 raise AssertionError(f"{exc}\n{stuck(dep)}") from None
             check_sandbox_and_ledger(
                 dep, len(events), final, sendable, chaos, time.monotonic() - started

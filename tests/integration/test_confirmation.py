@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.deployment import REPO, deployment, tenant_table
 from giftsync.examples import transaction, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
-from tests.pipeline_fixtures import REPO, deployment, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 

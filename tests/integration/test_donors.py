@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.deployment import deployment, tenant_table
 from giftsync.examples import donor, scheduled_donation, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox.config import demo_config
-from tests.pipeline_fixtures import deployment, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 

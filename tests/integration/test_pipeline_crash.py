@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.deployment import deployment, make_config, org, tenant_table
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
 from tests.integration.test_pipeline_batch import events_for, import_entries
-from tests.pipeline_fixtures import deployment, make_config, org, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,10 @@ import dramatiq
 import httpx
 import pytest
 
+from benchmarks.deployment import Deployment, deployment, make_config, org, tenant_table
 from giftsync.examples import donor, scheduled_donation, transaction
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
-from tests.pipeline_fixtures import Deployment, deployment, make_config, org, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 

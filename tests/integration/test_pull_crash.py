@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.deployment import deployment
+from giftsync.waiting import wait_for
 from tests.integration.test_pull import (
     ORG,
     check_first_pull,
@@ -16,7 +18,6 @@ from tests.integration.test_pull import (
     saved,
     seed,
 )
-from tests.pipeline_fixtures import deployment, wait_for
 
 pytestmark = pytest.mark.integration
 

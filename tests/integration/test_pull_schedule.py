@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.deployment import deployment
+from giftsync.waiting import wait_for
 from tests.integration.test_pull import ORG, pull_config, pull_tenant, pulled, saved, seed
-from tests.pipeline_fixtures import deployment, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from benchmarks.deployment import deployment
+from giftsync.waiting import wait_for
 from tests.integration.test_pull import (
     ORG,
     check_first_pull,
@@ -19,7 +21,6 @@ from tests.integration.test_pull import (
     saved,
     seed,
 )
-from tests.pipeline_fixtures import deployment, wait_for
 
 pytestmark = pytest.mark.integration
 
