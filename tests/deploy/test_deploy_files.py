@@ -6,6 +6,8 @@ package; probes, grace periods, scaling and scraping point at things that exist.
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy import deploy_files as d
 
@@ -163,15 +166,15 @@ def test_compose_mounts_files_that_exist_and_grafana_finds_the_dashboard() -> No
                 assert (d.DEPLOY / source).exists(), f"{name} mounts missing {source}"
     grafana = d.compose()["services"]["grafana"]["volumes"]
     target = next(v.split(":")[1] for v in grafana if "dashboards" in v.split(":")[0])
-    provider = d.yaml.safe_load(
+    provider = yaml.safe_load(
         (d.DEPLOY / "grafana/provisioning/dashboards/giftsync.yml").read_text(encoding="utf-8")
     )
     assert provider["providers"][0]["options"]["path"] == target
-    source = d.yaml.safe_load(
+    source = yaml.safe_load(
         (d.DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text(encoding="utf-8")
     )
     uid = source["datasources"][0]["uid"]
-    board = d.json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
+    board = json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
     for panel in board["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == uid, panel["title"]
@@ -246,7 +249,7 @@ def _labels(deployment: dict[str, Any]) -> dict[str, str]:
 
 
 def _prometheus() -> dict[str, Any]:
-    data: dict[str, Any] = d.yaml.safe_load(d.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    data: dict[str, Any] = yaml.safe_load(d.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     return data
 
 
@@ -265,7 +268,7 @@ def test_kustomize_builds_the_manifests() -> None:
         [kubectl, "kustomize", str(d.K8S)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    kinds = {doc["kind"] for doc in d.yaml.safe_load_all(done.stdout) if doc}
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(done.stdout) if doc}
     assert {"Deployment", "Service", "ServiceMonitor", "ScaledObject", "PrometheusRule"} <= kinds
 
 
@@ -280,5 +283,5 @@ def test_the_operations_guide_commands_parse() -> None:
     ]
     assert lines, "the guide shows no giftsync command"
     for line in lines:
-        argv = tuple(d.shlex.split(line.split("#")[0]))[1:]
+        argv = tuple(shlex.split(line.split("#")[0]))[1:]
         parse_command(argv)

@@ -61,7 +61,8 @@ def linked(dep: Any) -> dict[str, str]:
 
 
 def contacts(dep: Any) -> list[dict[str, Any]]:
-    return dep.admin("GET", "contacts?org=hope-shelter")["hope-shelter"]
+    found: list[dict[str, Any]] = dep.admin("GET", "contacts?org=hope-shelter")["hope-shelter"]
+    return found
 
 
 def test_three_hundred_donor_changes_end_with_no_duplicate_contact(

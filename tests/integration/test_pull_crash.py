@@ -3,6 +3,7 @@ the same entries a clean pull writes, none twice."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.integration.test_pull import (
     enqueue_pull,
     pull_config,
     pull_tenant,
+    runs,
     saved,
     seed,
 )
@@ -47,7 +49,8 @@ def test_sigkill_mid_page_then_restart_writes_back_the_same_set(
         # The killed messages come back once the dead worker's heartbeat times out.
         for kind in ("gifts", "recurring"):
             wait_for(
-                lambda k=kind: int(saved(dep, k).get("runs", 0)) >= 1,
+                partial(runs, dep, kind),
+                until=lambda done: done >= 1,
                 timeout=40,
                 what=f"the {kind} pull resumed and finished",
             )

@@ -149,6 +149,7 @@ def test_each_example_previews_as_expected(line: str, result: dict[str, Any]) ->
         elif isinstance(event.record, Transaction):
             check_gift_body(request, event.record, settings, result["reason"])
         else:
+            assert isinstance(event.record, ScheduledDonation)
             check_recurring_body(request, event.record, settings)
 
 
