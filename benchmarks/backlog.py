@@ -18,14 +18,14 @@ import time
 from typing import Any
 
 from benchmarks import publisher
+from benchmarks.deployment import make_config, org, tenant_table
 from benchmarks.harness import (
     Result,
     bench_deployment,
     submitted,
     wait_for_consumers,
-    wait_until,
 )
-from tests.pipeline_fixtures import make_config, org, tenant_table
+from giftsync.waiting import wait_for
 
 NAME = "backlog"
 TITLE = "Calls per gift and drain time, 200,000-gift backlog, batch mode"
@@ -63,7 +63,7 @@ def run(quick: bool) -> Result:
         wait_for_consumers(dep, 2)
         started = time.monotonic()
         platform = publisher.start(dep.env, count, 1, (TENANT,))
-        wait_until(
+        wait_for(
             lambda: submitted(dep, [TENANT]) >= count,
             timeout=count / cap * window + 120,
             what="the backlog to drain",

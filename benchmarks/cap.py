@@ -19,15 +19,15 @@ import time
 from typing import Any
 
 from benchmarks import publisher
+from benchmarks.deployment import make_config, org, tenant_table
 from benchmarks.harness import (
     CallSampler,
     Result,
     bench_deployment,
     submitted,
     wait_for_consumers,
-    wait_until,
 )
-from tests.pipeline_fixtures import make_config, org, tenant_table
+from giftsync.waiting import wait_for
 
 NAME = "cap"
 TITLE = "Use of the cap, compressed hour, backlog far above the cap"
@@ -87,7 +87,7 @@ def run(quick: bool) -> Result:
         with CallSampler(dep, TENANT) as sampler:
             started = time.monotonic()
             platform = publisher.start(dep.env, count, 1, (TENANT,))
-            wait_until(
+            wait_for(
                 lambda: submitted(dep, [TENANT]) >= count,
                 timeout=window * 5 + 60,
                 what="the backlog to drain",

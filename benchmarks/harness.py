@@ -4,8 +4,8 @@ samplers that read the sandbox and the worker processes while a run goes on.
 Each benchmark gets its own embedded ``redis-server`` (``giftsync.embedded_redis``), so
 Redis's memory figures and command load are the benchmark's alone, even on a machine where
 other test runs share the Redis on 6379. The deployment itself (sandbox in this process,
-tenants file, key prefix, ``giftsync worker`` processes) is the integration tests' harness,
-``tests.pipeline_fixtures.deployment``: the benchmarks measure what the tests prove.
+tenants file, key prefix, ``giftsync worker`` processes) is the one the integration tests use,
+``benchmarks.deployment.deployment``: the benchmarks measure what the tests prove.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.deployment import Deployment, deployment
 from giftsync.embedded_redis import EmbeddedRedis, start_embedded_redis
+from giftsync.waiting import wait_for
 from sandbox import SandboxConfig
-from tests.pipeline_fixtures import Deployment, deployment
 
 # Environment every benchmark's workers run with: quiet logs (a log line per batch is noise
 # at 5,000 events/s) and the tests' fast recovery settings.
@@ -75,20 +76,6 @@ class Result:
         self.figures.append(Figure(label, value, unit, target, met))
 
 
-def wait_until(
-    condition: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = ""
-) -> Any:
-    """Poll ``condition`` until it is truthy; raise TimeoutError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 @contextmanager
 def bench_deployment(
     tenants: Callable[[str], str],
@@ -129,7 +116,7 @@ def wait_for_consumers(dep: Deployment, processes: int, timeout: float = 60.0) -
         )
         return lines >= processes
 
-    wait_until(ready, timeout=timeout, interval=0.05, what=f"{processes} worker processes")
+    wait_for(ready, timeout=timeout, interval=0.05, what=f"{processes} worker processes")
 
 
 def _forks(path: Path) -> int:

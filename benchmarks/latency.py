@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from benchmarks.harness import Result, bench_deployment, wait_for_consumers, wait_until
+from benchmarks.deployment import make_config, org, tenant_table
+from benchmarks.harness import Result, bench_deployment, wait_for_consumers
 from giftsync.examples import transaction, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish
-from tests.pipeline_fixtures import make_config, org, tenant_table
 
 NAME = "latency"
 TITLE = "Real-time latency, publish to Gift created, light load"
@@ -81,7 +82,7 @@ def run(quick: bool) -> Result:
                 }
             return gifts if len(gifts) >= warm + count else None
 
-        gifts = wait_until(created, timeout=60, what=f"{warm + count} gifts")
+        gifts = wait_for(created, timeout=60, what=f"{warm + count} gifts")
     latencies = [1000 * (_epoch(gifts[tx]) - published[tx]) for tx in published if int(tx) > warm]
     p99 = percentile(latencies, 0.99)
     result.add("p50", percentile(latencies, 0.50), "ms")

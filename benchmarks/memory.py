@@ -18,17 +18,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.deployment import make_config, org, tenant_table
 from benchmarks.harness import (
     Result,
     bench_deployment,
     submitted,
     wait_for_consumers,
-    wait_until,
 )
 from benchmarks.throughput import measure
 from giftsync.examples import transaction, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
-from tests.pipeline_fixtures import make_config, org, tenant_table
 
 NAME = "memory"
 TITLE = "Memory: Redis per buffered gift, worker RSS over a long run"
@@ -85,7 +85,7 @@ def buffered_bytes(tenant_count: int) -> dict[str, float]:
             def buffered(done: int = done) -> bool:
                 return submitted(dep, names, "buffered") >= done and not dep.redis.hlen(queue)
 
-            wait_until(buffered, timeout=120, what="every gift buffered")
+            wait_for(buffered, timeout=120, what="every gift buffered")
             marks.append(_kept_bytes(dep.redis.info("memory")))
         count = PER_TENANT * tenant_count
         buffer_keys = [dep.key("buf", n, part) for n in names for part in ("entries", "order")]

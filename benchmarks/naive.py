@@ -24,6 +24,7 @@ import dramatiq
 import httpx
 from dramatiq.brokers.redis import RedisBroker
 
+from giftsync.waiting import wait_for
 from mapping.decision import decide
 from mapping.events import Transaction, parse_event
 from mapping.realtime import realtime_create
@@ -160,8 +161,9 @@ def run_naive(
 
 
 def _wait_for_gifts(sandbox: Any, org: str, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while gifts_in(sandbox, org) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"naive: {gifts_in(sandbox, org)} of {count} gifts in {timeout}s")
-        time.sleep(0.05)
+    wait_for(
+        lambda: gifts_in(sandbox, org),
+        until=lambda held: held >= count,
+        timeout=timeout,
+        what=f"naive: {count} gifts in the sandbox",
+    )

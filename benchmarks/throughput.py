@@ -19,12 +19,13 @@ import time
 from typing import Any
 
 from benchmarks import publisher
-from benchmarks.harness import Result, RssSampler, bench_deployment, submitted, wait_until
+from benchmarks.deployment import make_config, org, tenant_table
+from benchmarks.harness import Result, RssSampler, bench_deployment, submitted
 from benchmarks.naive import run_naive
 from benchmarks.publisher import events
 from giftsync.examples import transaction, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
-from tests.pipeline_fixtures import make_config, org, tenant_table
 
 NAME = "throughput"
 TITLE = "Throughput, publish to submitted, cap lifted"
@@ -73,7 +74,7 @@ def measure(count: int, processes: int, *, sample_rss: bool = False) -> dict[str
     with bench_deployment(_tenants, _config()) as (dep, _server):
         worker = dep.start_worker(processes=processes, threads=THREADS)
         publish_many(events(WARM_UP, 1, TENANTS))
-        wait_until(
+        wait_for(
             lambda: submitted(dep, list(TENANTS)) >= WARM_UP,
             timeout=120,
             what="the warm-up batches",
@@ -82,7 +83,7 @@ def measure(count: int, processes: int, *, sample_rss: bool = False) -> dict[str
         with RssSampler([worker.pid]) as rss:
             started = time.monotonic()
             platform = publisher.start(dep.env, count, 1_000_000, TENANTS)
-            wait_until(
+            wait_for(
                 lambda: submitted(dep, list(TENANTS)) >= total,
                 timeout=count / 100 + 60,
                 interval=0.02,

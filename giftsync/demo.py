@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from giftsync.embedded_redis import free_port, start_embedded_redis
+from giftsync.waiting import wait_for
 
 TENANTS = {
     "hope-shelter": ("batch", "America/Chicago", "VIRTUOUS_TOKEN_HOPE", "demo-token-hope"),
@@ -54,15 +54,6 @@ def _tenants_toml(sandbox_url: str) -> str:
             'transaction_source = "WeGive"\n'
         )
     return "\n".join(tables)
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"demo: timed out after {timeout:.0f}s waiting for {what}")
 
 
 def run_demo(*, events: int = 600, stay: bool | None = None, port: int = 8765) -> int:
@@ -164,7 +155,7 @@ def _drive(
                 return False
         return seen >= published
 
-    _wait(settled, 180, "every event to reach its end state")
+    wait_for(settled, timeout=180, interval=0.2, what="every event to reach its end state")
     elapsed = time.monotonic() - started
     stats = httpx.get(f"{sandbox.url}/_admin/stats", timeout=10).json()
     print(f"\nall {published} events reached their end state in {elapsed:.1f}s\n")

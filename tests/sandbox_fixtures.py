@@ -7,7 +7,6 @@ server per test module, reset before each test, so tests never see each other's 
   ``beta`` with one); ``make_sandbox(config)``: one with any config.
 - ``api`` / ``beta_api``: httpx clients carrying alpha's / beta's token; ``admin``: no token.
 - ``receiver``: a tiny HTTP server on loopback that records webhook deliveries.
-- ``wait_for(condition)``: poll a condition with a deadline (tests never sleep for work).
 
 Test modules also import the helpers below, before pytest loads this module as a plugin, so
 it opts out of assertion rewriting (PYTEST_DONT_REWRITE) instead of warning about it.
@@ -16,11 +15,10 @@ it opts out of assertion rewriting (PYTEST_DONT_REWRITE) instead of warning abou
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -32,8 +30,6 @@ TOKEN_A2 = "token-alpha-2"
 TOKEN_B = "token-beta-1"
 PROJECTS = {101: "GEN", 102: "FOOD", 103: "SHELTER", 88: "FEES"}
 SEGMENTS = {201: "GIVINGDAY", 202: "YEAREND"}
-
-T = TypeVar("T")
 
 
 def small_config(alpha: dict[str, Any] | None = None, **settings: Any) -> SandboxConfig:
@@ -49,23 +45,6 @@ def small_config(alpha: dict[str, Any] | None = None, **settings: Any) -> Sandbo
         OrgConfig(name="beta", tokens=[TOKEN_B], projects=dict(PROJECTS), segments=dict(SEGMENTS)),
     ]
     return SandboxConfig(orgs=orgs, **settings)
-
-
-def wait_for(
-    condition: Callable[[], T | None],
-    timeout: float = 5.0,
-    interval: float = 0.01,
-    message: str = "condition",
-) -> T:
-    """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 def gift_transaction(tid: str, amount: str = "10.00", **fields: Any) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def compose_services() -> dict[str, dict[str, Any]]:
 
 def _compose_tenants(service: dict[str, Any]) -> str:
     for volume in service.get("volumes", []):
-        source, target = volume.split(":")[:2]
+        source, target = str(volume).split(":")[:2]
         if target == "/etc/giftsync/giftsync.toml":
             return (DEPLOY / source).read_text(encoding="utf-8")
     raise AssertionError("the service mounts no tenants file at /etc/giftsync/giftsync.toml")
@@ -101,8 +101,10 @@ def _k8s_tenants() -> str:
 def roles() -> Iterator[Role]:
     """Every giftsync process the compose file and the manifests start."""
     for name, service in sorted(compose_services().items()):
-        env = dict(service.get("environment") or {})
-        yield Role(f"compose:{name}", tuple(service["command"]), env, _compose_tenants(service))
+        compose_env = dict(service.get("environment") or {})
+        yield Role(
+            f"compose:{name}", tuple(service["command"]), compose_env, _compose_tenants(service)
+        )
     shared = k8s_named("ConfigMap", "giftsync-env")["data"]
     for deployment in k8s("Deployment"):
         for container in deployment["spec"]["template"]["spec"]["containers"]:

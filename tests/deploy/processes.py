@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.pipeline_fixtures import REPO, wait_for
+from benchmarks.deployment import REPO
+from giftsync.waiting import wait_for
 
 ENTRYPOINT = Path(sys.executable).parent / "giftsync"
 

@@ -7,6 +7,8 @@ package; probes, grace periods, scaling and scraping point at things that exist.
 from __future__ import annotations
 
 import hashlib
+import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy import deploy_files as d
 
@@ -164,15 +167,15 @@ def test_compose_mounts_files_that_exist_and_grafana_finds_the_dashboard() -> No
                 assert (d.DEPLOY / source).exists(), f"{name} mounts missing {source}"
     grafana = d.compose()["services"]["grafana"]["volumes"]
     target = next(v.split(":")[1] for v in grafana if "dashboards" in v.split(":")[0])
-    provider = d.yaml.safe_load(
+    provider = yaml.safe_load(
         (d.DEPLOY / "grafana/provisioning/dashboards/giftsync.yml").read_text(encoding="utf-8")
     )
     assert provider["providers"][0]["options"]["path"] == target
-    source = d.yaml.safe_load(
+    source = yaml.safe_load(
         (d.DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text(encoding="utf-8")
     )
     uid = source["datasources"][0]["uid"]
-    board = d.json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
+    board = json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
     # Panels read the datasource variable, so the board imports into any Grafana; its
     # default is the datasource compose provisions.
     variables = {v["name"]: v for v in board["templating"]["list"]}
@@ -188,7 +191,7 @@ def test_compose_mounts_files_that_exist_and_grafana_finds_the_dashboard() -> No
 
 
 def test_dashboard_top_row_thresholds_and_links() -> None:
-    board = d.json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
+    board = json.loads(d.DASHBOARD.read_text(encoding="utf-8"))
     panels = board["panels"]
     assert panels[0]["type"] == "row" and panels[0]["title"] == "Right now"
     top = [p for p in panels if p["type"] == "stat" and p["gridPos"]["y"] == 1]
@@ -275,7 +278,7 @@ def _labels(deployment: dict[str, Any]) -> dict[str, str]:
 
 
 def _prometheus() -> dict[str, Any]:
-    data: dict[str, Any] = d.yaml.safe_load(d.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    data: dict[str, Any] = yaml.safe_load(d.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     return data
 
 
@@ -294,7 +297,7 @@ def test_kustomize_builds_the_manifests() -> None:
         [kubectl, "kustomize", str(d.K8S)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    kinds = {doc["kind"] for doc in d.yaml.safe_load_all(done.stdout) if doc}
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(done.stdout) if doc}
     assert {"Deployment", "Service", "ServiceMonitor", "ScaledObject", "PrometheusRule"} <= kinds
 
 
@@ -309,14 +312,14 @@ def test_the_operations_guide_commands_parse() -> None:
     ]
     assert lines, "the guide shows no giftsync command"
     for line in lines:
-        argv = tuple(d.shlex.split(line.split("#")[0]))[1:]
+        argv = tuple(shlex.split(line.split("#")[0]))[1:]
         parse_command(argv)
 
 
 def test_config_changes_roll_every_pod() -> None:
-    docs = [doc for doc in d.yaml.safe_load_all((d.K8S / "config.yaml").read_text()) if doc]
+    docs = [doc for doc in yaml.safe_load_all((d.K8S / "config.yaml").read_text()) if doc]
     data = {doc["metadata"]["name"]: doc["data"] for doc in docs}
-    digest = hashlib.sha256(d.json.dumps(data, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     for deployment in d.k8s("Deployment"):
         annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
         assert annotations.get("giftsync/config-checksum") == digest, (

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.deployment import Deployment, deployment, tenant_table
 from tests.deploy import deploy_files as d
 from tests.deploy.processes import answers, free_port, role, with_port
-from tests.pipeline_fixtures import Deployment, deployment, tenant_table
 
 pytestmark = pytest.mark.integration
 

@@ -24,11 +24,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.deployment import Deployment, deployment, tenant_table
 from giftsync.examples import transaction
 from mapping.events import EventValidationError, parse_event
 from producers.publish import InvalidEvents, publish, publish_many
 from tests.integration.test_ingest_fuzz import BASES, bad_event
-from tests.pipeline_fixtures import Deployment, deployment, tenant_table
 
 pytestmark = pytest.mark.integration
 

@@ -21,6 +21,7 @@ import random
 import time
 from collections import Counter
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,16 @@ import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from benchmarks.deployment import Deployment, deployment, make_config, org, tenant_table
 from giftsync.embedded_redis import EmbeddedRedis, start_embedded_redis
 from giftsync.examples import FUNDS, transaction, version_at
 from giftsync.settings import get_settings
+from giftsync.waiting import WaitTimeout, wait_for
 from mapping.decision import decide
 from mapping.events import Transaction, parse_event
 from mapping.tenant import TenantSettings
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
-from tests.pipeline_fixtures import Deployment, deployment, make_config, org, tenant_table, wait_for
 from workers.store.limiter import Limiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -237,13 +239,15 @@ def test_chaos_soak_delivers_every_sendable_gift_exactly_once(tmp_path: Path) ->
                     for s in ("submitted", "sent", "skipped")
                 )
 
+            def progressed(before: int) -> bool:
+                return finished() > before
+
             chunk = -(-len(events) // 10)
             for index in range(10):
                 publish_many(events[index * chunk : (index + 1) * chunk])
                 if index in SCHEDULE:
-                    before = finished()
                     wait_for(
-                        lambda before=before: finished() > before,
+                        partial(progressed, finished()),
                         timeout=120,
                         what="work in flight before the disturbance",
                     )
@@ -262,7 +266,7 @@ def test_chaos_soak_delivers_every_sendable_gift_exactly_once(tmp_path: Path) ->
                     interval=0.5,
                     what="every record in an end state",
                 )
-            except AssertionError as exc:
+            except WaitTimeout as exc:
                 raise AssertionError(f"{exc}\n{stuck(dep)}") from None
             check_sandbox_and_ledger(
                 dep, len(events), final, sendable, chaos, time.monotonic() - started
@@ -326,7 +330,9 @@ def check_sandbox_and_ledger(
     held = {t: [e for b in imports[t] for e in b["entries"]] for t in BATCH}
     held |= {t: dep.admin("GET", "gifts")[t] for t in REALTIME}
     stats = dep.admin("GET", "stats")["orgs"]
-    duplicates, lost, wrong = 0, [], []
+    duplicates = 0
+    lost: list[tuple[str, int]] = []
+    wrong: list[tuple[str, int | str, str]] = []
     for tenant, items in held.items():
         ids = Counter(int(item["transactionId"]) for item in items)
         duplicates += sum(n - 1 for n in ids.values())

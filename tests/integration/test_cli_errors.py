@@ -5,6 +5,7 @@ and a non-zero exit, never a traceback. Each case runs the installed entry point
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.deployment import REPO, tenant_table
 from giftsync.cli import _build_parser
 from giftsync.examples import transaction
-from tests.pipeline_fixtures import REPO, tenant_table
 
 pytestmark = pytest.mark.integration
 
@@ -163,8 +164,9 @@ def test_version_prints_and_exits_0() -> None:
 
 def test_every_option_of_every_command_has_help_text() -> None:
     parser = _build_parser()
-    sub = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
-    parsers = {"giftsync": parser, **sub.choices}
+    sub = next(a for a in parser._actions if isinstance(a.choices, dict))
+    assert isinstance(sub.choices, dict)
+    parsers: dict[str, argparse.ArgumentParser] = {"giftsync": parser, **sub.choices}
     for name, command in parsers.items():
         for action in command._actions:
             if action.dest in ("help", "command"):

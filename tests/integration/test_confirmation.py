@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.deployment import REPO, deployment, tenant_table, text
 from giftsync.examples import transaction, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
-from tests.pipeline_fixtures import REPO, deployment, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,8 @@ def gift(tx_id: int, who: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 
 def ada_id(dep: Any) -> int:
     contacts = dep.admin("GET", "contacts?org=hope-shelter")["hope-shelter"]
-    return next(c["id"] for c in contacts if c["name"] == "Ada Lovelace")
+    ada: int = next(c["id"] for c in contacts if c["name"] == "Ada Lovelace")
+    return ada
 
 
 def tab_counts(dep: Any) -> dict[str, int]:
@@ -87,7 +89,8 @@ def status_json(dep: Any) -> dict[str, Any]:
         text=True,
         check=True,
     )
-    return json.loads(out.stdout)[0]
+    report: dict[str, Any] = json.loads(out.stdout)[0]
+    return report
 
 
 def test_webhooks_and_lookups_confirm_and_match_needed_waits_for_review(
@@ -172,12 +175,12 @@ def test_webhooks_and_lookups_confirm_and_match_needed_waits_for_review(
         report = status_json(dep)
         assert report["states"]["needs_review"] == 3
         batch_of_match = {
-            dep.redis.hget(dep.key("rec", "hope-shelter", f"transaction:{i}"), "batch_id").decode()
+            text(dep.redis.hget(dep.key("rec", "hope-shelter", f"transaction:{i}"), "batch_id"))
             for i in (7, 8, 9)
         }
         assert report["review_batches"] == {b: 3 for b in batch_of_match}
         (batch_id,) = batch_of_match
-        name = dep.redis.hget(dep.key("batch", batch_id), "import_name").decode()
+        name = text(dep.redis.hget(dep.key("batch", batch_id), "import_name"))
         # Named as Virtuous shows the import, with the gifts to find in it.
         assert report["review_imports"] == [{"import": name, "transaction_ids": ["7", "8", "9"]}]
         assert name in {b["name"] for b in dep.admin("GET", "imports?entries=0")["hope-shelter"]}
@@ -247,9 +250,9 @@ def test_a_refund_of_a_batch_gift_waits_for_the_real_id_then_zeroes_it(
             original = gift(1, owner(5001, contact_id=ada), version=version_at(1))
             publish_many([original])
             wait_for(lambda: dep.state_counts("hope-shelter").get("submitted", 0) == 1, what="sent")
-            batch_id = dep.redis.hget(
-                dep.key("rec", "hope-shelter", "transaction:1"), "virtuous_id"
-            ).decode()
+            batch_id = text(
+                dep.redis.hget(dep.key("rec", "hope-shelter", "transaction:1"), "virtuous_id")
+            )
             refund = gift(
                 1,
                 owner(5001, contact_id=ada),

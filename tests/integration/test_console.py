@@ -16,15 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.deployment import Deployment, deployment, make_config, org, tenant_table
 from giftsync.console import create_app
 from giftsync.console_access import COOKIE, Access, access_for
 from giftsync.examples import transaction
 from giftsync.settings import SettingsError, get_settings
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
 from tests.deploy.processes import answers, free_port, role
 from tests.deploy.system_tools import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, require_chromium
-from tests.pipeline_fixtures import Deployment, deployment, make_config, org, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.pipeline_fixtures import REPO
+from benchmarks.deployment import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from benchmarks.deployment import REPO, Deployment, deployment, tenant_table
 from giftsync.doctor import check_clock
-from tests.pipeline_fixtures import REPO, Deployment, deployment, tenant_table
 
 pytestmark = pytest.mark.integration
 

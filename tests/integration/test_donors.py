@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.deployment import deployment, tenant_table
 from giftsync.examples import donor, scheduled_donation, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox.config import demo_config
-from tests.pipeline_fixtures import deployment, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,8 @@ def linked(dep: Any) -> dict[str, str]:
 
 
 def contacts(dep: Any) -> list[dict[str, Any]]:
-    return dep.admin("GET", "contacts?org=hope-shelter")["hope-shelter"]
+    found: list[dict[str, Any]] = dep.admin("GET", "contacts?org=hope-shelter")["hope-shelter"]
+    return found
 
 
 def test_three_hundred_donor_changes_end_with_no_duplicate_contact(

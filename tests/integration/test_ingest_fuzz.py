@@ -254,10 +254,10 @@ def bad_event(draw: st.DrawFn) -> tuple[Any, tuple[str, ...]]:
         event["tenant"] = draw(other | st.sampled_from(["Alpha", "", "x" * 100]) | not_text)
         return event, ("tenant",)
     if how == "kind":
-        other = "scheduled_donation" if kind == "transaction" else "transaction"
+        misfit = "scheduled_donation" if kind == "transaction" else "transaction"
         event["kind"] = draw(st.sampled_from(["refund", "Transaction", ""]) | not_text)
         if draw(st.booleans()):
-            event["kind"] = other  # a valid kind that does not fit the record
+            event["kind"] = misfit  # a valid kind that does not fit the record
             return event, ("record",)
         return event, ("kind",)
     if how == "not_object":

@@ -10,10 +10,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.deployment import tenant_table
 from giftsync.embedded_redis import start_embedded_redis
+from giftsync.waiting import wait_for
 from tests.deploy.processes import answers, free_port, role
 from tests.deploy.test_roles_start import assert_json_lines
-from tests.pipeline_fixtures import tenant_table, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,13 +21,14 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.deployment import Deployment, deployment, tenant_table
 from giftsync.examples import transaction
+from giftsync.waiting import WaitTimeout, wait_for
 from producers.publish import publish_many
 from producers.signing import signed_headers
 from sandbox.config import FaultConfig, demo_config
 from tests.deploy import deploy_files as d
 from tests.deploy.processes import answers, free_port, role, with_port
-from tests.pipeline_fixtures import Deployment, deployment, tenant_table, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -221,7 +222,7 @@ def settled(running: Running) -> Scrape:
             timeout=60,
             what="the reconcile sweep to confirm gifts",
         )
-    except AssertionError as exc:
+    except WaitTimeout as exc:
         raise AssertionError(f"{exc}\nstate: {sent()}\n{running.log_tail()}") from None
     return running.scrape()
 
@@ -317,7 +318,8 @@ def test_the_worker_scrape_parses_as_openmetrics(running: Running, settled: Scra
         running.worker_url, headers={"Accept": "application/openmetrics-text"}, timeout=10
     )
     assert answer.headers["content-type"].startswith("application/openmetrics-text")
-    names = {family.name for family in openmetrics_families(answer.text)}
+    families = openmetrics_families(answer.text)  # type: ignore[no-untyped-call]
+    names = {family.name for family in families}
     assert {"giftsync_dead_letters", "giftsync_dead_letters_kept", "giftsync_redis_up"} <= names
 
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.deployment import deployment, make_config, org, tenant_table
 from giftsync.examples import FUNDS, transaction, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
-from tests.pipeline_fixtures import deployment, make_config, org, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 

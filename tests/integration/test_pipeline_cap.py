@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.deployment import deployment, make_config, org, tenant_table
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from tests.integration.test_pipeline_batch import events_for
-from tests.pipeline_fixtures import deployment, make_config, org, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 

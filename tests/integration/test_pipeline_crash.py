@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from benchmarks.deployment import deployment, make_config, org, tenant_table
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
 from tests.integration.test_pipeline_batch import events_for, import_entries
-from tests.pipeline_fixtures import deployment, make_config, org, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +35,21 @@ def test_sigkill_mid_flush_and_mid_send_delivers_every_gift_exactly_once(
         worker = dep.start_worker(processes=1, threads=4)
         kills = 0
         recovery: list[float] = []
+
+        def in_flight(end: int) -> bool:
+            return (
+                dep.state_counts("hope-shelter").get("batched", 0) > 0
+                or dep.state_counts("hope-shelter").get("submitted", 0) >= end
+            )
+
+        def progressed(before: int) -> bool:
+            return dep.state_counts("hope-shelter").get("submitted", 0) > before
+
         for chunk_start in range(0, total, 400):
             publish_many(events[chunk_start : chunk_start + 400])
             # Kill while the chunk is being mapped, flushed and sent.
             wait_for(
-                lambda end=chunk_start + 400: (
-                    dep.state_counts("hope-shelter").get("batched", 0) > 0
-                    or dep.state_counts("hope-shelter").get("submitted", 0) >= end
-                ),
+                partial(in_flight, chunk_start + 400),
                 timeout=30,
                 what="a batch in flight",
             )
@@ -50,7 +59,7 @@ def test_sigkill_mid_flush_and_mid_send_delivers_every_gift_exactly_once(
             worker = dep.start_worker(processes=1, threads=4)
             before = dep.state_counts("hope-shelter").get("submitted", 0)
             wait_for(
-                lambda before=before: dep.state_counts("hope-shelter").get("submitted", 0) > before,
+                partial(progressed, before),
                 timeout=60,
                 what="progress after a restart",
             )

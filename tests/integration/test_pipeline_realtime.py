@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.deployment import Deployment, deployment, make_config, org, tenant_table, text
 from giftsync.examples import FUNDS, donor, scheduled_donation, transaction, version_at
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
-from tests.pipeline_fixtures import deployment, make_config, org, tenant_table, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +38,12 @@ def rt_config(**kwargs: Any) -> Any:
     return make_config(org("river-arts", "demo-token-river", calls_per_hour=BIG_CAP), **kwargs)
 
 
-def gifts(dep: Any) -> list[dict[str, Any]]:
-    return dep.admin("GET", "gifts")["river-arts"]
+def gifts(dep: Deployment) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = dep.admin("GET", "gifts")["river-arts"]
+    return found
 
 
-def sent(dep: Any) -> int:
+def sent(dep: Deployment) -> int:
     return dep.state_counts("river-arts").get("sent", 0)
 
 
@@ -62,7 +64,7 @@ def test_creates_return_real_ids_into_the_ledger_and_writeback(
             record = dep.redis.hget(
                 dep.key("rec", "river-arts", f"transaction:{tx_id}"), "virtuous_id"
             )
-            assert int(record) == by_tx[tx_id]["id"]
+            assert int(text(record)) == by_tx[tx_id]["id"]
         # Donors without a Contact got one each, made once, found by reference afterwards.
         linked = [w for w in dep.writeback() if w["type"] == "donor.linked"]
         assert len({w["id"] for w in linked}) == len(linked)
@@ -230,7 +232,7 @@ def test_a_fee_fund_gets_the_fee_and_a_cancellation_reaches_virtuous(
     with deployment(tmp_path, redis_url, tenants=tenants, sandbox_config=rt_config()) as dep:
         dep.start_worker(processes=1, threads=4)
         allocations = [{"fund": FUNDS[0], "amount": 1500}, {"fund": FUNDS[1], "amount": 1500}]
-        common = {
+        common: dict[str, Any] = {
             "amount": 3000,
             "fee_amount": 117,
             "fund": FUNDS[0],

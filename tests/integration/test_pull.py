@@ -11,10 +11,12 @@ records are derived here from the seeds' tables, independently of mapping/pull.p
 from __future__ import annotations
 
 import json
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,9 +24,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from benchmarks.deployment import Deployment, deployment, make_config, org, tenant_table, text
 from giftsync.examples import donor, scheduled_donation, transaction
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
-from tests.pipeline_fixtures import Deployment, deployment, make_config, org, tenant_table, wait_for
 from workers.queue import messages
 
 pytestmark = pytest.mark.integration
@@ -181,8 +184,8 @@ def seed(dep: Deployment, gifts: int, recurring: int) -> Seeded:
         if i % 5 == 2:  # cancelled by staff in Virtuous
             rg["cancelDateTimeUtc"] = f"2025-09-{1 + i % 28:02d}T16:45:00"
         rgs.append(rg)
-    made = dep.admin("POST", "recurring-gifts", json={"org": ORG, "recurringGifts": rgs})
-    seeded.rg_created = {rg["id"] for rg in made["recurringGifts"]}
+    made_rgs = dep.admin("POST", "recurring-gifts", json={"org": ORG, "recurringGifts": rgs})
+    seeded.rg_created = {rg["id"] for rg in made_rgs["recurringGifts"]}
     return seeded
 
 
@@ -202,12 +205,12 @@ def push_through_giftsync(dep: Deployment, seeded: Seeded) -> None:
     )
     for i in range(PUSHED_GIFTS):
         raw = dep.redis.hget(dep.key("rec", ORG, f"transaction:{50_000 + i}"), "virtuous_id")
-        seeded.echoes.add(int(raw))
+        seeded.echoes.add(int(text(raw)))
     api = httpx.Client(base_url=dep.sandbox.url, headers={"Authorization": f"Bearer {TOKEN}"})
     with api:
         for i in range(PUSHED_RECURRING):
-            rg_id = int(dep.redis.hget(dep.key("rec", ORG, f"scheduled_donation:{60_000 + i}"),
-                                       "virtuous_id"))  # fmt: skip
+            rg_id = int(text(dep.redis.hget(dep.key("rec", ORG, f"scheduled_donation:{60_000 + i}"),
+                                            "virtuous_id")))  # fmt: skip
             if i < 2:  # a staff cancellation: the platform must hear of it
                 # Contract: only the Cancel route cancels (a PUT with a status does not).
                 api.put(f"/api/RecurringGift/Cancel/{rg_id}", json={}).raise_for_status()
@@ -225,16 +228,22 @@ def enqueue_pull(kind: str) -> None:
 
 def saved(dep: Deployment, kind: str) -> dict[str, str]:
     raw = dep.redis.hgetall(dep.key("pull", ORG, kind, "cursor"))
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    return {text(k): text(v) for k, v in raw.items()}
+
+
+def runs(dep: Deployment, kind: str) -> int:
+    """How many ``kind`` pulls have finished."""
+    return int(saved(dep, kind).get("runs", 0))
 
 
 def pull_and_wait(dep: Deployment, *kinds: str, timeout: float = 30) -> None:
-    before = {kind: int(saved(dep, kind).get("runs", 0)) for kind in kinds}
+    before = {kind: runs(dep, kind) for kind in kinds}
     for kind in kinds:
         enqueue_pull(kind)
     for kind in kinds:
         wait_for(
-            lambda k=kind: int(saved(dep, k).get("runs", 0)) > before[k],
+            partial(runs, dep, kind),
+            until=partial(operator.lt, before[kind]),  # more runs than before
             timeout=timeout,
             what=f"the {kind} pull to finish",
         )

@@ -3,20 +3,23 @@ the same entries a clean pull writes, none twice."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from benchmarks.deployment import deployment
+from giftsync.waiting import wait_for
 from tests.integration.test_pull import (
     ORG,
     check_first_pull,
     enqueue_pull,
     pull_config,
     pull_tenant,
+    runs,
     saved,
     seed,
 )
-from tests.pipeline_fixtures import deployment, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +49,8 @@ def test_sigkill_mid_page_then_restart_writes_back_the_same_set(
         # The killed messages come back once the dead worker's heartbeat times out.
         for kind in ("gifts", "recurring"):
             wait_for(
-                lambda k=kind: int(saved(dep, k).get("runs", 0)) >= 1,
+                partial(runs, dep, kind),
+                until=lambda done: done >= 1,
                 timeout=40,
                 what=f"the {kind} pull resumed and finished",
             )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_pull import ORG, pull_config, pull_tenant, pulled, saved, seed
-from tests.pipeline_fixtures import deployment, wait_for
+from benchmarks.deployment import deployment, text
+from giftsync.waiting import wait_for
+from tests.integration.test_pull import ORG, pull_config, pull_tenant, pulled, runs, seed
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +27,7 @@ def test_a_due_pull_is_claimed_once_and_waits_while_one_is_pending(
         due = dep.key("pull", ORG, "gifts", "due")
         pending = dep.key("pull", ORG, "gifts", "pending")
         assert not pull.claim_schedule(rt, tenant, "gifts", "m1")  # first sight starts the clock
-        assert int(dep.redis.get(due)) > rt.batcher.server_ms() + 3_000_000
+        assert int(text(dep.redis.get(due))) > rt.batcher.server_ms() + 3_000_000
         dep.redis.set(due, 0)
         assert pull.claim_schedule(rt, tenant, "gifts", "m2")
         assert dep.redis.get(pending) == b"m2"
@@ -47,7 +49,8 @@ def test_the_scheduler_pulls_each_tenant_every_interval(tmp_path: Path, redis_ur
         dep.start_worker(processes=1, threads=2)
         for kind in ("gifts", "recurring"):
             wait_for(
-                lambda k=kind: int(saved(dep, k).get("runs", 0)) >= 2,
+                partial(runs, dep, kind),
+                until=lambda done: done >= 2,
                 timeout=20,
                 what=f"two scheduled {kind} pulls",
             )

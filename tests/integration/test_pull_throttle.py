@@ -3,6 +3,7 @@ resumes from its saved cursor: every page is read once, every record written bac
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +11,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from benchmarks.deployment import deployment
+from giftsync.waiting import wait_for
 from tests.integration.test_pull import (
     ORG,
     check_first_pull,
     enqueue_pull,
     pull_config,
     pull_tenant,
-    saved,
+    runs,
     seed,
 )
-from tests.pipeline_fixtures import deployment, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.integration
 def samples(directory: Path, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     """One metric's samples from the workers' multiprocess files, by label set."""
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
     return {
         tuple(sorted(s.labels.items())): s.value
         for family in registry.collect()
@@ -54,7 +56,8 @@ def test_a_throttled_pull_resumes_from_its_cursor(tmp_path: Path, redis_url: str
         enqueue_pull("recurring")
         for kind in ("gifts", "recurring"):
             wait_for(
-                lambda k=kind: int(saved(dep, k).get("runs", 0)) >= 1,
+                partial(runs, dep, kind),
+                until=lambda done: done >= 1,
                 timeout=30,
                 what=f"the throttled {kind} pull to finish",
             )
@@ -65,9 +68,9 @@ def test_a_throttled_pull_resumes_from_its_cursor(tmp_path: Path, redis_url: str
 
         throttles = samples(prom, "giftsync_throttle_delays_total")
         assert value(throttles, actor="pull_gifts", reason="limiter") >= 1
-        runs = samples(prom, "giftsync_pull_runs_total")
-        assert value(runs, tenant=ORG, kind="gift", outcome="done") == 1
-        assert value(runs, tenant=ORG, kind="gift", outcome="limiter") >= 1
+        pull_runs = samples(prom, "giftsync_pull_runs_total")
+        assert value(pull_runs, tenant=ORG, kind="gift", outcome="done") == 1
+        assert value(pull_runs, tenant=ORG, kind="gift", outcome="limiter") >= 1
         records = samples(prom, "giftsync_pull_records_total")
         assert value(records, tenant=ORG, kind="gift", outcome="created") == len(seeded.created)
         assert value(records, tenant=ORG, kind="gift", outcome="echo") == len(seeded.echoes)

@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from giftsync.waiting import wait_for
 from sandbox import ConfigError, RunningSandbox, demo_config, load_config, token_fingerprint
 from sandbox.cli import _parser, build_config, main
-from tests.sandbox_fixtures import gift_transaction, org_stats, seed_contacts, wait_for
+from tests.sandbox_fixtures import gift_transaction, org_stats, seed_contacts
 
 pytest_plugins = ["tests.sandbox_fixtures"]
 pytestmark = pytest.mark.integration
@@ -285,7 +286,7 @@ def test_python_dash_m_sandbox_serves_the_demo_with_a_compressed_hour() -> None:
             except httpx.TransportError:
                 return False
 
-        wait_for(up, timeout=15, interval=0.05, message="the CLI sandbox to serve")
+        wait_for(up, timeout=15, interval=0.05, what="the CLI sandbox to serve")
         r = httpx.get(f"{url}/api/Gift/1", headers={"Authorization": "Bearer demo-token-hope"})
         assert (r.status_code, r.headers["X-RateLimit-Limit"]) == (404, "5")
         assert "." in r.headers["X-RateLimit-Reset"]

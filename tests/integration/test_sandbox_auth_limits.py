@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from giftsync.waiting import wait_for
 from sandbox import RunningSandbox, SandboxConfig, token_fingerprint
 from tests.sandbox_fixtures import (
     TOKEN_A,
@@ -19,7 +20,6 @@ from tests.sandbox_fixtures import (
     gift_transaction,
     org_stats,
     small_config,
-    wait_for,
 )
 
 pytest_plugins = ["tests.sandbox_fixtures"]
@@ -113,7 +113,7 @@ def test_cap_is_shared_by_every_token_of_the_org_and_429_carries_retry_after(
             lambda: a1.get("/api/Gift/1").status_code == 404,
             timeout=4,
             interval=0.05,
-            message="the window to free a call",
+            what="the window to free a call",
         )
     stats = org_stats(client(sb, None))
     assert stats["rate_limited"] >= 2
@@ -143,7 +143,7 @@ def test_other_integrations_spend_the_budget(make_sandbox: Factory) -> None:
         wait_for(
             lambda: org_stats(admin)["other_integrations_calls"] >= 4,
             timeout=3,
-            message="other integrations to call",
+            what="other integrations to call",
         )
         first = api.get("/api/Gift/1")
         assert int(first.headers["X-RateLimit-Remaining"]) <= 20 - 1 - 4
@@ -164,7 +164,7 @@ def test_busiest_rolling_window_is_reported_exactly(make_sandbox: Factory) -> No
         wait_for(
             lambda: org_stats(admin)["calls_in_window"] == 0,
             timeout=3,
-            message="the window to empty",
+            what="the window to empty",
         )
         for _ in range(5):
             api.get("/api/Gift/1")

@@ -11,15 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from giftsync.waiting import wait_for
 from sandbox import FaultConfig, RunningSandbox, SandboxConfig
-from tests.sandbox_fixtures import (
-    TOKEN_B,
-    client,
-    org_stats,
-    seed_contacts,
-    small_config,
-    wait_for,
-)
+from tests.sandbox_fixtures import TOKEN_B, client, org_stats, seed_contacts, small_config
 
 pytest_plugins = ["tests.sandbox_fixtures"]
 pytestmark = pytest.mark.integration
@@ -123,7 +117,7 @@ def test_a_timeout_after_apply_applies_the_change(
     _set(fadmin, timeout_after_apply_rate=1.0, stall_seconds=3.0)
     with client(faulty, timeout=0.3) as impatient, pytest.raises(httpx.ReadTimeout):
         impatient.post("/api/Gift", json=body)
-    wait_for(lambda: _gift_count(faulty) == 1, message="the stalled gift to be applied")
+    wait_for(lambda: _gift_count(faulty) == 1, what="the stalled gift to be applied")
     assert org_stats(fadmin)["faults_injected"] == {"timeout_after_apply": 1}
 
 

@@ -10,15 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from giftsync.waiting import wait_for
 from sandbox import RunningSandbox, SandboxConfig
-from tests.sandbox_fixtures import (
-    client,
-    gift_transaction,
-    org_stats,
-    seed_contacts,
-    small_config,
-    wait_for,
-)
+from tests.sandbox_fixtures import client, gift_transaction, org_stats, seed_contacts, small_config
 
 pytest_plugins = ["tests.sandbox_fixtures"]
 pytestmark = pytest.mark.integration
@@ -298,5 +292,5 @@ def test_the_nightly_batch_can_run_on_a_timer(
         wait_for(
             lambda: api.get("/api/Contact/WeGive/t1").status_code == 200,
             timeout=5,
-            message="the timed nightly batch",
+            what="the timed nightly batch",
         )

@@ -13,13 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from giftsync.waiting import wait_for
 from sandbox import SIGNATURE_HEADER, RunningSandbox
-from tests.sandbox_fixtures import (
-    WebhookReceiver,
-    gift_transaction,
-    seed_contacts,
-    wait_for,
-)
+from tests.sandbox_fixtures import WebhookReceiver, gift_transaction, seed_contacts
 
 pytest_plugins = ["tests.sandbox_fixtures"]
 pytestmark = pytest.mark.integration
@@ -33,7 +29,7 @@ def _subscribe(api: httpx.Client, receiver: WebhookReceiver, **flags: Any) -> di
 
 
 def _payloads(receiver: WebhookReceiver, count: int) -> list[dict[str, Any]]:
-    wait_for(lambda: len(receiver.bodies()) >= count, message=f"{count} webhook deliveries")
+    wait_for(lambda: len(receiver.bodies()) >= count, what=f"{count} webhook deliveries")
     return [json.loads(b) for b in receiver.bodies()]
 
 
@@ -72,7 +68,8 @@ def test_gift_create_carries_the_reference_pair_and_a_valid_signature(
     assert received.headers["X-Virtuous-Event"] == "GiftCreate"
     deliveries = admin.get("/_admin/webhooks").json()["deliveries"]
     assert wait_for(
-        lambda: admin.get("/_admin/webhooks").json()["deliveries"][0]["status"] == "delivered"
+        lambda: admin.get("/_admin/webhooks").json()["deliveries"][0]["status"] == "delivered",
+        what="the first delivery marked delivered",
     )
     assert deliveries[0]["refs"] == [["WeGive", "t-77", gift["id"]]]
 
@@ -193,7 +190,7 @@ def test_failed_deliveries_are_retried(
         deliveries = admin.get("/_admin/webhooks").json()["deliveries"]
         return next((d for d in deliveries if d["status"] == "delivered"), None)
 
-    assert wait_for(delivered, message="a delivered status")["attempts"] == 3
+    assert wait_for(delivered, what="a delivered status")["attempts"] == 3
 
 
 def test_dropped_deliveries_are_recorded_and_never_sent(

@@ -26,12 +26,13 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.deployment import REPO, Deployment, deployment, tenant_table
 from giftsync.embedded_redis import free_port
 from giftsync.examples import demo_events
+from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox import token_fingerprint
 from sandbox.config import FaultConfig, demo_config
-from tests.pipeline_fixtures import REPO, Deployment, deployment, tenant_table, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

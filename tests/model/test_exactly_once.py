@@ -121,7 +121,7 @@ class ExactlyOnce(RuleBasedStateMachine):
         self.clock = 0
         # Every version published per record: (version, event).
         self.history: dict[int, list[tuple[int, dict[str, Any]]]] = {r: [] for r in RECORDS}
-        messages.enqueue = self._enqueue  # type: ignore[assignment]
+        messages.enqueue = self._enqueue
 
     def _enqueue(
         self, message: dramatiq.Message[Any], broker: object = None
@@ -134,7 +134,7 @@ class ExactlyOnce(RuleBasedStateMachine):
             self.drain()
             self.check_quiescent()
         finally:
-            messages.enqueue = ORIGINAL_ENQUEUE  # type: ignore[assignment]
+            messages.enqueue = ORIGINAL_ENQUEUE
             keys = list(self.rt.redis.scan_iter(match=f"{self.prefix}:*", count=1000))
             if keys:
                 self.rt.redis.delete(*keys)

@@ -245,6 +245,7 @@ def test_json_text_and_bytes_parse_like_objects() -> None:
 
 def test_records_are_frozen() -> None:
     record = parse_event(event_data(tx_data())).record
+    assert isinstance(record, Transaction)
     with pytest.raises(ValueError):
         record.amount = 1  # type: ignore[misc]
 

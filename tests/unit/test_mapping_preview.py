@@ -157,6 +157,7 @@ def test_each_example_previews_as_expected(line: str, result: dict[str, Any]) ->
         elif "/Cancel/" in request["path"]:
             assert request["body"] == {}
         else:
+            assert isinstance(event.record, ScheduledDonation)
             check_recurring_body(request, event.record, settings)
 
 

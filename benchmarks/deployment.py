@@ -1,10 +1,13 @@
-"""A whole giftsync deployment for integration tests: the sandbox over loopback, a tenants
-file pointing at it, a key prefix of the test's own in the real Redis, and real worker
-processes started with ``giftsync worker``.
+"""A whole giftsync deployment for the benchmarks and the integration tests: the sandbox over
+loopback, a tenants file pointing at it, a key prefix of its own in a real Redis, and real
+worker processes started with ``giftsync worker``.
 
-The test process itself plays the platform: it publishes with ``producers.publish_many`` and
+The calling process itself plays the platform: it publishes with ``producers.publish_many`` and
 reads the ledger and the writeback stream. Its cached settings, broker and runtime are reset
-for every deployment, so each test runs against its own prefix and configuration.
+for every deployment, so each run gets its own prefix and configuration.
+
+It lives beside the benchmarks, not in ``tests/``, because the benchmarks must not import the
+tests; the tests import it from here, so both measure and prove the same deployment.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -29,20 +31,11 @@ from sandbox.config import demo_config
 REPO = Path(__file__).resolve().parent.parent
 
 
-def wait_for(
-    condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what or condition}: last={last!r}"
-    )
+def text(value: bytes | str | None) -> str:
+    """A Redis reply as text; fails when the key or field it came from is missing."""
+    if value is None:
+        raise AssertionError("expected a value in Redis, found none")
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def tenant_table(name: str, url: str, token_env: str, **settings: Any) -> str:
@@ -122,11 +115,11 @@ class Deployment:
 
     def state_counts(self, tenant: str) -> dict[str, int]:
         raw = self.redis.hgetall(self.key("states", tenant))
-        return {k.decode(): int(v) for k, v in raw.items() if int(v)}
+        return {text(k): int(v) for k, v in raw.items() if int(v)}
 
     def writeback(self) -> list[dict[str, str]]:
-        entries = self.redis.xrange(self.key("writeback"))
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        entries = self.redis.xrange(self.key("writeback")) or []
+        return [{text(k): text(v) for k, v in (fields or {}).items()} for _, fields in entries]
 
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
