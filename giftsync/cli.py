@@ -1,261 +1,37 @@
-"""The ``giftsync`` command: one entry point that dispatches to each role.
+"""The ``giftsync`` command: one entry point that parses, then dispatches to each role.
 
-Each subcommand imports its module lazily so ``giftsync preview`` never needs Redis and
-``giftsync sandbox`` never imports the workers.
+The command bodies live in :mod:`giftsync.commands`, loaded after the worker's environment is
+set: dramatiq and prometheus_client read it once, when first imported.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TextIO
+import tempfile
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
+import structlog
+
+from giftsync.logs import configure_logging
+from giftsync.settings import log_level
 from mapping.tenant import SettingsError
 
-Command = Callable[[argparse.Namespace], int]
 
-
-def _open_input(name: str) -> TextIO:
-    if name == "-":
-        return sys.stdin
-    return Path(name).open(encoding="utf-8")
-
-
-def _cmd_preview(args: argparse.Namespace) -> int:
-    from giftsync.settings import load_tenants
-    from mapping.preview import preview_event
-
-    tenants = load_tenants(Path(args.config))
-    invalid = 0
-    with _open_input(args.file) as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            result = preview_event(line, tenants)
-            invalid += result["decision"] == "invalid"
-            sys.stdout.write(json.dumps(result, sort_keys=False) + "\n")
-    return 1 if invalid else 0
-
-
-def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from sandbox.cli import main as sandbox_main
-
-    status: int = sandbox_main(list(args.rest))
-    return status
-
-
-def _cmd_publish(args: argparse.Namespace) -> int:
-    from producers.backfill import run
-
-    return run(args.file)
-
-
-def _cmd_ingest(args: argparse.Namespace) -> int:
-    from giftsync.ingest import serve
-
-    serve(host=args.host, port=args.port)
-    return 0
-
-
-def _cmd_worker(args: argparse.Namespace) -> int:
-    import tempfile
-
-    # dramatiq reads this once, at import: an idle consumer polls Redis at most this many ms
-    # apart. Its default (1000) adds up to a second to every throttled message's wake-up.
+def _worker_environment(args: argparse.Namespace) -> None:
+    """What dramatiq and prometheus_client read once, at import, set before either is."""
+    # An idle consumer polls Redis at most this many ms apart; dramatiq's default (1000) adds
+    # up to a second to every throttled message's wake-up.
     os.environ.setdefault("dramatiq_worker_timeout", str(args.poll_ms))
-    # Also read once, when prometheus_client is first imported (workers.queue.broker imports it):
-    # set after that, the forked workers would count in memory and /metrics would show none
-    # of their counters.
+    # Set after prometheus_client's import, the forked workers would count in memory and
+    # /metrics would show none of their counters.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="giftsync-metrics-")
 
-    from dramatiq.cli import main as dramatiq_main
-    from dramatiq.cli import make_argument_parser
-
-    from giftsync.settings import get_settings
-    from workers.queue.messages import QUEUES
-
-    settings = get_settings()  # fail fast, with every configuration problem, before forking
-    _require_redis(settings.redis_url)
-    argv = [
-        "workers.queue.actors",
-        # giftsync.logs configured logging already; dramatiq's basicConfig would add nothing.
-        "--skip-logging",
-        "--processes",
-        str(args.processes),
-        "--threads",
-        str(args.threads),
-        "--queues",
-        *(args.queues or QUEUES),
-        "--worker-shutdown-timeout",
-        str(args.shutdown_timeout_ms),
-    ]
-    if not args.no_scheduler:
-        argv += ["--fork-function", "workers.queue.scheduler:run"]
-    if not args.no_metrics:
-        argv += ["--fork-function", "workers.observe.metrics_server:run"]
-    dramatiq_main(make_argument_parser().parse_args(argv))  # type: ignore[no-untyped-call]
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    from workers.observe.status import render, tenant_status
-    from workers.runtime import runtime
-
-    rt = runtime()
-    names = [args.tenant] if args.tenant else sorted(rt.settings.tenants)
-    report = [tenant_status(rt, rt.settings.tenant(name)) for name in names]
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(render(report))
-    return 0
-
-
-def _cmd_dlq(args: argparse.Namespace) -> int:
-    from workers.queue.deadletters import list_dead_letters, replay
-    from workers.runtime import runtime
-
-    if args.tenant:
-        runtime().settings.tenant(args.tenant)  # an unknown tenant is an error, not "none"
-    letters = list_dead_letters(args.tenant)
-    if args.action == "list":
-        if args.json:
-            print(json.dumps([letter.as_dict() for letter in letters], indent=2))
-        elif not letters:
-            print("no dead letters")
-        for letter in [] if args.json else letters:
-            print(
-                f"{letter.message_id}  {letter.tenant or '-'}  {letter.actor}  "
-                f"attempts={letter.attempts}  {letter.reason}"
-            )
-        return 0
-    wanted = set(args.ids)
-    chosen = [letter for letter in letters if not wanted or letter.message_id in wanted]
-    missing = wanted - {letter.message_id for letter in chosen}
-    for message_id in sorted(missing):
-        print(f"giftsync: no dead letter {message_id}", file=sys.stderr)
-    from workers.queue.broker import get_broker
-
-    count = replay(chosen, get_broker())
-    print(f"replayed {count} dead letter(s)")
-    return 1 if missing else 0
-
-
-def _cmd_resume(args: argparse.Namespace) -> int:
-    from workers.flows.gate import resume
-    from workers.runtime import runtime
-
-    rt = runtime()
-    rt.settings.tenant(args.tenant)
-    print("resumed" if resume(rt, args.tenant) else "was not paused")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from giftsync.demo import run_demo
-
-    stay = True if args.stay else (False if args.exit else None)
-    return run_demo(events=args.events, stay=stay, port=args.port)
-
-
-def _cmd_webhooks(args: argparse.Namespace) -> int:
-    from giftsync import webhooks
-    from giftsync.settings import get_settings
-
-    settings = get_settings()
-    if args.action == "subscribe":
-        if not args.tenant or not args.url:
-            print("giftsync: webhooks subscribe needs --tenant and --url", file=sys.stderr)
-            return 2
-        answer = webhooks.subscribe(settings, settings.tenant(args.tenant), args.url)
-        print(f"subscribed: webhook {answer.get('id')} for tenant {args.tenant}")
-        return 0
-    from giftsync.serving import serve_forever
-
-    serve_forever(webhooks.create_app(settings), args.host, args.port)
-    return 0
-
-
-def _cmd_pull(args: argparse.Namespace) -> int:
-    import time
-
-    from workers.errors import Throttled
-    from workers.flows import pull
-    from workers.flows.pull_plan import OUTCOMES
-    from workers.runtime import runtime
-
-    rt = runtime()
-    tenant = rt.settings.tenant(args.tenant)
-    for kind in ("gifts", "recurring") if args.kind == "both" else (args.kind,):
-        if args.since:
-            try:
-                pull.reset_cursor(rt, tenant, kind, args.since)
-            except ValueError as exc:
-                print(f"giftsync: --since: {exc}", file=sys.stderr)
-                return 2
-        report = pull.PullReport(kind)
-
-        def draw(r: pull.PullReport) -> None:
-            total = r.records + (r.remaining or 0)
-            done = 30 * r.records // total if total else 30
-            counts = "  ".join(f"{o} {r.counts[o]}" for o in OUTCOMES)
-            bar = f"[{'#' * done}{'.' * (30 - done)}]"
-            sys.stderr.write(f"\r{r.kind:<9} {bar} {r.records}/{total}  {counts}")
-            sys.stderr.flush()
-
-        while not report.done:
-            try:
-                pull.pull(
-                    rt, tenant, kind, report=report, on_page=draw if sys.stderr.isatty() else None
-                )
-            except Throttled as exc:
-                if exc.reason == "paused":
-                    print(
-                        f"\ngiftsync: tenant {tenant.name} is paused (Virtuous said 401)",
-                        file=sys.stderr,
-                    )
-                    return 1
-                # Only here may a pull wait in place: nothing else is queued behind it.
-                time.sleep(exc.delay_seconds)
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
-        counts = ", ".join(f"{o} {report.counts[o]}" for o in OUTCOMES)
-        print(f"{kind}: {report.records} records in {report.pages} pages: {counts}")
-    return 0
-
-
-def _cmd_console(args: argparse.Namespace) -> int:
-    from giftsync.console import serve
-
-    serve(host=args.host, port=args.port)
-    return 0
-
-
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    from giftsync.doctor import main as doctor_main
-
-    return doctor_main(tenant=args.tenant, as_json=args.json, role=args.role)
-
-
-def _require_redis(url: str) -> None:
-    """Ping Redis once so a command that needs it fails at once, in one line, when it is down."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-    try:
-        client.ping()
-    finally:
-        client.close()
-
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("giftsync")
     except PackageNotFoundError:
@@ -272,16 +48,6 @@ def _redis_error(exc: BaseException) -> bool:
     if dramatiq_errors is not None:
         kinds += (dramatiq_errors.ConnectionError,)
     return bool(kinds) and isinstance(exc, kinds)
-
-
-def _redis_where() -> str:
-    from giftsync.doctor import safe_url
-    from giftsync.settings import load_settings
-
-    try:
-        return safe_url(load_settings().redis_url)
-    except SettingsError:
-        return "its configured URL"
 
 
 def _config_option(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -310,22 +76,18 @@ def _build_parser() -> argparse.ArgumentParser:
     stay_group = demo.add_mutually_exclusive_group()
     stay_group.add_argument("--stay", action="store_true", help="keep running after the summary")
     stay_group.add_argument("--exit", action="store_true", help="exit after the summary")
-    demo.set_defaults(func=_cmd_demo)
 
     preview = sub.add_parser("preview", help="dry run: print the Virtuous requests for events")
     preview.add_argument("file", nargs="?", default="-", help="JSON-lines events, or - for stdin")
-    preview.set_defaults(func=_cmd_preview)
 
     publish = sub.add_parser(
         "publish", help="backfill: validate and enqueue JSON-lines events from a file"
     )
     publish.add_argument("file", help="JSON-lines events, or - for stdin")
-    publish.set_defaults(func=_cmd_publish)
 
     ingest = sub.add_parser("ingest", help="serve the signed HTTP ingest API (POST /v1/changes)")
     ingest.add_argument("--port", type=int, required=True, help="TCP port to listen on")
     ingest.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    ingest.set_defaults(func=_cmd_ingest)
 
     worker = sub.add_parser(
         "worker", help="run the dramatiq workers, the scheduler and the /metrics endpoint"
@@ -344,12 +106,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--no-scheduler", action="store_true", help="do not run the scheduler")
     worker.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
-    worker.set_defaults(func=_cmd_worker)
 
     status = sub.add_parser("status", help="gifts by state, review backlog and budget per tenant")
     status.add_argument("--tenant", help="only this tenant")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(func=_cmd_status)
 
     dlq = sub.add_parser("dlq", help="list or replay dead letters")
     dlq.add_argument(
@@ -358,7 +118,6 @@ def _build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("ids", nargs="*", help="message ids to replay (default: all shown)")
     dlq.add_argument("--tenant", help="only this tenant's dead letters")
     dlq.add_argument("--json", action="store_true", help="machine-readable list")
-    dlq.set_defaults(func=_cmd_dlq)
 
     hooks = sub.add_parser(
         "webhooks", help="receive Virtuous webhooks, or register the subscription"
@@ -368,11 +127,9 @@ def _build_parser() -> argparse.ArgumentParser:
     hooks.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     hooks.add_argument("--tenant", help="subscribe: the tenant")
     hooks.add_argument("--url", help="subscribe: the receiver's public base URL")
-    hooks.set_defaults(func=_cmd_webhooks)
 
     resume_cmd = sub.add_parser("resume", help="lift a tenant's 401 pause now")
     resume_cmd.add_argument("--tenant", required=True, help="the tenant to resume")
-    resume_cmd.set_defaults(func=_cmd_resume)
 
     console = sub.add_parser("console", help="serve the operator console (a small web page)")
     console.add_argument("--port", type=int, required=True, help="TCP port to listen on")
@@ -381,7 +138,6 @@ def _build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; any other needs GIFTSYNC_CONSOLE_TOKEN)",
     )
-    console.set_defaults(func=_cmd_console)
 
     doctor = sub.add_parser(
         "doctor", help="check settings, Redis, every tenant's token and clock skew"
@@ -394,7 +150,6 @@ def _build_parser() -> argparse.ArgumentParser:
         default="all",
         help="check only what this role needs (default all); use the pod's own role",
     )
-    doctor.set_defaults(func=_cmd_doctor)
 
     pull_cmd = sub.add_parser("pull", help="pull a tenant's Virtuous changes now, in process")
     pull_cmd.add_argument("--tenant", required=True, help="the tenant to pull")
@@ -405,13 +160,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default="both",
         help="which records to pull (default both)",
     )
-    pull_cmd.set_defaults(func=_cmd_pull)
 
     sandbox = sub.add_parser("sandbox", help="run the local Virtuous stand-in", add_help=False)
     sandbox.add_argument(
         "rest", nargs=argparse.REMAINDER, help="the sandbox's own options (giftsync sandbox -h)"
     )
-    sandbox.set_defaults(func=_cmd_sandbox)
     for name, command in sub.choices.items():
         if name != "sandbox":
             _config_option(command, top=False)
@@ -430,13 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.config:
         os.environ["GIFTSYNC_CONFIG"] = args.config
-    from giftsync.logs import configure_logging
-    from giftsync.settings import log_level
-
+    if args.command == "worker":
+        _worker_environment(args)
     configure_logging(log_level())
-    func: Command = args.func
+    # After the worker's environment: importing the commands imports dramatiq and
+    # prometheus_client, which read it once.
+    from giftsync import commands
+
     try:
-        return func(args)
+        return commands.COMMANDS[args.command](args)
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"giftsync: configuration error: {problem}", file=sys.stderr)
@@ -445,12 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         # One line for the operator; the traceback only at DEBUG, as a JSON log line.
-        import structlog
-
         structlog.get_logger("giftsync.cli").debug("command_failed", exc_info=exc)
         if _redis_error(exc):
             reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            print(f"giftsync: cannot reach Redis at {_redis_where()}: {reason}", file=sys.stderr)
+            print(
+                f"giftsync: cannot reach Redis at {commands.redis_where()}: {reason}",
+                file=sys.stderr,
+            )
             return 3
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         print(f"giftsync {args.command}: {type(exc).__name__}: {first}", file=sys.stderr)

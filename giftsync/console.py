@@ -22,7 +22,14 @@ from starlette.routing import Route
 from giftsync.console_access import COOKIE, Access, access_for, refused_post, same_origin
 from giftsync.console_page import Letter, Quarantined, ReviewBatch, TenantView, render_login
 from giftsync.console_page import render_page as _render_page
+from giftsync.logs import configure_logging
+from giftsync.serving import serve_forever
 from giftsync.settings import get_settings
+from workers.observe.status import tenant_status
+from workers.queue.broker import get_broker
+from workers.queue.deadletters import list_dead_letters, replay
+from workers.runtime import runtime
+from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.console")
 
@@ -43,10 +50,6 @@ _HEADERS = {
 
 def gather() -> list[TenantView]:
     """What the page shows, read from Redis now: one view per tenant."""
-    from workers.observe.status import tenant_status
-    from workers.queue.deadletters import list_dead_letters
-    from workers.runtime import runtime
-    from workers.store.scripts import decode
 
     rt = runtime()
     letters: dict[str, list[Letter]] = {}
@@ -103,8 +106,6 @@ def gather() -> list[TenantView]:
 
 def replay_one(message_id: str) -> bool:
     """Replay one dead letter by id; False when there is no such letter (any more)."""
-    from workers.queue.broker import get_broker
-    from workers.queue.deadletters import list_dead_letters, replay
 
     chosen = [d for d in list_dead_letters() if d.message_id == message_id]
     return bool(chosen) and replay(chosen, get_broker()) == 1
@@ -135,7 +136,6 @@ async def _page(request: Request) -> Response:
         if "authorization" in request.headers:
             return PlainTextResponse("unauthorized\n", status_code=401)
         return RedirectResponse("/login", status_code=303)
-    from workers.runtime import runtime
 
     views = await run_in_threadpool(gather)
     now_ms = await run_in_threadpool(lambda: runtime().batcher.server_ms())
@@ -217,8 +217,6 @@ def create_app(access: Access) -> Starlette:
 
 def serve(host: str, port: int) -> None:
     """Run the console until interrupted (``giftsync console``)."""
-    from giftsync.logs import configure_logging
-    from giftsync.serving import serve_forever
 
     settings = get_settings()
     access = access_for(settings, host, port)

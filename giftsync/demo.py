@@ -22,7 +22,11 @@ from typing import Any
 import httpx
 
 from giftsync.embedded_redis import free_port, start_embedded_redis
+from giftsync.examples import demo_events
 from giftsync.waiting import wait_for
+from producers.publish import publish_many
+from workers.observe.status import tenant_status
+from workers.runtime import runtime
 
 TENANTS = {
     "hope-shelter": ("batch", "America/Chicago", "VIRTUOUS_TOKEN_HOPE", "demo-token-hope"),
@@ -58,8 +62,8 @@ def _tenants_toml(sandbox_url: str) -> str:
 
 def run_demo(*, events: int = 600, stay: bool | None = None, port: int = 8765) -> int:
     """Run the demo; returns the exit status."""
-    from sandbox import start_sandbox
-    from sandbox.config import demo_config
+    # The sandbox is not in the production image: only the demo and `giftsync sandbox` load it.
+    import sandbox.config
 
     stay = sys.stdout.isatty() if stay is None else stay
     workdir = Path(tempfile.mkdtemp(prefix="giftsync-demo-"))
@@ -71,10 +75,10 @@ def run_demo(*, events: int = 600, stay: bool | None = None, port: int = 8765) -
         print(f"started an embedded Redis at {redis_url}")
     try:
         sandbox_port = port if _port_free(port) else free_port()
-        config = demo_config()
+        config = sandbox.config.demo_config()
         orgs = [replace(org, calls_per_hour=DEMO_CALLS_PER_HOUR) for org in config.orgs]
-        with start_sandbox(replace(config, orgs=orgs), port=sandbox_port) as sandbox:
-            return _run(sandbox, redis_url, workdir, events, stay)
+        with sandbox.start_sandbox(replace(config, orgs=orgs), port=sandbox_port) as running:
+            return _run(running, redis_url, workdir, events, stay)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -88,7 +92,6 @@ def _port_free(port: int) -> bool:
 
 
 def _run(sandbox: Any, redis_url: str, workdir: Path, count: int, stay: bool) -> int:
-    from giftsync.examples import demo_events
 
     config_path = workdir / "tenants.toml"
     config_path.write_text(_tenants_toml(sandbox.url), encoding="utf-8")
@@ -133,9 +136,6 @@ def _drive(
     stay: bool,
     demo_events: Any,
 ) -> int:
-    from producers.publish import publish_many
-    from workers.observe.status import tenant_status
-    from workers.runtime import runtime
 
     existing = httpx.get(f"{sandbox.url}/_admin/contacts", timeout=10).json()
     contact_ids = {name: [c["id"] for c in people] for name, people in existing.items()}

@@ -33,6 +33,12 @@ import redis
 from giftsync.console_access import MIN_TOKEN_CHARS
 from giftsync.settings import Settings, SettingsError, load_settings, secret
 from mapping.tenant import TenantSettings
+from workers.errors import AuthError, ThrottledError, VirtuousError
+from workers.store.keys import Keys
+from workers.store.limiter import Limiter
+from workers.store.scripts import decode
+from workers.virtuous.client import VirtuousClient
+from workers.virtuous.ratelimit import RateLimitInfo
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -187,12 +193,6 @@ def check_token(
     settings: Settings, tenant: TenantSettings, client: redis.Redis | None
 ) -> list[Finding]:
     """One authenticated call with the tenant's token: accepted, refused, or not checkable."""
-    from workers.errors import AuthError, ThrottledError, VirtuousError
-    from workers.store.keys import Keys
-    from workers.store.limiter import Limiter
-    from workers.store.scripts import decode
-    from workers.virtuous.client import VirtuousClient
-    from workers.virtuous.ratelimit import RateLimitInfo
 
     name = f"token {tenant.name}"
     env_name = tenant.virtuous_token_env

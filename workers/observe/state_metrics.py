@@ -24,6 +24,8 @@ from prometheus_client.registry import Collector
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from workers.flows.pull import cursor_lag_seconds
+from workers.flows.pull_plan import KINDS
 from workers.queue.messages import QUEUES
 from workers.runtime import Runtime
 from workers.store.scripts import decode
@@ -162,8 +164,6 @@ def _pull_lag(rt: Runtime, now_ms: int) -> GaugeMetricFamily:
     """How far behind now each pull's saved cursor is. Before a pull's first page, the time
     since a scrape first saw it waiting: the series exists from the start and grows until
     the first pull commits, so a pull that never runs is alerted on like one that stalls."""
-    from workers.flows.pull import cursor_lag_seconds
-    from workers.flows.pull_plan import KINDS
 
     lag = GaugeMetricFamily(
         "giftsync_pull_cursor_lag_seconds",
