@@ -18,7 +18,7 @@ secret nor the signature goes anywhere.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
@@ -35,7 +35,9 @@ from starlette.routing import Route
 from giftsync.logs import configure_logging
 from giftsync.serving import metrics_endpoint, serve_forever, serve_in_thread
 from giftsync.settings import Settings, SettingsError, get_settings, secret
-from mapping.events import EventValidationError, FieldError, parse_event
+from mapping.errors import EventValidationError, FieldError
+from mapping.routing import check_change
+from mapping.tenant import TenantSettings
 from producers import signing
 from producers.publish import decode_json, enqueue_valid
 from workers.observe.metrics import EVENTS_INVALID
@@ -81,18 +83,21 @@ def _request_error(reason: str) -> tuple[int, dict[str, Any]]:
     return 400, {"errors": [{"path": "$", "reason": reason}], "accepted": 0}
 
 
-def check_event(event: object, signer: str) -> list[FieldError]:
-    """Every problem of ``event`` sent by ``signer``: the contract, and the tenant must match."""
-    try:
-        parse_event(event)
-        errors: list[FieldError] = []
-    except EventValidationError as exc:
-        errors = exc.errors
+def check_event(
+    event: object, signer: str, tenants: Mapping[str, TenantSettings]
+) -> list[FieldError]:
+    """Every problem of ``event`` sent by ``signer``: the rules the worker applies
+    (:func:`mapping.routing.check_change`), and the tenant must match."""
     tenant = event.get("tenant") if isinstance(event, dict) else None
     # A tenant may send only its own changes. Saying only "not yours" (rather than whether
     # the other tenant exists) tells a caller nothing about who else giftsync serves.
     mismatch = isinstance(tenant, str) and tenant != signer
-    if mismatch and not any(error.path == "tenant" for error in errors):
+    try:
+        check_change(event, {signer: tenants[signer]})
+        errors: list[FieldError] = []
+    except EventValidationError as exc:
+        errors = [e for e in exc.errors if not (mismatch and e.path == "tenant")]
+    if mismatch:
         errors.insert(0, FieldError("tenant", f"must be {signer!r}, the tenant that signed"))
     return errors
 
@@ -147,7 +152,7 @@ class IngestService:
         results: list[dict[str, Any]] = []
         valid: list[dict[str, Any]] = []
         for index, event in enumerate(events):
-            problems = check_event(event, signer)
+            problems = check_event(event, signer, self.settings.tenants)
             if problems:
                 results.append({"index": index, "status": "invalid", "errors": _errors(problems)})
             else:

@@ -79,7 +79,15 @@ def _check_moment(value: object) -> datetime:
             "datetime_offset",
             "must carry a UTC offset such as Z or -06:00 (a bare local time is ambiguous)",
         )
+    # Every moment is read in UTC and in a tenant's timezone: a year of margin on each side
+    # keeps both within the years a datetime can hold.
+    if not (_EARLIEST <= moment.replace(tzinfo=None) <= _LATEST):
+        raise PydanticCustomError("datetime_range", "must fall between the years 2 and 9998")
     return moment
+
+
+_EARLIEST = datetime(2, 1, 1)
+_LATEST = datetime(9998, 12, 31, 23, 59, 59, 999999)
 
 
 def _check_day(value: object) -> date:

@@ -1,7 +1,9 @@
 """The one routing rule: which way a valid transaction change goes through giftsync.
 
 The worker's intake and ``giftsync preview`` both call :func:`route_transaction`, so what the
-preview shows is what the worker does.
+preview shows is what the worker does; the doors (``publish()``, the ingest service, the
+backfill) and the worker's intake check each change with :func:`check_change`, so an event the
+door takes is one the worker can send.
 
 - ``batch``: a new gift of a batch-mode tenant becomes a Gift Transaction entry in the
   tenant's buffer (the Import Tool makes the Gift).
@@ -15,11 +17,15 @@ preview shows is what the worker does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from mapping.batch_entry import batch_entry
 from mapping.decision import SendDecision, decide
-from mapping.events import Transaction, is_batch_id, real_gift_id
+from mapping.errors import EventValidationError, FieldError, MappingError
+from mapping.events import ChangeEvent, Transaction, is_batch_id, parse_event, real_gift_id
+from mapping.realtime import realtime_desired
 from mapping.tenant import TenantSettings
 
 Route = Literal["batch", "realtime", "hold", "skip"]
@@ -55,3 +61,27 @@ def route_transaction(tx: Transaction, tenant: TenantSettings) -> Routing:
             return Routing("hold", waits, BATCH_GIFT_WAITS, "update_held")
         return Routing("realtime", decision, decision.reason, "queued")
     return Routing("batch", decision, decision.reason, "buffered")
+
+
+def check_change(data: object, tenants: Mapping[str, TenantSettings]) -> ChangeEvent:
+    """The change event ``data`` holds, if giftsync can take it; else EventValidationError
+    naming every problem: the contract (a known tenant included) and, for a transaction, the
+    payload its route needs (a real-time gift's fund needs a Virtuous Project id)."""
+    event = parse_event(data, tenants=tenants.keys())
+    if isinstance(event.record, Transaction):
+        tenant = tenants[event.tenant]
+        try:
+            check_mappable(event.record, tenant)
+        except MappingError as exc:
+            raise EventValidationError([FieldError(exc.path, exc.reason)]) from None
+    return event
+
+
+def check_mappable(tx: Transaction, tenant: TenantSettings) -> Routing:
+    """Route ``tx`` and build what its route sends; raises MappingError when it cannot be."""
+    routing = route_transaction(tx, tenant)
+    if routing.route == "batch":
+        batch_entry(tx, tenant, routing.decision)
+    elif routing.route == "realtime" and not routing.decision.zero_amount:
+        realtime_desired(tx, tenant, routing.decision)
+    return routing

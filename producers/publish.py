@@ -20,7 +20,7 @@ import dramatiq
 from giftsync.settings import get_settings
 from mapping.errors import EventValidationError, FieldError
 from mapping.errors import InvalidEvents as InvalidEvents
-from mapping.events import parse_event
+from mapping.routing import check_change
 from workers.queue import messages
 
 # Events per message on the changes queue.
@@ -39,8 +39,9 @@ __all__ = [
 
 
 def validate(event: object) -> None:
-    """Raise EventValidationError listing every problem of ``event`` (tenants included)."""
-    parse_event(event, tenants=get_settings().tenants.keys())
+    """Raise EventValidationError listing every problem of ``event``: the same rules the
+    worker applies (:func:`mapping.routing.check_change`)."""
+    check_change(event, get_settings().tenants)
 
 
 def _reject_constant(name: str) -> None:

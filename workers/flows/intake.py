@@ -35,7 +35,7 @@ from mapping.events import (
     parse_event,
     real_gift_id,
 )
-from mapping.routing import route_transaction
+from mapping.routing import check_mappable
 from mapping.tenant import TenantSettings
 from workers.flows.batch_send import cut_and_enqueue
 from workers.observe import metrics
@@ -110,7 +110,7 @@ def _with_known_id(tx: Transaction, known: str | None) -> Transaction:
 def _plan_transaction(
     tx: Transaction, tenant: TenantSettings, raw: str
 ) -> tuple[Route, str, str, str]:
-    routing = route_transaction(tx, tenant)
+    routing = check_mappable(tx, tenant)
     if routing.route == "batch":
         entry = batch_entry(tx, tenant, routing.decision)
         payload = json.dumps(entry, **_COMPACT)  # type: ignore[arg-type]
@@ -134,61 +134,83 @@ def _raw_json(data: Any, known: str | None, tx: Transaction | None) -> str:
 def plan(
     events: Iterable[Any], tenants: Mapping[str, TenantSettings], ledger: Ledger
 ) -> tuple[list[_Planned], list[tuple[int, str]]]:
-    """Validate and map a chunk; returns the planned ledger changes and the invalid events."""
-    valid: list[tuple[Any, ChangeEvent]] = []
+    """Validate and map a chunk; returns the planned ledger changes and the invalid events.
+
+    Each event stands alone: one that breaks a rule, or that no rule foresaw, is reported
+    invalid and the others go on.
+    """
+    valid: list[tuple[int, Any, ChangeEvent]] = []
     invalid: list[tuple[int, str]] = []
     for index, data in enumerate(events):
         try:
-            valid.append((data, parse_event(data, tenants=tenants.keys())))
-        except EventValidationError as exc:
-            tenant = data.get("tenant") if isinstance(data, dict) else None
-            label = tenant if isinstance(tenant, str) and tenant in tenants else "unknown"
-            metrics.EVENTS_INVALID.labels(label).inc()
-            log.warning(
-                "event_invalid",
-                index=index,
-                errors=[f"{e.path}: {e.reason}" for e in exc.errors],
-            )
-            invalid.append((index, str(exc)))
-    known = _known_ids(ledger, [(0, event) for _, event in valid]) if valid else []
+            valid.append((index, data, parse_event(data, tenants=tenants.keys())))
+        except Exception as exc:
+            _invalid(index, data, tenants, exc, invalid)
+    known = _known_ids(ledger, [(0, event) for _, _, event in valid]) if valid else []
     planned: list[_Planned] = []
-    for (data, event), known_id in zip(valid, known, strict=True):
-        tenant = tenants[event.tenant]
-        record = event.record
-        metrics.EVENTS_RECEIVED.labels(tenant.name, event.kind).inc()
-        route: Route
-        tx = _with_known_id(record, known_id) if isinstance(record, Transaction) else None
-        raw = _raw_json(data, known_id, tx)
+    for (index, data, event), known_id in zip(valid, known, strict=True):
         try:
-            if tx is None:
-                route, payload, reason, state = "realtime", raw, str(event.kind), "queued"
-            else:
-                route, payload, reason, state = _plan_transaction(tx, tenant, raw)
-        except MappingError as exc:
-            route, payload, reason, state = (
-                "hold",
-                raw,
-                f"cannot map: {exc.path}: {exc.reason}",
-                "invalid",
-            )
-        planned.append(
-            _Planned(
-                tenant=tenant,
-                member=member(event.kind, record.id),
-                kind=event.kind,
-                record_id=str(record.id),
-                version=version_number(event.version),
-                route=route,
-                payload=payload,
-                reason=reason,
-                state=state,
-                event=raw if route == "batch" else "",
-                new_donor=str(tx.owner.id)
-                if tx is not None and route == "batch" and tx.owner.virtuous_contact_id is None
-                else "",
-            )
-        )
+            planned.append(_plan_one(data, event, known_id, tenants[event.tenant]))
+        except Exception as exc:
+            _invalid(index, data, tenants, exc, invalid)
     return planned, invalid
+
+
+def _invalid(
+    index: int,
+    data: Any,
+    tenants: Mapping[str, TenantSettings],
+    exc: Exception,
+    invalid: list[tuple[int, str]],
+) -> None:
+    tenant = data.get("tenant") if isinstance(data, dict) else None
+    label = tenant if isinstance(tenant, str) and tenant in tenants else "unknown"
+    metrics.EVENTS_INVALID.labels(label).inc()
+    if isinstance(exc, EventValidationError):
+        log.warning(
+            "event_invalid", index=index, errors=[f"{e.path}: {e.reason}" for e in exc.errors]
+        )
+    else:
+        # Not foreseen by any rule: the event is set aside, the rest of the chunk goes on.
+        log.error("event_unplannable", index=index, error=f"{type(exc).__name__}: {exc}"[:300])
+    invalid.append((index, str(exc)[:500]))
+
+
+def _plan_one(
+    data: Any, event: ChangeEvent, known_id: str | None, tenant: TenantSettings
+) -> _Planned:
+    record = event.record
+    metrics.EVENTS_RECEIVED.labels(tenant.name, event.kind).inc()
+    route: Route
+    tx = _with_known_id(record, known_id) if isinstance(record, Transaction) else None
+    raw = _raw_json(data, known_id, tx)
+    try:
+        if tx is None:
+            route, payload, reason, state = "realtime", raw, str(event.kind), "queued"
+        else:
+            route, payload, reason, state = _plan_transaction(tx, tenant, raw)
+    except MappingError as exc:
+        route, payload, reason, state = (
+            "hold",
+            raw,
+            f"cannot map: {exc.path}: {exc.reason}",
+            "invalid",
+        )
+    return _Planned(
+        tenant=tenant,
+        member=member(event.kind, record.id),
+        kind=event.kind,
+        record_id=str(record.id),
+        version=version_number(event.version),
+        route=route,
+        payload=payload,
+        reason=reason,
+        state=state,
+        event=raw if route == "batch" else "",
+        new_donor=str(tx.owner.id)
+        if tx is not None and route == "batch" and tx.owner.virtuous_contact_id is None
+        else "",
+    )
 
 
 def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> IntakeResult:
@@ -246,8 +268,9 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
 def run(rt: Runtime, events: list[Any], published_ms: int = 0) -> IntakeResult:
     """Plan and apply one chunk, then cut the full buffers and enqueue the direct sends."""
     tenants = rt.settings.tenants
-    planned, _invalid = plan(events, tenants, rt.ledger)
+    planned, invalid = plan(events, tenants, rt.ledger)
     result = apply(rt.ledger, planned, published_ms)
+    result.invalid = invalid
     for tenant_name in sorted(result.full_buffers):
         cut_and_enqueue(rt, tenants[tenant_name])
     for tenant_name, member_name, _kind in result.sends:
