@@ -6,6 +6,11 @@
 - A (transactionSource, transactionId) seen before is never a second Gift: it is a counted
   no-op or a 400 saying it "has already been submitted", as the organisation is set.
 - ``POST /api/Gift`` creates at once (no idempotency, like the live API: duplicates are counted).
+- A batch may carry shared fields (taylorbrooks gift.rb ``import_gifts``): ``batch``,
+  ``defaultGiftDate`` and ``defaultGiftType`` fill entries that lack them; ``batchTotal`` must
+  be an amount.
+- ``DELETE /api/Gift/{id}`` (virtuous-ts ``deleteGift``, taylorbrooks ``delete_gift``) removes
+  the Gift and fires GiftDelete with the Gift as it was.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class GiftApi:
             r("/api/Gift", self.create, "POST"),
             r("/api/Gift/{id:int}", self.get, "GET"),
             r("/api/Gift/{id:int}", self.replace, "PUT"),
+            r("/api/Gift/{id:int}", self.delete, "DELETE"),
             r("/api/Gift/{source}/{transaction_id}", self.by_reference, "GET"),
         ]
 
@@ -110,8 +116,22 @@ class GiftApi:
         create_import = validation.parse_bool(
             low.get("createimport"), "createImport", problems, False
         )
+        if low.get("batchtotal") is not None:
+            validation.parse_money(low["batchtotal"], "batchTotal", problems)
+        shared = {
+            field: low[key]
+            for field, key in (
+                ("giftdate", "defaultgiftdate"),
+                ("gifttype", "defaultgifttype"),
+                ("batch", "batch"),
+            )
+            if low.get(key) not in (None, "")
+        }
+        catalog = store.catalog
         pendings = [
-            validation.transaction(entry, f"transactions[{i}].", problems, store.catalog, source)
+            validation.transaction(
+                _with_defaults(entry, shared), f"transactions[{i}].", problems, catalog, source
+            )
             for i, entry in enumerate(entries)
         ]
         with self.state.mutate(store):
@@ -203,6 +223,11 @@ class GiftApi:
             store.events.append(Event("GiftUpdate", gift))
             return json_response(gift)
 
+    async def delete(self, request: Request, store: OrgStore) -> Response:
+        with self.state.mutate(store):
+            gift = store.delete_gift(request.path_params["id"])
+            return empty() if gift is not None else not_found()
+
     async def reverse(self, request: Request, store: OrgStore) -> Response:
         body = parse_body(await request.body())
         low = lower_keys(body)
@@ -246,6 +271,18 @@ class GiftApi:
 
     async def query(self, request: Request, store: OrgStore) -> Response:
         return await run_paged_query(self.state, request, store, "gifts", GIFT_PARAMETERS)
+
+
+def _with_defaults(entry: Any, shared: dict[str, Any]) -> Any:
+    """An entry with the batch's shared fields filled in where the entry has none."""
+    if not shared or not isinstance(entry, dict):
+        return entry
+    low = lower_keys(entry)
+    missing = {k: v for k, v in shared.items() if low.get(k) in (None, "")}
+    if not missing:
+        return entry
+    kept = {k: v for k, v in entry.items() if k.lower() not in missing}
+    return {**kept, **missing}
 
 
 def _ref(body: dict[str, Any]) -> tuple[str, str] | None:
