@@ -53,6 +53,9 @@ class GiftApi:
             r("/api/v2/Gift/Transaction", self.transaction, "POST"),
             r("/api/v2/Gift/Transactions", self.transactions, "POST"),
             r("/api/Gift/Query/FullGift", self.query, "POST"),
+            # inaturalist and nucleus-engine post the same query to /api/Gift/Query.
+            r("/api/Gift/Query", self.query, "POST"),
+            r("/api/Gift/ByContact/{contact_id:int}", self.by_contact, "GET"),
             r("/api/Gift/ReversingTransaction", self.reverse, "POST"),
             r("/api/Gift", self.create, "POST"),
             r("/api/Gift/{id:int}", self.get, "GET"),
@@ -188,6 +191,18 @@ class GiftApi:
             gift = store.gifts.get(request.path_params["id"])
             return json_response(gift) if gift is not None else not_found()
 
+    async def by_contact(self, request: Request, store: OrgStore) -> Response:
+        """A Contact's Gifts, newest gift date first, ``?skip=&take=`` (taylorbrooks
+        ``get_contact_gifts``, virtuous-ts ``getGiftsByContact``, nucleus-engine)."""
+        skip, take = query_int(request, "skip", 0), query_int(request, "take", 100)
+        with self.state.lock:
+            contact_id = request.path_params["contact_id"]
+            if contact_id not in store.contacts:
+                return not_found()
+            mine = [g for g in store.gifts.values() if g["contactId"] == contact_id]
+            mine.sort(key=lambda g: (g["giftDate"] or "", g["id"]), reverse=True)
+            return json_response({"list": mine[skip : skip + take], "total": len(mine)})
+
     async def by_reference(self, request: Request, store: OrgStore) -> Response:
         with self.state.lock:
             gift = store.gift_by_ref(
@@ -201,6 +216,9 @@ class GiftApi:
             gift = store.gifts.get(request.path_params["id"])
             if gift is None:
                 return not_found()
+            if "contactid" not in lower_keys(body):
+                # virtuous-ts's full-replacement PUT leaves the donor out: it stays.
+                body = {**body, "contactId": gift["contactId"]}
             problems = Problems()
             fields, inputs, key = validation.gift_fields(body, "", problems, store.catalog)
             final = gifts.resolve_designations(

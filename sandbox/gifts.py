@@ -117,7 +117,8 @@ def resolve_designations(
 
     With no ``state`` marker anywhere the list replaces the old one. With markers (the diff
     protocol): start from the existing designations, remove each ``Delete`` (by id), change each
-    ``Update`` (or unmarked entry naming an existing id), append each ``Add``.
+    ``Update`` (or unmarked entry naming an existing id; an ``Update`` without an id names the
+    designation by its project), append each ``Add``.
     """
 
     def stored(d: DesignationInput, keep_id: int | None) -> dict[str, Any]:
@@ -133,7 +134,11 @@ def resolve_designations(
         return [stored(d, d.designation_id if d.designation_id in known else None) for d in inputs]
     result = {d["id"]: dict(d) for d in existing}
     added: list[dict[str, Any]] = []
+    by_project = {d["projectId"]: d["id"] for d in existing}
     for i, d in enumerate(inputs):
+        if d.state == "Update" and d.designation_id is None and d.project_id in by_project:
+            # virtuous-ts marks every designation Updated by its projectId alone.
+            d = DesignationInput(d.state, by_project[d.project_id], d.project_id, d.amount)
         if d.state == "Delete":
             if d.designation_id not in result:
                 problems.add(

@@ -32,6 +32,14 @@ from sandbox.timefmt import parse_gift_date
 
 _MONEY = re.compile(r"^-?\d+(\.\d+)?$")
 _CENT = Decimal("0.01")
+_STATES = {
+    "add": "Add",
+    "added": "Add",
+    "update": "Update",
+    "updated": "Update",
+    "delete": "Delete",
+    "deleted": "Delete",
+}
 
 
 class ValidationFailed(Exception):
@@ -202,9 +210,10 @@ def parse_designations(
         low = lower_keys(item)
         state = _text(low.get("state"))
         if state is not None:
-            state = state.strip().capitalize()
-            if state not in ("Add", "Delete", "Update"):
-                problems.add(f"{here}.state", f"'{state}' is not Add, Delete or Update.")
+            # virtuous-ts spells the diff states Added/Updated/Deleted (shared/gift-state.ts).
+            state = _STATES.get(state.strip().lower())
+            if state is None:
+                problems.add(f"{here}.state", f"'{low['state']}' is not Add, Delete or Update.")
                 continue
         has_project = any(
             low.get(k) is not None for k in ("projectid", "projectcode", "externalaccountingcode")
