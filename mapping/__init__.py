@@ -10,6 +10,7 @@ decision                      whether a transaction is sent (seed 002)
 money, dates                  exact cents <-> dollars; gift dates in the tenant's timezone
 designations                  Project lines that always sum to the amount
 batch_entry                   one ``/api/v2/Gift/Transactions`` entry, embedded contact data
+contacts                      ``POST /api/Contact``: the donor as a nested Contact
 realtime                      ``POST /api/Gift`` and the GET+PUT update with the designation diff
 recurring                     RecurringGift create/update, fee distribution (seed 004)
 pull                          Virtuous Gifts and RecurringGifts back to WeGive records
@@ -18,7 +19,8 @@ errors                        MappingError (EventValidationError lives in events
 ============================  ==================================================================
 """
 
-from mapping.batch_entry import batch_entry, contact_payload, gift_type
+from mapping.batch_entry import batch_entry, contact_payload, gift_contact, gift_type
+from mapping.contacts import contact_create_payload
 from mapping.dates import gift_date, pulled_created_at
 from mapping.decision import SendDecision, decide
 from mapping.designations import DesignationLine, gift_designation_lines
@@ -87,9 +89,11 @@ __all__ = [
     "cents",
     "change_event_json_schema",
     "charge_amount",
+    "contact_create_payload",
     "contact_payload",
     "decide",
     "dollars",
+    "gift_contact",
     "gift_date",
     "gift_designation_lines",
     "gift_type",

@@ -5,8 +5,9 @@ WeGive's own batch path lacks:
 
 * ``transactionSource`` + ``transactionId`` on every entry: the idempotency key, so a retried
   batch never duplicates a gift, and the handle confirmation looks the gift up by;
-* when the donor has no Virtuous Contact id yet, the embedded contact data (see
-  :func:`contact_payload`) so Virtuous's nightly matching can find or create the Contact.
+* the embedded ``contact`` in the shape Virtuous's own samples use (see :func:`gift_contact`),
+  always with the donor's external reference, so Virtuous's nightly matching finds or creates
+  the Contact and the Contact keeps the reference giftsync looks donors up by.
 
 A field whose source is null (or an empty string) is omitted rather than sent as null; the two
 flags ``isTaxDeductible`` and ``isPrivate`` are always sent. Invariant: the entry's designations
@@ -63,24 +64,26 @@ def segment_fields(campaign: Campaign | None) -> dict[str, Any]:
     )
 
 
+def _display_name(owner: Owner) -> str:
+    full_name = " ".join(part for part in (owner.first_name, owner.last_name) if part)
+    return owner.company_name if owner.type == "company" and owner.company_name else full_name
+
+
 def contact_payload(owner: Owner, tenant: TenantSettings) -> dict[str, Any]:
-    """The donor as Virtuous contact data, for matching by reference, email, phone or address.
+    """The donor as a Contact Transaction (``POST /api/Contact/Transaction``): the flat shape.
 
     Keys: ``referenceSource`` (tenant.reference_source), ``referenceId`` (str(owner.id)),
     ``contactType`` ("Household" | "Organization"), ``name`` (the company name, else
     "First Last"), ``firstName``, ``lastName``, ``email``, ``phone``, ``address1``, ``city``,
-    ``state``, ``postal``, ``country``. The same shape serves the Gift Transaction's embedded
-    ``contact`` and a Contact Transaction. Missing values are omitted.
+    ``state``, ``postal``, ``country``. Missing values are omitted.
     """
-    full_name = " ".join(part for part in (owner.first_name, owner.last_name) if part)
-    name = owner.company_name if owner.type == "company" and owner.company_name else full_name
     address = owner.address
     return compact(
         {
             "referenceSource": tenant.reference_source,
             "referenceId": str(owner.id),
             "contactType": CONTACT_TYPES[owner.type],
-            "name": name,
+            "name": _display_name(owner),
             "firstName": owner.first_name,
             "lastName": owner.last_name,
             "email": owner.email,
@@ -90,6 +93,45 @@ def contact_payload(owner: Owner, tenant: TenantSettings) -> dict[str, Any]:
             "state": address.state if address else None,
             "postal": address.postal if address else None,
             "country": address.country if address else None,
+        }
+    )
+
+
+def gift_contact(owner: Owner, tenant: TenantSettings) -> dict[str, Any]:
+    """The ``contact`` embedded in a Gift Transaction, in the shape Virtuous's samples use.
+
+    Always ``referenceSource`` + ``referenceId`` (the strongest match signal, and the reference
+    the Contact then keeps). With the Contact id known: those and ``id``, which decides the
+    match. Without it: ``type``, ``name``, ``firstname``, ``lastname``, ``email``, ``phone`` and a
+    nested ``address`` {address1, city, state, postal, country}. Missing values are omitted.
+    """
+    reference = {"referenceSource": tenant.reference_source, "referenceId": str(owner.id)}
+    if owner.virtuous_contact_id is not None:
+        return {"id": owner.virtuous_contact_id, **reference}
+    address = owner.address
+    nested = (
+        compact(
+            {
+                "address1": address.line1,
+                "city": address.city,
+                "state": address.state,
+                "postal": address.postal,
+                "country": address.country,
+            }
+        )
+        if address is not None
+        else {}
+    )
+    return compact(
+        {
+            **reference,
+            "type": CONTACT_TYPES[owner.type],
+            "name": _display_name(owner),
+            "firstname": owner.first_name,
+            "lastname": owner.last_name,
+            "email": owner.email,
+            "phone": owner.phone,
+            "address": nested or None,
         }
     )
 
@@ -105,13 +147,9 @@ def batch_entry(tx: Transaction, tenant: TenantSettings, decision: SendDecision)
     owner = tx.owner
     amount = 0 if decision.zero_amount else tx.amount
     lines = gift_designation_lines(tx, tenant, zero_amount=decision.zero_amount)
-    if owner.virtuous_contact_id is not None:
-        contact: dict[str, Any] = {"id": owner.virtuous_contact_id}
-    else:
-        contact = contact_payload(owner, tenant)
     sd = tx.scheduled_donation
     entry = {
-        "contact": contact,
+        "contact": gift_contact(owner, tenant),
         "contactIndividualId": owner.virtuous_contact_individual_id,
         "amount": dollars(amount),
         "giftDate": gift_date(tx.created_at, tenant.zone),

@@ -43,6 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from mapping.batch_entry import batch_entry, contact_payload
+from mapping.contacts import contact_create_payload
 from mapping.decision import SendDecision
 from mapping.errors import MappingError
 from mapping.events import (
@@ -119,7 +120,8 @@ def _transaction_plan(tx: Transaction, tenant: TenantSettings) -> Plan:
 
 def _contact_requests(owner: Owner, tenant: TenantSettings) -> list[dict[str, Any]]:
     ref = f"{CONTACT_PATH}/{tenant.reference_source}/{owner.id}"
-    return [_request("GET", ref), _request("POST", CONTACT_PATH, contact_payload(owner, tenant))]
+    create = _request("POST", CONTACT_PATH, contact_create_payload(owner, tenant))
+    return [_request("GET", ref), create]
 
 
 def _dependency_requests(sd: ScheduledDonation, tenant: TenantSettings) -> list[dict[str, Any]]:

@@ -137,6 +137,9 @@ class CrmApi:
             record = store.recurring_gifts.get(request.path_params["id"])
             if record is None:
                 return not_found()
+            if "contactid" not in lower_keys(body):
+                # virtuous-ts's full-replacement PUT leaves the donor out: it stays.
+                body = {**body, "contactId": record["contactId"]}
             problems = Problems()
             now = store.clock.now()
             fields = recurring.recurring_fields(

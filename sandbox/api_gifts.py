@@ -6,6 +6,11 @@
 - A (transactionSource, transactionId) seen before is never a second Gift: it is a counted
   no-op or a 400 saying it "has already been submitted", as the organisation is set.
 - ``POST /api/Gift`` creates at once (no idempotency, like the live API: duplicates are counted).
+- A batch may carry shared fields (taylorbrooks gift.rb ``import_gifts``): ``batch``,
+  ``defaultGiftDate`` and ``defaultGiftType`` fill entries that lack them; ``batchTotal`` must
+  be an amount.
+- ``DELETE /api/Gift/{id}`` (virtuous-ts ``deleteGift``, taylorbrooks ``delete_gift``) removes
+  the Gift and fires GiftDelete with the Gift as it was.
 """
 
 from __future__ import annotations
@@ -48,10 +53,14 @@ class GiftApi:
             r("/api/v2/Gift/Transaction", self.transaction, "POST"),
             r("/api/v2/Gift/Transactions", self.transactions, "POST"),
             r("/api/Gift/Query/FullGift", self.query, "POST"),
+            # inaturalist and nucleus-engine post the same query to /api/Gift/Query.
+            r("/api/Gift/Query", self.query, "POST"),
+            r("/api/Gift/ByContact/{contact_id:int}", self.by_contact, "GET"),
             r("/api/Gift/ReversingTransaction", self.reverse, "POST"),
             r("/api/Gift", self.create, "POST"),
             r("/api/Gift/{id:int}", self.get, "GET"),
             r("/api/Gift/{id:int}", self.replace, "PUT"),
+            r("/api/Gift/{id:int}", self.delete, "DELETE"),
             r("/api/Gift/{source}/{transaction_id}", self.by_reference, "GET"),
         ]
 
@@ -110,8 +119,22 @@ class GiftApi:
         create_import = validation.parse_bool(
             low.get("createimport"), "createImport", problems, False
         )
+        if low.get("batchtotal") is not None:
+            validation.parse_money(low["batchtotal"], "batchTotal", problems)
+        shared = {
+            field: low[key]
+            for field, key in (
+                ("giftdate", "defaultgiftdate"),
+                ("gifttype", "defaultgifttype"),
+                ("batch", "batch"),
+            )
+            if low.get(key) not in (None, "")
+        }
+        catalog = store.catalog
         pendings = [
-            validation.transaction(entry, f"transactions[{i}].", problems, store.catalog, source)
+            validation.transaction(
+                _with_defaults(entry, shared), f"transactions[{i}].", problems, catalog, source
+            )
             for i, entry in enumerate(entries)
         ]
         with self.state.mutate(store):
@@ -168,6 +191,18 @@ class GiftApi:
             gift = store.gifts.get(request.path_params["id"])
             return json_response(gift) if gift is not None else not_found()
 
+    async def by_contact(self, request: Request, store: OrgStore) -> Response:
+        """A Contact's Gifts, newest gift date first, ``?skip=&take=`` (taylorbrooks
+        ``get_contact_gifts``, virtuous-ts ``getGiftsByContact``, nucleus-engine)."""
+        skip, take = query_int(request, "skip", 0), query_int(request, "take", 100)
+        with self.state.lock:
+            contact_id = request.path_params["contact_id"]
+            if contact_id not in store.contacts:
+                return not_found()
+            mine = [g for g in store.gifts.values() if g["contactId"] == contact_id]
+            mine.sort(key=lambda g: (g["giftDate"] or "", g["id"]), reverse=True)
+            return json_response({"list": mine[skip : skip + take], "total": len(mine)})
+
     async def by_reference(self, request: Request, store: OrgStore) -> Response:
         with self.state.lock:
             gift = store.gift_by_ref(
@@ -181,6 +216,9 @@ class GiftApi:
             gift = store.gifts.get(request.path_params["id"])
             if gift is None:
                 return not_found()
+            if "contactid" not in lower_keys(body):
+                # virtuous-ts's full-replacement PUT leaves the donor out: it stays.
+                body = {**body, "contactId": gift["contactId"]}
             problems = Problems()
             fields, inputs, key = validation.gift_fields(body, "", problems, store.catalog)
             final = gifts.resolve_designations(
@@ -202,6 +240,11 @@ class GiftApi:
                 store.seen_refs.add(ref)
             store.events.append(Event("GiftUpdate", gift))
             return json_response(gift)
+
+    async def delete(self, request: Request, store: OrgStore) -> Response:
+        with self.state.mutate(store):
+            gift = store.delete_gift(request.path_params["id"])
+            return empty() if gift is not None else not_found()
 
     async def reverse(self, request: Request, store: OrgStore) -> Response:
         body = parse_body(await request.body())
@@ -246,6 +289,18 @@ class GiftApi:
 
     async def query(self, request: Request, store: OrgStore) -> Response:
         return await run_paged_query(self.state, request, store, "gifts", GIFT_PARAMETERS)
+
+
+def _with_defaults(entry: Any, shared: dict[str, Any]) -> Any:
+    """An entry with the batch's shared fields filled in where the entry has none."""
+    if not shared or not isinstance(entry, dict):
+        return entry
+    low = lower_keys(entry)
+    missing = {k: v for k, v in shared.items() if low.get(k) in (None, "")}
+    if not missing:
+        return entry
+    kept = {k: v for k, v in entry.items() if k.lower() not in missing}
+    return {**kept, **missing}
 
 
 def _ref(body: dict[str, Any]) -> tuple[str, str] | None:

@@ -16,17 +16,21 @@ from typing import Any, Literal
 
 DuplicateResponse = Literal["noop", "error"]
 
-# The gift types the live API documents (seed 001 and the Gifts concept page).
+# The gift types as Virtuous returns them (virtuous-ts gift-constants.ts; taylorbrooks
+# gift_designation_query_options.json). Requests may spell them as the samples do (EFT,
+# NonCash, ...): sandbox.validation.GIFT_TYPE_ALIASES.
 DEFAULT_GIFT_TYPES: tuple[str, ...] = (
     "Cash",
     "Check",
     "Credit",
-    "EFT",
-    "NonCash",
-    "Stock",
-    "Crypto",
-    "IRA",
+    "Cryptocoin",
+    "Electronic Funds Transfer",
+    "Non-Cash",
     "Other",
+    "Paypal",
+    "Qualified Charitable Distribution",
+    "Reversing Transaction",
+    "Stock",
 )
 
 

@@ -4,12 +4,16 @@ designation diff protocol, and reversing transactions.
 Stored Gifts are exactly what ``GET /api/Gift/{id}`` returns (amounts as Decimal until
 serialised). A PUT replaces every field it can set: a field left out is cleared. Only the
 system fields survive a PUT: ``id``, ``createDateTimeUtc``, the reference pair (unless the body
-gives a new one), the import ``batch`` and the reversal links.
+gives a new one), the import ``batch`` and the reversal links. The display fields clients read
+(``giftDateFormatted``, ``amountFormatted``, ``giftTypeFormatted``, ``giftUrl``: taylorbrooks
+gift.json, m-henke/Virtuous-Webhook, nucleus-engine) follow the fields they show.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sandbox.validation import Catalog, DesignationInput, Problems
@@ -35,6 +39,32 @@ SETTABLE = (
     "pledgeTransactionId",
     "customFields",
 )
+
+
+def money_formatted(amount: Decimal | None) -> str | None:
+    """``$1,234.50`` (``-$10.00`` for a reversal), as Virtuous shows amounts."""
+    if amount is None:
+        return None
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"
+
+
+def date_formatted(value: str | None) -> str | None:
+    """``11/20/2026`` (month/day/year, no leading zeros) from a stored ``2026-11-20T00:00:00``."""
+    if not value:
+        return None
+    day = datetime.fromisoformat(value[:19])
+    return f"{day.month}/{day.day}/{day.year}"
+
+
+def with_display_fields(gift: dict[str, Any]) -> dict[str, Any]:
+    """Refresh the Gift's display fields from the fields they show; returns the Gift."""
+    gift["giftDateFormatted"] = date_formatted(gift.get("giftDate"))
+    gift["amountFormatted"] = money_formatted(gift.get("amount"))
+    gift["giftTypeFormatted"] = gift.get("giftType")
+    gift["giftUrl"] = f"/api/Gift/{gift['id']}"
+    gift["contactUrl"] = f"/api/Contact/{gift['contactId']}"
+    return gift
 
 
 def _designations(items: list[dict[str, Any]], new_id: NewId) -> list[dict[str, Any]]:
@@ -73,7 +103,7 @@ def build_gift(
     gift["reversingGiftId"] = None
     gift["createDateTimeUtc"] = now
     gift["modifiedDateTimeUtc"] = now
-    return gift
+    return with_display_fields(gift)
 
 
 def resolve_designations(
@@ -87,7 +117,8 @@ def resolve_designations(
 
     With no ``state`` marker anywhere the list replaces the old one. With markers (the diff
     protocol): start from the existing designations, remove each ``Delete`` (by id), change each
-    ``Update`` (or unmarked entry naming an existing id), append each ``Add``.
+    ``Update`` (or unmarked entry naming an existing id; an ``Update`` without an id names the
+    designation by its project), append each ``Add``.
     """
 
     def stored(d: DesignationInput, keep_id: int | None) -> dict[str, Any]:
@@ -103,7 +134,11 @@ def resolve_designations(
         return [stored(d, d.designation_id if d.designation_id in known else None) for d in inputs]
     result = {d["id"]: dict(d) for d in existing}
     added: list[dict[str, Any]] = []
+    by_project = {d["projectId"]: d["id"] for d in existing}
     for i, d in enumerate(inputs):
+        if d.state == "Update" and d.designation_id is None and d.project_id in by_project:
+            # virtuous-ts marks every designation Updated by its projectId alone.
+            d = DesignationInput(d.state, by_project[d.project_id], d.project_id, d.amount)
         if d.state == "Delete":
             if d.designation_id not in result:
                 problems.add(
@@ -140,6 +175,7 @@ def replace_gift(
         gift["transactionSource"], gift["transactionId"] = ref
     gift["giftDesignations"] = _designations(designations, new_id)
     gift["modifiedDateTimeUtc"] = now
+    with_display_fields(gift)
 
 
 def reversing_gift(
@@ -178,4 +214,4 @@ def reversing_gift(
     reversal["reversingGiftId"] = None
     reversal["createDateTimeUtc"] = now
     reversal["modifiedDateTimeUtc"] = now
-    return reversal
+    return with_display_fields(reversal)

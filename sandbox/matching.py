@@ -6,9 +6,10 @@ Signals in order of trust: an explicit contact id, the external reference
 that points at several is ambiguous and the next signal is tried. A match whose incoming email
 belongs to a *different* Contact is a conflict (seed 000's "email conflict"): not confident.
 
-Incoming contact data arrives in several shapes (the Gift Transaction's embedded ``contact``,
-Contact Transactions, ``POST /api/Contact``); ``ContactInput.parse`` reads them all,
-case-insensitively, as the live API's model binding does.
+Incoming contact data arrives in several shapes (the Gift Transaction's embedded ``contact``
+with ``type``, ``firstname`` and a nested ``address``; flat Contact Transactions; the nested
+``POST /api/Contact`` with ``contactIndividuals[].contactMethods`` and ``contactAddresses``);
+``ContactInput.parse`` reads them all, case-insensitively, as the live API's model binding does.
 """
 
 from __future__ import annotations
@@ -74,17 +75,25 @@ class Address:
 
     @staticmethod
     def parse(obj: Mapping[str, Any], lowered: bool = False) -> Address:
-        """Nested ``address`` object or flat address1/city/state/postal fields."""
-        low = obj if lowered else lower_keys(obj)
-        nested = low.get("address")
-        src = lower_keys(nested) if isinstance(nested, Mapping) else low
+        """The primary (else first) of ``contactAddresses`` (``POST /api/Contact``), a nested
+        ``address`` (the Gift Transaction's contact) or flat address1/city/state/postal fields
+        (Contact Transactions). ``stateCode``/``countryCode`` are read as state and country."""
+        low: Mapping[str, Any] = obj if lowered else lower_keys(obj)
+        src: Mapping[str, Any]
+        listed = [a for a in low.get("contactaddresses") or [] if isinstance(a, Mapping)]
+        if listed:
+            primary = [a for a in listed if lower_keys(a).get("isprimary") is True]
+            src = lower_keys((primary or listed)[0])
+        else:
+            nested = low.get("address")
+            src = lower_keys(nested) if isinstance(nested, Mapping) else low
         return Address(
             address1=_text(src.get("address1") or src.get("line1") or src.get("street")),
             address2=_text(src.get("address2") or src.get("line2")),
             city=_text(src.get("city")),
-            state=_text(src.get("state")),
+            state=_text(src.get("state") or src.get("statecode")),
             postal=_text(src.get("postal") or src.get("postalcode") or src.get("zip")),
-            country=_text(src.get("country")),
+            country=_text(src.get("country") or src.get("countrycode")),
         )
 
 

@@ -4,7 +4,9 @@ A RecurringGift needs an existing ``contactId``, a ``startDate``, a ``frequency`
 ``amount``; its ``designations`` (if any) must sum to the amount, to known projects. Only
 ``PUT /api/RecurringGift/Cancel/{id}`` cancels it: a create or a full-replacement PUT ignores
 ``status`` and ``cancelDateTimeUtc`` and keeps what the record had (docs/virtuous-contract.md).
-Staff records seeded through ``/_admin`` may carry any status Virtuous returns.
+Staff records seeded through ``/_admin`` may carry any status Virtuous returns. The JSON carries
+``customFields`` [{name, value, displayName}] (virtuous-ts recurring-gift.ts; taylorbrooks
+recurring_gift.json) and ``anticipatedEndDate``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sandbox.validation import (
     Catalog,
     Problems,
     check_sum,
+    custom_fields,
     parse_bool,
     parse_date,
     parse_designations,
@@ -90,6 +93,13 @@ def recurring_fields(
     if designations:
         check_sum(designations, amount, key, problems)
     segment_id = parse_int(low.get("segmentid"), "segmentId", problems)
+    end_date = None
+    if low.get("anticipatedenddate"):
+        end_date = parse_date(low["anticipatedenddate"], "anticipatedEndDate", problems)
+    fields = [
+        {**f, "displayName": f["name"]}
+        for f in custom_fields(low.get("customfields"), "customFields", problems)
+    ]
     cancelled_at = None
     if staff and low.get("canceldatetimeutc"):
         parsed = parse_timestamp(str(low["canceldatetimeutc"]))
@@ -119,6 +129,8 @@ def recurring_fields(
         else str(low["transactionsource"]),
         "transactionId": None if low.get("transactionid") is None else str(low["transactionid"]),
         "designations": designations,
+        "anticipatedEndDate": end_date,
+        "customFields": fields,
         "status": "Cancelled" if cancelled_at else status,
         "cancelDateTimeUtc": cancelled_at,
     }

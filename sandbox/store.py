@@ -16,6 +16,7 @@ from typing import Any
 from sandbox import contacts as ct
 from sandbox.config import OrgConfig
 from sandbox.gifts import build_gift
+from sandbox.gifttypes import gift_type_catalog
 from sandbox.holding import HeldTransaction, ImportBatch
 from sandbox.matching import ContactIndex, ContactInput
 from sandbox.ratelimit import RollingWindow
@@ -71,6 +72,7 @@ class OrgStore:
         self._segment_codes: dict[str, int] = {}
         self._segment_map: dict[int, str] = {}
         self._project_map: dict[int, str] = {}
+        self._project_names: dict[str, int] = {}
         self.config = config
         self.limiter = self._limiter()
         self.catalog = Catalog(
@@ -81,6 +83,7 @@ class OrgStore:
             {},
             self.contacts,
             self.recurring_gifts,
+            self._project_names,
         )
         self.configure(config)
         for raw in config.contacts:
@@ -113,7 +116,7 @@ class OrgStore:
         for sid, code in config.segments.items():
             if sid not in self.segments:
                 self.add_segment({"id": sid, "name": code, "code": code})
-        self.catalog.gift_types = {t.lower(): t for t in config.gift_types}
+        self.catalog.gift_types = gift_type_catalog(config.gift_types)
 
     # --- projects and segments -------------------------------------------------------------
 
@@ -121,6 +124,8 @@ class OrgStore:
         self.projects[record["id"]] = record
         self._project_map[record["id"]] = record["projectCode"]
         self._project_codes[str(record["projectCode"]).lower()] = record["id"]
+        if record.get("name"):
+            self._project_names.setdefault(str(record["name"]).strip().lower(), record["id"])
         return record
 
     def add_segment(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +219,17 @@ class OrgStore:
             if record.get("transactionId") == link:
                 return record
         return None
+
+    def delete_gift(self, gift_id: int) -> dict[str, Any] | None:
+        """Remove a Gift (its reference pair stays seen); fires GiftDelete. None if unknown."""
+        gift = self.gifts.pop(gift_id, None)
+        if gift is None:
+            return None
+        ref = (gift["transactionSource"], gift["transactionId"])
+        if self.gift_refs.get(ref) == gift_id:
+            del self.gift_refs[ref]
+        self.events.append(Event("GiftDelete", gift))
+        return gift
 
     def gift_by_ref(self, source: str, transaction_id: str) -> dict[str, Any] | None:
         gift_id = self.gift_refs.get((source, transaction_id))

@@ -6,9 +6,14 @@ fault and bisect. Money is parsed as ``Decimal`` (JSON numbers arrive as Decimal
 is parsed with ``parse_float=Decimal``), so "designations sum to the amount" is exact.
 
 Both designation shapes are accepted wherever a gift is: the batch path's ``designations``
-[{id | projectId | projectCode, amountDesignated}] and the real-time ``giftDesignations``
-[{projectId, amount}]. In an entry that names no projectId or projectCode, ``id`` is the
-project id (seed 002's batch shape); otherwise ``id`` is the designation's own id.
+[{id | projectId | projectCode | code | name, amountDesignated}] and the real-time
+``giftDesignations`` [{projectId, amount}]. In an entry that names no projectId or projectCode,
+``id`` is the project id (seed 002's batch shape, Virtuous's own samples); otherwise ``id`` is
+the designation's own id. A Gift Transaction needs no designation (Virtuous's own sample sends
+none); when it has some, they sum to its amount.
+
+Gift types are read through :mod:`sandbox.gifttypes` (the samples' spellings and the returned
+names both bind).
 """
 
 from __future__ import annotations
@@ -17,15 +22,24 @@ import functools
 import json
 import re
 from collections.abc import Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sandbox.gifttypes import gift_type_key
 from sandbox.matching import ContactInput, lower_keys
 from sandbox.timefmt import parse_gift_date
 
 _MONEY = re.compile(r"^-?\d+(\.\d+)?$")
 _CENT = Decimal("0.01")
+_STATES = {
+    "add": "Add",
+    "added": "Add",
+    "update": "Update",
+    "updated": "Update",
+    "delete": "Delete",
+    "deleted": "Delete",
+}
 
 
 class ValidationFailed(Exception):
@@ -85,6 +99,8 @@ class Catalog:
     gift_types: Mapping[str, str]
     contact_ids: Container[int]
     recurring_ids: Container[int]
+    # Project name (lower case) -> id: designations may name their project.
+    project_names: Mapping[str, int] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -194,9 +210,10 @@ def parse_designations(
         low = lower_keys(item)
         state = _text(low.get("state"))
         if state is not None:
-            state = state.strip().capitalize()
-            if state not in ("Add", "Delete", "Update"):
-                problems.add(f"{here}.state", f"'{state}' is not Add, Delete or Update.")
+            # virtuous-ts spells the diff states Added/Updated/Deleted (shared/gift-state.ts).
+            state = _STATES.get(state.strip().lower())
+            if state is None:
+                problems.add(f"{here}.state", f"'{low['state']}' is not Add, Delete or Update.")
                 continue
         has_project = any(
             low.get(k) is not None for k in ("projectid", "projectcode", "externalaccountingcode")
@@ -225,10 +242,12 @@ def parse_designations(
 
 
 def _project(low: dict[str, Any], here: str, problems: Problems, catalog: Catalog) -> int | None:
-    """The project an entry names, by projectId, projectCode, externalAccountingCode or id."""
-    code = _text(low.get("projectcode") or low.get("externalaccountingcode"))
+    """The project an entry names: by projectId, projectCode, externalAccountingCode, ``id``
+    (when no project code is named), ``code``, or else ``name``."""
+    project_code = _text(low.get("projectcode") or low.get("externalaccountingcode"))
+    code = project_code or _text(low.get("code"))
     raw_id = low.get("projectid")
-    if raw_id is None and code is None:
+    if raw_id is None and project_code is None:
         raw_id = low.get("id")
     if raw_id is not None:
         project_id = parse_int(raw_id, f"{here}.projectId", problems)
@@ -248,16 +267,27 @@ def _project(low: dict[str, Any], here: str, problems: Problems, catalog: Catalo
         if found is None:
             problems.add(f"{here}.projectCode", f"No project has the code '{code}'.")
         return found
-    problems.add(f"{here}.projectId", "A designation needs a projectId or projectCode.")
+    name = _text(low.get("name"))
+    if name is not None:
+        found = catalog.project_names.get(name.strip().lower())
+        if found is None:
+            problems.add(f"{here}.name", f"No project has the name '{name}'.")
+        return found
+    problems.add(f"{here}.projectId", "A designation needs a projectId, a code or a name.")
     return None
 
 
 def check_sum(
-    designations: list[dict[str, Any]], amount: Decimal | None, path: str, problems: Problems
+    designations: list[dict[str, Any]],
+    amount: Decimal | None,
+    path: str,
+    problems: Problems,
+    required: bool = True,
 ) -> None:
-    """Designation amounts must sum exactly to the gift amount, and there must be one."""
+    """Designation amounts must sum exactly to the gift amount; ``required``: there must be one."""
     if not designations:
-        problems.add(path, "At least one designation is required.")
+        if required:
+            problems.add(path, "At least one designation is required.")
         return
     if amount is None or any(d["amountDesignated"] is None for d in designations):
         return
@@ -304,12 +334,12 @@ def gift_fields(
     gift_date = parse_date(low.get("giftdate"), f"{prefix}giftDate", problems)
     gift_type = None
     if low.get("gifttype") not in (None, ""):
-        gift_type = catalog.gift_types.get(str(low["gifttype"]).lower())
+        gift_type = catalog.gift_types.get(gift_type_key(str(low["gifttype"])))
         if gift_type is None:
             problems.add(
                 f"{prefix}giftType",
                 f"'{low['gifttype']}' is not a valid giftType. "
-                f"Valid: {', '.join(catalog.gift_types.values())}.",
+                f"Valid: {', '.join(dict.fromkeys(catalog.gift_types.values()))}.",
             )
     key = "giftDesignations" if "giftdesignations" in low else "designations"
     designations = parse_designations(
@@ -353,15 +383,16 @@ def gift_fields(
         "recurringGiftTransactionId": _text(low.get("recurringgifttransactionid")),
         "pledgeTransactionId": _text(low.get("pledgetransactionid")),
         "recurringGiftPayments": payments,
-        "customFields": _custom_fields(low.get("customfields"), f"{prefix}customFields", problems),
+        "customFields": custom_fields(low.get("customfields"), f"{prefix}customFields", problems),
     }
     if low.get("batch") is not None:
         fields["batch"] = _text(low.get("batch"))
     return fields, designations, key
 
 
-def _custom_fields(value: Any, path: str, problems: Problems) -> list[dict[str, Any]]:
-    """The array form [{name, value}]; the batch path's object form {name: value} converted."""
+def custom_fields(value: Any, path: str, problems: Problems) -> list[dict[str, Any]]:
+    """Custom fields as stored: the array form [{name, value}]; the batch path's object form
+    {name: value} converted."""
     if value is None:
         return []
     if isinstance(value, Mapping):
@@ -389,7 +420,7 @@ def transaction(
     low = lower_keys(entry)
     fields, designations, key = gift_fields(low, prefix, problems, catalog, lowered=True)
     stored = plain_designations(designations, catalog)
-    check_sum(stored, fields["amount"], f"{prefix}{key}", problems)
+    check_sum(stored, fields["amount"], f"{prefix}{key}", problems, required=False)
     fields["giftDesignations"] = stored
     source = _text(low.get("transactionsource")) or default_source
     tid = _text(low.get("transactionid"))

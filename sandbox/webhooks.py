@@ -6,6 +6,10 @@ subscription's ``payloadUrl``, signed with HMAC-SHA256 of the raw body under the
 subscription's secret, Base64, in ``X-Virtuous-Signature``. ``X-Virtuous-Event`` names the event and
 ``X-Virtuous-Delivery`` is an id that stays the same across retries of one delivery.
 
+The events are those a production receiver handles (m-henke/Virtuous-Webhook server.js):
+GiftCreate, GiftUpdate, GiftDelete, ContactCreate and ContactUpdate. A subscription that sets
+no event flag gets all of them ("send me everything").
+
 Deliveries run on background threads with httpx: a non-2xx answer or a transport error is
 retried with doubling backoff up to ``max_attempts``. Every delivery is recorded (bodies only
 for the most recent ones, so a long soak does not hold every payload in memory).
@@ -38,6 +42,7 @@ DELIVERY_HEADER = "X-Virtuous-Delivery"
 EVENT_FLAGS = {
     "giftCreate": "GiftCreate",
     "giftUpdate": "GiftUpdate",
+    "giftDelete": "GiftDelete",
     "contactCreate": "ContactCreate",
     "contactUpdate": "ContactUpdate",
 }
@@ -45,6 +50,7 @@ EVENT_FLAGS = {
 MODEL_KEYS = {
     "GiftCreate": "gift",
     "GiftUpdate": "gift",
+    "GiftDelete": "gift",
     "ContactCreate": "contact",
     "ContactUpdate": "contact",
 }

@@ -145,7 +145,8 @@ def test_the_diff_protocol_can_keep_some_and_refuses_unknown_ids(
     "change,field",
     [
         ({"amount": "31.00"}, "giftDesignations"),
-        ({"contactId": None}, "contactId"),
+        # Left out, the donor stays (virtuous-ts's PUT omits it); an unknown one is refused.
+        ({"contactId": 987654}, "contactId"),
         ({"giftDate": None}, "giftDate"),
         (
             {"giftDesignations": [{"projectId": 555, "amountDesignated": "30.00"}]},

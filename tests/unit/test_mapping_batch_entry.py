@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mapping.batch_entry import batch_entry, contact_payload, gift_type
+from mapping.batch_entry import batch_entry, contact_payload, gift_contact, gift_type
 from mapping.decision import SendDecision, decide
 from mapping.errors import MappingError
 from mapping.events import Owner
@@ -32,7 +32,11 @@ def entry(decision: SendDecision = SEND, settings: Any = BATCH, **overrides: Any
 
 # One row per line of seed 002's batch table: (field, overrides, expected value).
 BATCH_TABLE = [
-    ("contact", {"owner": owner_data(virtuous_contact_id=501)}, {"id": 501}),
+    (
+        "contact",
+        {"owner": owner_data(virtuous_contact_id=501, id=701)},
+        {"id": 501, "referenceSource": "WeGive-Donor", "referenceId": "701"},
+    ),
     ("contactIndividualId", {"owner": owner_data(virtuous_contact_individual_id=601)}, 601),
     ("amount", {"amount": 1234}, "12.34"),
     ("giftDate", {"created_at": "2026-11-21T03:30:00Z"}, "2026-11-20"),
@@ -149,20 +153,23 @@ def test_a_donor_without_a_contact_id_is_embedded_for_matching() -> None:
         },
     )
     body = entry(owner=donor)
+    # The official Gift Transaction contact: type, lower-case name keys, a nested address.
     assert body["contact"] == {
         "referenceSource": "WeGive-Donor",
         "referenceId": "703",
-        "contactType": "Household",
+        "type": "Household",
         "name": "Ben Okafor",
-        "firstName": "Ben",
-        "lastName": "Okafor",
+        "firstname": "Ben",
+        "lastname": "Okafor",
         "email": "ben@example.net",
         "phone": "312-555-0142",
-        "address1": "9 Elm Ave",
-        "city": "Evanston",
-        "state": "IL",
-        "postal": "60201",
-        "country": "US",
+        "address": {
+            "address1": "9 Elm Ave",
+            "city": "Evanston",
+            "state": "IL",
+            "postal": "60201",
+            "country": "US",
+        },
     }
     assert "contactIndividualId" not in body
 
@@ -191,3 +198,34 @@ def test_every_entry_carries_the_idempotency_key_and_no_nulls() -> None:
     body = entry(owner=owner_data(virtuous_contact_id=None), description=None)
     assert body["transactionSource"] == "WeGive" and body["transactionId"] == "1001"
     assert None not in body.values()
+
+
+def test_the_embedded_contact_of_a_company_is_an_organization_without_an_address() -> None:
+    company = Owner(type="company", id=702, company_name="Acme Builders LLC")
+    assert gift_contact(company, BATCH) == {
+        "referenceSource": "WeGive-Donor",
+        "referenceId": "702",
+        "type": "Organization",
+        "name": "Acme Builders LLC",
+    }
+
+
+def test_the_embedded_contact_omits_what_the_donor_lacks() -> None:
+    sparse = Owner(
+        type="individual", id="u-1", email="x@example.org", first_name="", address={"city": ""}
+    )
+    assert gift_contact(sparse, BATCH) == {
+        "referenceSource": "WeGive-Donor",
+        "referenceId": "u-1",
+        "type": "Household",
+        "email": "x@example.org",
+    }
+
+
+def test_a_known_contact_id_still_sends_the_reference_and_nothing_to_compare() -> None:
+    donor = owner_data(virtuous_contact_id=501, id=9, email="changed@example.org")
+    assert entry(owner=donor)["contact"] == {
+        "id": 501,
+        "referenceSource": "WeGive-Donor",
+        "referenceId": "9",
+    }

@@ -178,10 +178,10 @@ def check_gift_body(
         assert body["customFields"] == {"wg_id": str(tx.id)}
         assert body["giftDate"] == gift_date(tx.created_at, settings.zone)
         assert _sum(body["designations"], "amountDesignated") == cents(amount)
+        # The reference always travels, also when the Contact id decides the match.
+        assert body["contact"]["referenceId"] == str(tx.owner.id)
         if tx.owner.virtuous_contact_id is not None:
-            assert body["contact"] == {"id": tx.owner.virtuous_contact_id}
-        else:
-            assert body["contact"]["referenceId"] == str(tx.owner.id)
+            assert body["contact"]["id"] == tx.owner.virtuous_contact_id
         if not settings.fund_allocations or not tx.allocations:
             assert len(body["designations"]) == 1
         return

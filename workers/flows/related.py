@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import structlog
 
-from mapping.batch_entry import contact_payload
+from mapping.contacts import contact_create_payload
 from mapping.events import Campaign, Fund, Owner
 from mapping.tenant import TenantSettings
 from workers.errors import ContactPending, Throttled
@@ -99,7 +99,7 @@ def ensure_contact(rt: Runtime, tenant: TenantSettings, owner: Owner) -> int:
     """
     if owner.virtuous_contact_id is not None:
         return owner.virtuous_contact_id
-    payload = contact_payload(owner, tenant)
+    payload = contact_create_payload(owner, tenant)
     donor_id = str(owner.id)
     known = known_id(rt, tenant.name, "donor", donor_id)
     if known is not None:
