@@ -82,10 +82,12 @@ def _drive(client: VirtuousClient) -> set[str]:
 
     note("contact_transaction").contact_transaction(contact_payload(owner, SETTINGS))
     contact = note("create_contact").create_contact(contact_create_payload(owner, SETTINGS))
+    assert contact is not None
     assert contact["contactIndividuals"][0]["contactMethods"], "email and phone arrive"
     assert contact["address"]["postal"] == "60201", "the address arrives"
     assert note("get_contact").get_contact(contact["id"])["id"] == contact["id"]
-    assert note("find_contact").find_contact("WeGive-Donor", "703")["id"] == contact["id"]
+    found = note("find_contact").find_contact("WeGive-Donor", "703")
+    assert found is not None and found["id"] == contact["id"]
     known = owner_data(virtuous_contact_id=contact["id"], id=703)
     entry = batch_entry(tx(owner=known, fund=FUNDS, id="b-2"), SETTINGS, SEND)
     note("post_gift_transaction").post_gift_transaction(entry)
@@ -160,7 +162,7 @@ def test_the_embedded_contact_always_carries_its_reference() -> None:
 
 def test_the_preview_plans_conform() -> None:
     tenants = {"t": tenant(transaction_source="WeGive", reference_source="WeGive-Donor")}
-    events = [
+    events: list[dict[str, Any]] = [
         {"kind": "transaction", "record": {"owner": owner_data(virtuous_contact_id=None)}},
         {"kind": "transaction", "record": {}},
         {"kind": "scheduled_donation", "record": {"source": owner_data(virtuous_contact_id=None)}},

@@ -11,6 +11,7 @@ from mapping.decision import SendDecision, decide
 from mapping.errors import MappingError
 from mapping.events import Owner
 from mapping.money import cents
+from mapping.records import Address
 from tests.unit.test_mapping_factories import (
     CAMPAIGN,
     GENERAL,
@@ -212,7 +213,7 @@ def test_the_embedded_contact_of_a_company_is_an_organization_without_an_address
 
 def test_the_embedded_contact_omits_what_the_donor_lacks() -> None:
     sparse = Owner(
-        type="individual", id="u-1", email="x@example.org", first_name="", address={"city": ""}
+        type="individual", id="u-1", email="x@example.org", first_name="", address=Address(city="")
     )
     assert gift_contact(sparse, BATCH) == {
         "referenceSource": "WeGive-Donor",

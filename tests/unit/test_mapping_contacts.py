@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mapping.contacts import contact_create_payload
 from mapping.events import Owner
+from mapping.records import Address
 from tests.unit.test_mapping_factories import owner_data, tenant
 
 SETTINGS = tenant(reference_source="WeGive-Donor")
@@ -76,7 +77,7 @@ def test_a_company_is_an_organization_named_for_the_company() -> None:
 
 
 def test_a_donor_known_only_by_email_is_named_by_it_and_has_no_address() -> None:
-    sparse = Owner(type="individual", id="u-1", email="x@example.org", address={"city": ""})
+    sparse = Owner(type="individual", id="u-1", email="x@example.org", address=Address(city=""))
     body = contact_create_payload(sparse, SETTINGS)
     assert body["name"] == "x@example.org"
     assert "contactAddresses" not in body
