@@ -230,10 +230,10 @@ def create_app(access: Access) -> Starlette:
 def serve(host: str, port: int) -> None:
     """Run the console until interrupted (``giftsync console``)."""
     from giftsync.logs import configure_logging
-    from producers.serving import serve_forever
+    from producers.serving import Limits, serve_forever
 
     settings = get_settings()
     access = access_for(settings, host, port)
     configure_logging(settings.log_level)
     log.info("console_starting", host=host, port=port, token_required=access.token is not None)
-    serve_forever(create_app(access), host, port)
+    serve_forever(create_app(access), host, port, Limits(max_body_bytes=MAX_FORM_BYTES))
