@@ -169,9 +169,7 @@ def _cmd_webhooks(args: argparse.Namespace) -> int:
         answer = webhooks.subscribe(settings, settings.tenant(args.tenant), args.url)
         print(f"subscribed: webhook {answer.get('id')} for tenant {args.tenant}")
         return 0
-    from producers.serving import serve_forever
-
-    serve_forever(webhooks.create_app(settings), args.host, args.port)
+    webhooks.serve(settings, args.host, args.port)
     return 0
 
 

@@ -23,6 +23,10 @@ log = structlog.get_logger("giftsync.actors")
 broker = get_broker()
 configure_logging(runtime().settings.log_level)
 metrics.initialise(sorted(runtime().settings.tenants))
+# Deliveries applied, per tenant and event: the dashboard's per-tenant webhook series.
+for _tenant in runtime().settings.tenants:
+    for _event in ("giftCreate", "contactCreate", "contactUpdate", "other"):
+        metrics.WEBHOOKS_RECEIVED.labels(_tenant, _event, "applied")
 
 
 def batch_message(tenant: str, batch_id: str, owner: str) -> dramatiq.Message[Any]:
@@ -103,12 +107,14 @@ def send_contact(tenant: str, member: str) -> None:
 
 
 @dramatiq.actor(queue_name=CONFIRM_QUEUE)
-def confirm_webhook(tenant: str, payload: dict[str, Any]) -> None:
+def confirm_webhook(tenant: str, payload: dict[str, Any], event: str = "other") -> None:
     """Apply one verified Virtuous webhook delivery (see workers.confirm)."""
     from workers import confirm
 
     rt = runtime()
     result = confirm.apply_webhook(rt, rt.settings.tenant(tenant), payload)
+    # Counted here per tenant: the receiver's own /metrics is public and names no tenant.
+    metrics.WEBHOOKS_RECEIVED.labels(tenant, event, "applied").inc()
     log.info("webhook_applied", outcomes=result.outcomes)
 
 
