@@ -232,7 +232,11 @@ class _QuietOutOfFiles(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         out_of_files = isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
-        if not out_of_files and "out of system resource" not in record.getMessage():
+        message = record.getMessage()
+        # asyncio schedules one accept retry per failure; once the listener is closed at
+        # shutdown each of them fails with its own traceback.
+        retry = "_start_serving" in message
+        if not (out_of_files or retry or "out of system resource" in message):
             return True
         with self._lock:
             now = time.monotonic()
