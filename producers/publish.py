@@ -76,8 +76,9 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # One decoder for every call: json.loads builds a new one per call when given options.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_refuse_duplicates)
-# Nesting deeper than any event or delivery: refused, so no later recursive walk can fail.
-MAX_DEPTH = 64
+# Nesting far deeper than any event or delivery: refused, so no later recursive walk (the
+# queue's JSON encoder, a worker) comes near the interpreter's recursion limit.
+MAX_DEPTH = 512
 
 
 def _depth_ok(value: object) -> bool:
