@@ -19,7 +19,6 @@ from dramatiq.cli import main as dramatiq_main
 from dramatiq.cli import make_argument_parser
 
 from giftsync import console, demo, doctor, ingest, webhooks
-from giftsync.serving import serve_forever
 from giftsync.settings import SettingsError, get_settings, load_settings, load_tenants
 from mapping.preview import preview_event
 from producers import backfill
@@ -148,7 +147,7 @@ def run_webhooks(args: argparse.Namespace) -> int:
         print(f"subscribed: webhook {answer.get('id')} for tenant {args.tenant}")
         return 0
 
-    serve_forever(webhooks.create_app(settings), args.host, args.port)
+    webhooks.serve(settings, args.host, args.port)
     return 0
 
 

@@ -15,15 +15,24 @@ from urllib.parse import parse_qs, quote
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from giftsync.console_access import COOKIE, Access, access_for, refused_post, same_origin
+from giftsync.console_access import (
+    COOKIE,
+    SESSION_SECONDS,
+    Access,
+    access_for,
+    refused_post,
+    same_origin,
+)
 from giftsync.console_page import Letter, Quarantined, ReviewBatch, TenantView, render_login
 from giftsync.console_page import render_page as _render_page
 from giftsync.logs import configure_logging
-from giftsync.serving import serve_forever
+from giftsync.serving import Limits, serve_forever
 from giftsync.settings import get_settings
 from workers.observe.status import tenant_status
 from workers.queue.broker import get_broker
@@ -33,8 +42,6 @@ from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.console")
 
-# A browser session lasts a working day.
-SESSION_SECONDS = 12 * 3600
 # Newest quarantined gifts listed per tenant (the count shows how many more there are).
 MAX_QUARANTINED = 50
 # Form bodies are tiny; anything bigger is not ours.
@@ -162,6 +169,12 @@ async def _replay(request: Request) -> Response:
     return RedirectResponse(f"/?notice={quote(notice)}", status_code=303)
 
 
+def _client(request: Request) -> str:
+    # With a trusted proxy configured, uvicorn's proxy middleware has already put the
+    # forwarded client address here; otherwise it is the peer.
+    return request.client.host if request.client else "unknown"
+
+
 async def _login(request: Request) -> Response:
     access = _access(request)
     if not access.host_ok(request):
@@ -170,19 +183,30 @@ async def _login(request: Request) -> Response:
         return RedirectResponse("/", status_code=303)
     if request.method == "GET":
         return _html(render_login(error=None))
+    client = _client(request)
+    wait = access.throttle.wait(client)
+    if wait:
+        log.warning("console_login_throttled", retry_after=wait)
+        page = render_login(error=f"Too many failed attempts: try again in {wait} seconds.")
+        throttled = _html(page, status=429)
+        throttled.headers["Retry-After"] = str(wait)
+        return throttled
     form = await _form(request)
     if not (same_origin(request) and access.token_ok(form.get("token", ""))):
+        access.throttle.failed(client)
         log.warning("console_login_refused")
         return _html(render_login(error="That token was not accepted."), status=401)
+    access.throttle.succeeded(client)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE,
-        access.session,
+        access.sessions.start(),
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+    log.info("console_login")
     return response
 
 
@@ -191,6 +215,7 @@ async def _logout(request: Request) -> Response:
     refused = refused_post(request, access, await _form(request))
     if refused is not None:
         return refused
+    access.sessions.end(request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
@@ -202,6 +227,8 @@ async def _healthz(request: Request) -> Response:
 
 def create_app(access: Access) -> Starlette:
     """The console app under the given access rules."""
+    # Forwarded headers are believed from the configured proxies only, never from anyone.
+    middleware = [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(access.trusted_proxies))]
     app = Starlette(
         routes=[
             Route("/", _page, methods=["GET"]),
@@ -209,7 +236,8 @@ def create_app(access: Access) -> Starlette:
             Route("/login", _login, methods=["GET", "POST"]),
             Route("/logout", _logout, methods=["POST"]),
             Route("/healthz", _healthz, methods=["GET"]),
-        ]
+        ],
+        middleware=middleware if access.trusted_proxies else [],
     )
     app.state.access = access
     return app
@@ -222,4 +250,4 @@ def serve(host: str, port: int) -> None:
     access = access_for(settings, host, port)
     configure_logging(settings.log_level)
     log.info("console_starting", host=host, port=port, token_required=access.token is not None)
-    serve_forever(create_app(access), host, port)
+    serve_forever(create_app(access), host, port, Limits(max_body_bytes=MAX_FORM_BYTES))

@@ -5,12 +5,18 @@
   its own DNS name to 127.0.0.1 cannot read the console through the operator's browser.
 * Bound anywhere else, ``GIFTSYNC_CONSOLE_TOKEN`` (16 characters or more) is required: the
   console refuses to start without it. A client presents it as ``Authorization: Bearer``; a
-  browser posts it once to ``/login`` and gets a session cookie (HttpOnly, SameSite=Strict)
-  holding an HMAC derived from the token, never the token itself.
+  browser posts it once to ``/login`` and gets a session cookie (HttpOnly, SameSite=Strict,
+  Secure over HTTPS) holding a random session id, never the token nor anything derived from
+  it. Sessions live in this process (:class:`Sessions`): logging out ends one at once, a
+  restart ends all, each ends after ``SESSION_SECONDS``.
+* Failed logins are throttled per client address (:class:`LoginThrottle`). Behind a proxy
+  that ends TLS, ``GIFTSYNC_CONSOLE_TRUSTED_PROXIES`` names it: only then are its
+  ``X-Forwarded-For`` (the client address) and ``X-Forwarded-Proto`` (https: the cookie is
+  Secure) believed.
 * Replay is a POST, accepted from a browser only with the page's CSRF token (an HMAC under
-  the same key; unknown to other sites, who cannot read the page) and an ``Origin`` (or
-  ``Referer``) of the console itself. A bearer-token client needs neither: it carries no
-  ambient credential a forged request could borrow.
+  a random per-process key; unknown to other sites, who cannot read the page) and an
+  ``Origin`` (or ``Referer``) of the console itself. A bearer-token client needs neither: it
+  carries no ambient credential a forged request could borrow.
 """
 
 from __future__ import annotations
@@ -18,8 +24,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
-from dataclasses import dataclass
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import structlog
@@ -45,39 +55,131 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# A browser session lasts a working day.
+SESSION_SECONDS = 12 * 3600
+# Sessions held at once; past this the oldest is ended (bounds what logins can make us hold).
+MAX_SESSIONS = 1000
+# Failed logins allowed per client address in LOGIN_WINDOW_SECONDS; then 429 until it passes.
+MAX_FAILED_LOGINS = 5
+LOGIN_WINDOW_SECONDS = 300
+# Client addresses whose failures are remembered at once (the oldest is forgotten first).
+MAX_THROTTLED_CLIENTS = 10_000
+
+
+def _digest(session_id: str) -> bytes:
+    # Stored hashed: the table in memory never holds a usable cookie value.
+    return hashlib.sha256(session_id.encode("utf-8", "replace")).digest()
+
+
+class Sessions:
+    """Browser sessions of this process: random ids, ended by logout, expiry or restart."""
+
+    def __init__(self, lifetime: float = SESSION_SECONDS, limit: int = MAX_SESSIONS) -> None:
+        self._lifetime = lifetime
+        self._limit = limit
+        self._expiry: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(self) -> str:
+        """A new session's id (the cookie value)."""
+        session_id = secrets.token_urlsafe(32)
+        with self._lock:
+            self._expiry[_digest(session_id)] = time.monotonic() + self._lifetime
+            while len(self._expiry) > self._limit:
+                self._expiry.popitem(last=False)
+        return session_id
+
+    def valid(self, session_id: str) -> bool:
+        """``session_id`` is a live session."""
+        if not session_id:
+            return False
+        key = _digest(session_id)
+        with self._lock:
+            expiry = self._expiry.get(key)
+            if expiry is None:
+                return False
+            if expiry < time.monotonic():
+                del self._expiry[key]
+                return False
+            return True
+
+    def end(self, session_id: str) -> None:
+        """End the session (logout); unknown ids are ignored."""
+        with self._lock:
+            self._expiry.pop(_digest(session_id), None)
+
+
+class LoginThrottle:
+    """Failed logins per client address in a sliding window."""
+
+    def __init__(
+        self, limit: int = MAX_FAILED_LOGINS, window: float = LOGIN_WINDOW_SECONDS
+    ) -> None:
+        self._limit = limit
+        self._window = window
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def wait(self, client: str) -> int:
+        """Seconds ``client`` must wait before trying again (0: it may try now)."""
+        now = time.monotonic()
+        with self._lock:
+            failures = self._failures.get(client)
+            if failures is None:
+                return 0
+            while failures and failures[0] <= now - self._window:
+                failures.popleft()
+            if len(failures) < self._limit:
+                return 0
+            return max(1, math.ceil(failures[0] + self._window - now))
+
+    def failed(self, client: str) -> None:
+        """Count one failed login by ``client``."""
+        with self._lock:
+            failures = self._failures.pop(client, None) or deque(maxlen=self._limit)
+            failures.append(time.monotonic())
+            self._failures[client] = failures
+            while len(self._failures) > MAX_THROTTLED_CLIENTS:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, client: str) -> None:
+        """Forget ``client``'s failures."""
+        with self._lock:
+            self._failures.pop(client, None)
+
+
 @dataclass(frozen=True)
 class Access:
-    """Who may use the console, and the key its cookie and CSRF tokens are derived under."""
+    """Who may use the console, its sessions, and the key its CSRF tokens are derived under."""
 
     token: str | None
     key: bytes
     # Loopback binds: the only Host headers answered (None: any, the token guards).
     hosts: frozenset[str] | None
-
-    def _mac(self, purpose: str) -> str:
-        return hmac.new(self.key, purpose.encode(), hashlib.sha256).hexdigest()
-
-    @property
-    def session(self) -> str:
-        return self._mac("session")
+    sessions: Sessions = field(default_factory=Sessions)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def csrf(self) -> str:
-        return self._mac("csrf")
+        return hmac.new(self.key, b"csrf", hashlib.sha256).hexdigest()
 
     def token_ok(self, given: str) -> bool:
         """``given`` is the console token (compared in constant time)."""
-        return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
+        if self.token is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "replace"), self.token.encode())
 
     def bearer_ok(self, request: Request) -> bool:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and self.token_ok(value)
 
     def browser_ok(self, request: Request) -> bool:
-        """Open on loopback without a token; else the session cookie."""
+        """Open on loopback without a token; else a live session cookie."""
         if self.token is None:
             return True
-        return hmac.compare_digest(request.cookies.get(COOKIE, ""), self.session)
+        return self.sessions.valid(request.cookies.get(COOKIE, ""))
 
     def host_ok(self, request: Request) -> bool:
         return self.hosts is None or request.headers.get("host", "") in self.hosts
@@ -96,17 +198,15 @@ def access_for(settings: Settings, host: str, port: int) -> Access:
                 "127.0.0.1 and reach it through an SSH tunnel)"
             ]
         )
-    # With a token the key survives restarts (sessions stay valid); without one it is new
-    # per process, and only CSRF tokens depend on it.
-    key = (
-        hashlib.sha256(b"giftsync-console:" + token.encode()).digest()
-        if token
-        else secrets.token_bytes(32)
-    )
     hosts = None
     if loopback:
         hosts = frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
-    return Access(token=token, key=key, hosts=hosts)
+    return Access(
+        token=token,
+        key=secrets.token_bytes(32),
+        hosts=hosts,
+        trusted_proxies=settings.console_trusted_proxies,
+    )
 
 
 def same_origin(request: Request) -> bool:

@@ -8,12 +8,14 @@ Routes:
   the tenant; 413 for a body over ``GIFTSYNC_INGEST_MAX_BYTES``; 503 when Redis is down.
 * ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers), ``GET /metrics``.
 
-A change request is checked cheapest first, so a caller who cannot sign costs little: the
-headers (tenant known and holding a secret, timestamp fresh), then the body, read no further
-than the limit, then the signature, then replay (the signature is remembered in Redis with
-SET NX for as long as its timestamp would pass), then the events. A 401 says only
-"unauthorized": which check failed goes to the log, never to the caller, and neither the
-secret nor the signature goes anywhere.
+The body is read (within the size and time limits of :mod:`giftsync.serving`) before any
+check, so every caller waits for its body alike. Then: the headers (timestamp fresh), the
+signature (an unknown tenant, or one without a secret, is checked against a decoy key and
+refused at the same point as a bad signature, so no answer or delay says which tenants
+exist), then replay (the signature is remembered in Redis with SET NX for as long as its
+timestamp would pass), then the events. A 401 says only "unauthorized": which check failed
+goes to the log, never to the caller, and neither the secret nor the signature goes
+anywhere.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from giftsync.logs import configure_logging
-from giftsync.serving import metrics_endpoint, serve_forever, serve_in_thread
+from giftsync.serving import Limits, metrics_endpoint, serve_forever, serve_in_thread
 from giftsync.settings import Settings, SettingsError, get_settings, secret
 from mapping.errors import EventValidationError, FieldError
 from mapping.routing import check_change
@@ -50,6 +52,7 @@ __all__ = [
     "MAX_EVENTS",
     "check_event",
     "create_app",
+    "limits",
     "serve",
     "start_ingest",
 ]
@@ -110,16 +113,20 @@ class IngestService:
         self.broker = broker
         self.redis = client
 
-    def secret_of(self, name: str) -> bytes:
-        """The tenant's ingest secret, or Unauthorized when it has none (or does not exist)."""
+    def secret_of(self, name: str) -> bytes | None:
+        """The tenant's ingest secret, or None when it has none (or does not exist).
+
+        Either way the request is then refused exactly as a bad signature is, after the
+        same work: how a request is refused never says whether its tenant exists.
+        """
         tenant = self.settings.tenants.get(name)
         if tenant is None:
-            raise signing.Unauthorized("unknown_tenant")  # the name is the caller's: not logged
+            return None
         try:
             value = secret(self.settings, tenant.ingest_secret_env, what=f"tenant {name} ingest")
         except SettingsError as exc:
             log.warning("ingest_secret_missing", tenant=name, problem=str(exc))
-            raise signing.Unauthorized("no_secret", name) from None
+            return None
         return value.encode("utf-8")
 
     def first_use(self, caller: signing.SignedRequest) -> bool:
@@ -199,7 +206,11 @@ async def _changes(request: Request) -> Response:
         if not await run_in_threadpool(service.first_use, caller):
             raise signing.Unauthorized("replay", caller.tenant)
     except signing.Unauthorized as exc:
-        log.warning("ingest_unauthorized", reason=exc.reason, tenant=exc.tenant)
+        reason, tenant = exc.reason, exc.tenant
+        claimed = request.headers.get(signing.TENANT_HEADER, "")
+        if reason == "unknown_tenant" and claimed in service.settings.tenants:
+            reason, tenant = "no_secret", claimed  # ours, so the operator may hear of it
+        log.warning("ingest_unauthorized", reason=reason, tenant=tenant)
         return _answer(401)
     except _TooLarge:
         log.warning("ingest_too_large", limit=limit)
@@ -276,12 +287,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
+def limits(settings: Settings) -> Limits:
+    """The HTTP limits of the ingest role: bodies up to ``GIFTSYNC_INGEST_MAX_BYTES``."""
+    return Limits(max_body_bytes=settings.ingest_max_bytes)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the ingest service until interrupted (``giftsync ingest``)."""
     settings = get_settings()
     configure_logging(settings.log_level)
     log.info("ingest_starting", host=host, port=port, tenants=len(settings.tenants))
-    serve_forever(create_app(), host, port)
+    serve_forever(create_app(), host, port, limits(settings))
 
 
 @contextmanager
@@ -292,5 +308,7 @@ def start_ingest(
 
     For tests, benchmarks and demos. ``port=0`` takes a free port.
     """
-    with serve_in_thread(create_app(settings), host=host, port=port, name="giftsync-ingest") as url:
+    app = create_app(settings)
+    chosen = limits(settings or get_settings())
+    with serve_in_thread(app, host=host, port=port, name="giftsync-ingest", limits=chosen) as url:
         yield url

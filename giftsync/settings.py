@@ -41,6 +41,8 @@ class Settings:
     tenants: Mapping[str, TenantSettings]
     key_prefix: str = "giftsync"
     metrics_port: int = 9464
+    # The worker's /metrics binds here: loopback unless the deployment opens it (a pod IP).
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     # dramatiq's Redis broker gives a dead worker's messages back after this long...
     heartbeat_timeout_ms: int = 15_000
@@ -62,6 +64,9 @@ class Settings:
     # The operator console's access token (GIFTSYNC_CONSOLE_TOKEN). It names no tenant, so it
     # is read here rather than through secret(); repr=False keeps it out of every repr.
     console_token: str | None = field(default=None, repr=False, compare=False)
+    # Addresses of the TLS-terminating proxies in front of the console whose X-Forwarded-For
+    # and X-Forwarded-Proto are believed (GIFTSYNC_CONSOLE_TRUSTED_PROXIES, comma-separated).
+    console_trusted_proxies: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def tenant(self, name: str) -> TenantSettings:
@@ -149,6 +154,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_signature_header=env.get("GIFTSYNC_WEBHOOK_SIGNATURE_HEADER")
         or "X-Virtuous-Signature",
         console_token=env.get("GIFTSYNC_CONSOLE_TOKEN") or None,
+        console_trusted_proxies=tuple(
+            part.strip()
+            for part in (env.get("GIFTSYNC_CONSOLE_TRUSTED_PROXIES") or "").split(",")
+            if part.strip()
+        ),
+        metrics_host=env.get("GIFTSYNC_METRICS_HOST") or "127.0.0.1",
         env=env,
         **numbers,
     )

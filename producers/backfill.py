@@ -27,7 +27,7 @@ import redis
 
 from giftsync.settings import get_settings
 from mapping.events import EventValidationError, FieldError
-from producers.progress import Progress
+from producers.progress import Progress, printable
 from producers.publish import CHUNK_SIZE, decode_json, enqueue_valid, validate
 
 __all__ = ["MAX_LINE_BYTES", "Summary", "backfill", "run"]
@@ -142,7 +142,7 @@ def run(path: str, *, stderr: TextIO | None = None) -> int:
     try:
         source, total = _open(path)
     except OSError as exc:
-        print(f"giftsync publish: cannot read {path}: {exc.strerror}", file=err)
+        print(f"giftsync publish: cannot read {printable(path)}: {exc.strerror}", file=err)
         return 2
     progress = Progress(err, total)
 
@@ -157,7 +157,8 @@ def run(path: str, *, stderr: TextIO | None = None) -> int:
     except redis.RedisError as exc:
         progress.close()
         print(
-            f"giftsync publish: stopped at line {summary.last_line}, Redis failed: {exc}. "
+            f"giftsync publish: stopped at line {summary.last_line}, "
+            f"Redis failed: {printable(str(exc))}. "
             "Events of earlier lines may be enqueued; re-running the file is safe.",
             file=err,
         )

@@ -48,18 +48,48 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A signature covers the raw bytes; if a key could appear twice, what was signed and
+    # what is read (the last one) could differ between two readers of the same text.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 # One decoder for every call: json.loads builds a new one per call when given options.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_refuse_duplicates)
+# Nesting far deeper than any event or delivery: refused, so no later recursive walk (the
+# queue's JSON encoder, a worker) comes near the interpreter's recursion limit.
+MAX_DEPTH = 512
+
+
+def _depth_ok(value: object) -> bool:
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            return False
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return True
 
 
 def decode_json(raw: bytes) -> object:
     """Decode one JSON text from the outside; a bad one raises EventValidationError at ``$``.
 
     Strict where :func:`json.loads` is lenient: UTF-8 only (no guessing UTF-16), no NaN or
-    Infinity, and nesting too deep for the decoder is a reported error rather than a crash.
+    Infinity, no key twice in one object, and at most ``MAX_DEPTH`` levels of nesting.
     """
     try:
-        return _DECODER.decode(raw.decode("utf-8"))
+        value = _DECODER.decode(raw.decode("utf-8"))
+        if not _depth_ok(value):
+            raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+        return value
     except UnicodeDecodeError as exc:
         reason = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
     except json.JSONDecodeError as exc:

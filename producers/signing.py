@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -123,6 +124,11 @@ class Unauthorized(Exception):
         self.tenant = tenant
 
 
+# Checked against when the tenant is unknown, so an unknown tenant costs what a known one
+# does and its refusal comes at the same point: nobody learns which tenants exist.
+_DECOY = secrets.token_bytes(32)
+
+
 @dataclass(frozen=True)
 class SignedRequest:
     """What a request's headers claim: who signed, when, and the signature to check."""
@@ -131,24 +137,31 @@ class SignedRequest:
     secret: bytes = field(repr=False)
     timestamp: int
     signature: str
+    # False when the tenant is unknown (or has no secret): then nothing can pass.
+    known: bool = True
 
     def check_body(self, body: bytes, *, now: float | None = None) -> None:
         """Raise Unauthorized unless the signature signs ``body`` and is still fresh."""
-        if not verify(self.secret, self.timestamp, body, self.signature, now=now):
+        matches = verify(self.secret, self.timestamp, body, self.signature, now=now)
+        if not self.known:
+            raise Unauthorized("unknown_tenant")  # the name is the caller's: not logged
+        if not matches:
             raise Unauthorized("bad_signature", self.tenant)
 
 
 def check_headers(
     headers: Mapping[str, str],
-    secret_of: Callable[[str], bytes],
+    secret_of: Callable[[str], bytes | None],
     *,
     now: float | None = None,
 ) -> SignedRequest:
-    """The first half of verifying a request, done before its body is read.
+    """The first half of verifying a request: what its headers claim.
 
-    ``secret_of(tenant)`` returns the tenant's secret or raises Unauthorized (unknown tenant,
-    no secret configured). Raises Unauthorized for missing headers or a stale or malformed
-    timestamp, so a caller who cannot sign never gets as far as sending a body.
+    ``secret_of(tenant)`` returns the tenant's secret, or None when there is none (unknown
+    tenant, no secret configured): such a request goes through the same checks as any other
+    and is refused by :meth:`SignedRequest.check_body`, so it looks no different from a bad
+    signature. ``secret_of`` may also raise Unauthorized. Raises Unauthorized for missing
+    headers or a stale or malformed timestamp.
     """
     tenant = headers.get(TENANT_HEADER)
     raw_timestamp = headers.get(TIMESTAMP_HEADER)
@@ -158,5 +171,7 @@ def check_headers(
     secret = secret_of(tenant)
     timestamp = parse_timestamp(raw_timestamp)
     if timestamp is None or not is_fresh(timestamp, now=now):
-        raise Unauthorized("stale_or_bad_timestamp", tenant)
+        raise Unauthorized("stale_or_bad_timestamp", tenant if secret is not None else None)
+    if secret is None:
+        return SignedRequest(tenant, _DECOY, timestamp, signature, known=False)
     return SignedRequest(tenant, secret, timestamp, signature)

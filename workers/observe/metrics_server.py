@@ -3,19 +3,31 @@
 With ``PROMETHEUS_MULTIPROC_DIR`` set (``giftsync worker`` sets it), the counters of every
 worker process are merged into one scrape; the Redis-held gauges of
 :mod:`workers.observe.state_metrics` are added at scrape time.
+
+It is served like every giftsync HTTP role (:mod:`giftsync.serving`: head and body
+deadlines, a connection cap) and binds ``GIFTSYNC_METRICS_HOST``, loopback by default: its
+series name every tenant, so it is opened to a scraper only where a deployment says so.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from giftsync.serving import Limits, serve_forever
 from workers.observe.state_metrics import StateCollector
 from workers.queue.broker import namespace
 from workers.runtime import runtime
+
+# A scrape sends no body; a few scrapers at once are all that is expected.
+LIMITS = Limits(max_body_bytes=0, max_connections=64)
 
 
 def build_registry() -> CollectorRegistry:
@@ -30,12 +42,19 @@ def build_registry() -> CollectorRegistry:
     return registry
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
-    """Serve /metrics on ``port`` in a background thread."""
-    start_http_server(port, addr=addr, registry=build_registry())
+def create_app(registry: CollectorRegistry) -> Starlette:
+    """``GET /metrics`` over ``registry`` as an ASGI app."""
+
+    async def scrape(request: Request) -> Response:
+        # The Redis-held gauges block on Redis: off the event loop.
+        text = await run_in_threadpool(generate_latest, registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/metrics", scrape, methods=["GET"])])
 
 
 def run() -> None:
     """Entry point for ``dramatiq --fork-function workers.observe.metrics_server:run``."""
-    serve(runtime().settings.metrics_port)
-    threading.Event().wait()
+    settings = runtime().settings
+    app = create_app(build_registry())
+    serve_forever(app, settings.metrics_host, settings.metrics_port, LIMITS)

@@ -33,6 +33,17 @@ class ProcessSetup(Middleware):
         settings = runtime().settings
         configure_logging(settings.log_level)
         metrics.initialise(sorted(settings.tenants))
+        # Deliveries applied, per tenant and event: the dashboard's per-tenant webhook series.
+        for tenant in settings.tenants:
+            for event in (
+                "giftCreate",
+                "giftUpdate",
+                "giftDelete",
+                "contactCreate",
+                "contactUpdate",
+                "other",
+            ):
+                metrics.WEBHOOKS_RECEIVED.labels(tenant, event, "applied")
 
 
 broker = get_broker(on_dead_letter=record_dead_letter)
@@ -76,10 +87,12 @@ def send_contact(tenant: str, member: str) -> None:
 
 
 @dramatiq.actor(queue_name=CONFIRM_QUEUE)
-def confirm_webhook(tenant: str, payload: dict[str, Any]) -> None:
+def confirm_webhook(tenant: str, payload: dict[str, Any], event: str = "other") -> None:
     """Apply one verified Virtuous webhook delivery (see workers.flows.confirm)."""
     rt = runtime()
     result = confirm.apply_webhook(rt, rt.settings.tenant(tenant), payload)
+    # Counted here per tenant: the receiver's own /metrics is public and names no tenant.
+    metrics.WEBHOOKS_RECEIVED.labels(tenant, event, "applied").inc()
     log.info("webhook_applied", outcomes=result.outcomes)
 
 

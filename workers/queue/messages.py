@@ -64,9 +64,9 @@ def send_record(tenant: str, member: str) -> Message:
     return send_gift(tenant, member)
 
 
-def confirm_webhook(tenant: str, payload: dict[str, Any]) -> Message:
-    """Apply one verified Virtuous webhook delivery."""
-    return _message(CONFIRM_QUEUE, "confirm_webhook", tenant=tenant, payload=payload)
+def confirm_webhook(tenant: str, payload: dict[str, Any], event: str = "other") -> Message:
+    """Apply one verified Virtuous webhook delivery (``event`` as the receiver named it)."""
+    return _message(CONFIRM_QUEUE, "confirm_webhook", tenant=tenant, payload=payload, event=event)
 
 
 def reconcile(tenant: str) -> Message:
