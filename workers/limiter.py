@@ -26,6 +26,13 @@ the call reaches Virtuous, whose window counts arrivals: a call arriving up to `
 grant still lies in a span the log accounts for. ``g = clamp(0.5% of W, 0.25 s, 5 s)``, or
 ``rate_guard_seconds``; its cost is ``g / S`` of the cap (0.14% at 10,000 an hour).
 
+A token is held from the answer, not the grant
+----------------------------------------------
+Virtuous counts a call when it arrives, which may be well after its grant when a burst queues
+at the server. Every answer observed moves one call's log entry from its grant time to the
+answer's time (the call surely arrived by then), so its token returns a span after the
+answer. Entries only ever move later, so the guarantee above holds as it is.
+
 Virtuous's headers reveal only the others
 -----------------------------------------
 The limiter's own log is the truth about giftsync's calls. Each answer's
@@ -235,8 +242,7 @@ class Limiter:
         limit: int | None,
         now: float | None = None,
     ) -> None:
-        name = tenant.name
-        keys = [self._key(name, "state"), self._key(name, "inflight"), self._key(name, "calls")]
+        keys = [self._key(tenant.name, p) for p in ("state", "inflight", "calls", "lookups")]
         args: list[str | int] = [
             "" if remaining is None else max(0, int(remaining)),
             _arg(reset_seconds),
@@ -255,10 +261,16 @@ class Limiter:
         edge = int(secs) + int(micros) / 1e6 - tenant.rate_window_seconds
         return int(self._redis.zcount(self._key(tenant.name, "calls"), f"({edge!r}", "+inf"))
 
-    def grant_times(self, tenant: TenantSettings) -> list[tuple[str, float]]:
-        """(call id, grant time) of every call still holding a token, oldest first."""
+    def grant_times(self, tenant: TenantSettings) -> list[tuple[str, float, float]]:
+        """(call id, grant time, held from) of every call still holding a token, oldest first.
+
+        A call holds its token from its grant until it is answered, then from its answer."""
         rows: Any = self._redis.zrange(self._key(tenant.name, "calls"), 0, -1, withscores=True)
-        return [(bytes(member).decode(), float(score)) for member, score in rows]
+        out = []
+        for member, score in rows:
+            text = bytes(member).decode()
+            out.append((text, float(text.split(":", 1)[0]), float(score)))
+        return out
 
     def reset(self, tenant_name: str) -> None:
         """Forget all the tenant's limiter state: log, others' spend, block (tests, ops)."""

@@ -1,5 +1,5 @@
 -- observe: fold one Virtuous answer's X-RateLimit-* headers into the tenant's limiter state.
--- KEYS: 1 state hash, 2 in-flight zset, 3 own-call log zset
+-- KEYS: 1 state hash, 2 in-flight zset, 3 own-call log zset, 4 lookup log zset
 -- ARGV: 1 remaining ('' = not sent), 2 reset (seconds from now, or an epoch when > 1e9;
 --       '' = not sent), 3 limit ('' = not sent), 4 configured cap, 5 window s,
 --       6 in-flight ttl s, 7 now override ('' = Redis TIME; tests only), 8 hold s
@@ -12,7 +12,7 @@
 -- `hold` seconds is kept beside the latest: answers overtaking one another must not lower it.
 -- An answer without Remaining says nothing about the others: they are taken to spend nothing.
 
-local state, inflight, log = KEYS[1], KEYS[2], KEYS[3]
+local state, inflight, log, llog = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local remaining, reset, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cap, window, inflight_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local hold = tonumber(ARGV[8])
@@ -27,9 +27,15 @@ end
 local function g(x) return string.format('%.17g', x) end
 
 -- This answer's own call is no longer in flight; FIFO is exact enough because every in-flight
--- call is counted the same, whichever one answered.
+-- call is counted the same, whichever one answered. The call reached Virtuous by now, so its
+-- token is held until now + span rather than grant + span: a call that queued on its way (a
+-- burst waits its turn at the server) still leaves Virtuous's window before its token returns.
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
-redis.call('ZPOPMIN', inflight)
+local popped = redis.call('ZPOPMIN', inflight)
+if popped[1] then
+  redis.call('ZADD', log, 'XX', 'GT', g(now), popped[1])
+  redis.call('ZADD', llog, 'XX', 'GT', g(now), popped[1])
+end
 local pending = redis.call('ZCARD', inflight)
 
 -- The others' count is read against the organisation's cap, the one Remaining is taken from.

@@ -38,8 +38,13 @@ ENQUEUE_RETRY_SECONDS = 1.0
 CONTEXT_KWARGS = ("tenant", "batch_id", "member", "record_id")
 
 
-class Throttled(Exception):
-    """Raised by an actor that must wait: the message is re-enqueued after ``delay_seconds``."""
+class Throttled(dramatiq.errors.Retry):
+    """Raised by an actor that must wait: the message is re-enqueued after ``delay_seconds``.
+
+    A ``dramatiq.Retry`` so that dramatiq's worker does not log it as a failure ("unhandled
+    exception" at ERROR, with a traceback): a throttle is not an error. dramatiq's own Retries
+    middleware, the only other reader of ``Retry``, is replaced by :class:`Retries` here.
+    """
 
     def __init__(self, delay_seconds: float, reason: str) -> None:
         super().__init__(f"throttled for {delay_seconds:.3f}s: {reason}")
