@@ -193,7 +193,7 @@ def test_request_counts_per_endpoint_template_and_token(
     ("mode", "reset_from_now"),
     [
         ("reset-when-window-empties", (1.5, 2.01)),  # the newest call leaves then
-        ("reset-when-next-call-frees", (0.0, 1.01)),  # the oldest call leaves then
+        ("reset-when-next-call-frees", (0.0, 1.51)),  # the oldest call (0.5 s older) leaves then
         ("no-reset", None),
         ("fixed-window", (1.0, 1.96)),  # the fixed window's end
     ],
