@@ -186,6 +186,15 @@ def _one(label: str, mode: str, others_share: float, cap: int, window: float) ->
         dep.start_worker(processes=1, threads=8)
         dep.start_worker(processes=1, threads=8)
         wait_for_consumers(dep, 2)
+        if others:
+            # The other integrations have been spending for a window when the backlog comes.
+            state = dep.sandbox.state
+
+            def spent() -> bool:
+                with state.lock:
+                    return int(state.org(TENANT).limiter.in_window()) >= others
+
+            wait_until(spent, timeout=window * 2 + 10, what="the others to fill their share")
         with Sampler(dep, run, settings):
             platform = publisher.start(dep.env, count, 1, (TENANT,))
             wait_until(

@@ -148,14 +148,18 @@ if refused then
       -- Wake with the first token freeing after the previous waiter's.
       local key, size = log, math.max(1, top)
       if is_lookup then key, size = llog, lcap end
-      local nxt = redis.call('ZRANGEBYSCORE', key, '(' .. g(last - span), '+inf', 'WITHSCORES',
-        'LIMIT', 0, 1)
-      if #nxt > 0 then
-        ticket = tonumber(nxt[2]) + span
-      else
-        -- More waiters than calls in the span: they wait on calls not made yet.
-        ticket = last + span / math.max(1, size)
+      -- More waiters than calls in the span wait on calls not made yet: each of those frees
+      -- a span after the token it takes, so look for the next freeing a span (or more) back.
+      ticket = nil
+      for cycle = 0, 8 do
+        local nxt = redis.call('ZRANGEBYSCORE', key, '(' .. g(last - (cycle + 1) * span), '+inf',
+          'WITHSCORES', 'LIMIT', 0, 1)
+        if #nxt > 0 then
+          ticket = tonumber(nxt[2]) + (cycle + 1) * span
+          break
+        end
       end
+      ticket = math.max(ticket or (last + span / math.max(1, size)), now + wait)
     end
     redis.call('HSET', state, line, g(ticket))
     local life = math.ceil((ticket - now + 2 * span) * 1000)
