@@ -19,7 +19,6 @@ Beside the table: ``cap-windows.png``, the calls in the rolling window over each
 
 from __future__ import annotations
 
-import bisect
 import statistics
 import threading
 import time
@@ -94,21 +93,21 @@ def rolling_shares(samples: list[tuple[float, int]], window: float, cap: int) ->
 
 
 def token_gaps(grants: dict[str, tuple[float, float]], span: float) -> list[float]:
-    """Seconds from a token freeing to the call that took it: for each grant that is the
-    first after some token freed (a span after its call was answered), the time since the
-    latest such freeing. Grants made while tokens were already free (the opening burst) are
-    not counted: no token was waiting for them."""
-    times = sorted(g for g, _ in grants.values())
-    frees = sorted(h + span for _, h in grants.values())
+    """Seconds from a token freeing (a span after its call was answered) to the call that
+    took it: tokens are taken in the order they freed. Grants made while a token had been
+    free since before the backlog (the opening burst) are not counted."""
+    events = sorted(
+        [(h + span, 0) for _, h in grants.values()] + [(g, 1) for g, _ in grants.values()]
+    )
+    waiting: list[float] = []
     gaps = []
-    for i, t in enumerate(times):
-        k = bisect.bisect_right(frees, t) - 1
-        if k < 0:
-            continue
-        freed = frees[k]
-        if i > 0 and times[i - 1] >= freed:
-            continue
-        gaps.append(t - freed)
+    head = 0
+    for t, kind in events:
+        if kind == 0:
+            waiting.append(t)
+        elif head < len(waiting):
+            gaps.append(t - waiting[head])
+            head += 1
     return gaps
 
 

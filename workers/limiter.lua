@@ -42,7 +42,7 @@ local function f(x) return string.format('%.6f', math.ceil(x * 1000000) / 100000
 local function g(x) return string.format('%.17g', x) end
 
 local st = redis.call('HMGET', state, 'limit', 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until',
-  'seq', 'wtat', 'lwtat', 'f2_at')
+  'seq', 'wtat', 'lwtat', 'f2_at', 'rtt')
 -- The organisation's cap is the one Virtuous reports; giftsync's own may be set lower.
 local org = tonumber(st[1])
 if not (org and org >= 1) then org = cap end
@@ -144,7 +144,12 @@ if refused then
     local ticket = now + wait
     local line = is_lookup and 'lwtat' or 'wtat'
     local last = tonumber(is_lookup and st[9] or st[8])
-    if last and last + EPS >= ticket then
+    -- A call not answered yet frees its token a span after its answer: about `rtt` later.
+    local rtt = tonumber(st[11]) or 0
+    -- A caller a moment before a freeing (a waiter back a little early) waits for that one
+    -- rather than joining the end of the line.
+    local near = math.max(0.05, 2 * rtt)
+    if last and last + EPS >= ticket and wait > near then
       -- Wake with the first token freeing after the previous waiter's.
       local key, size = log, math.max(1, top)
       if is_lookup then key, size = llog, lcap end
@@ -155,13 +160,18 @@ if refused then
         local nxt = redis.call('ZRANGEBYSCORE', key, '(' .. g(last - (cycle + 1) * span), '+inf',
           'WITHSCORES', 'LIMIT', 0, 1)
         if #nxt > 0 then
-          ticket = tonumber(nxt[2]) + (cycle + 1) * span
+          local score = tonumber(nxt[2])
+          local granted = tonumber(string.match(nxt[1], '^[^:]+'))
+          local late = (granted and math.abs(granted - score) < 0.000002) and rtt or 0
+          ticket = score + late + (cycle + 1) * span
           break
         end
       end
       ticket = math.max(ticket or (last + span / math.max(1, size)), now + wait)
     end
-    redis.call('HSET', state, line, g(ticket))
+    if ticket > (last or 0) then
+      redis.call('HSET', state, line, g(ticket))
+    end
     local life = math.ceil((ticket - now + 2 * span) * 1000)
     if redis.call('PTTL', state) < life then redis.call('PEXPIRE', state, life) end
     wait = ticket - now

@@ -35,6 +35,12 @@ local popped = redis.call('ZPOPMIN', inflight)
 if popped[1] then
   redis.call('ZADD', log, 'XX', 'GT', g(now), popped[1])
   redis.call('ZADD', llog, 'XX', 'GT', g(now), popped[1])
+  -- How long calls take to be answered (a moving average), for wake-up tickets.
+  local took = now - tonumber(popped[2])
+  if took >= 0 and took < window then
+    local old = tonumber(redis.call('HGET', state, 'rtt'))
+    redis.call('HSET', state, 'rtt', g(old and (0.8 * old + 0.2 * took) or took))
+  end
 end
 local pending = redis.call('ZCARD', inflight)
 
