@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import backlog, cap, latency, memory, report, throughput
+from benchmarks import backlog, cap, latency, memory, realtime_cap, report, throughput
 from benchmarks.harness import Result
 
 BENCHMARKS: dict[str, ModuleType] = {
-    module.NAME: module for module in (throughput, cap, backlog, latency, memory)
+    module.NAME: module for module in (throughput, cap, backlog, latency, memory, realtime_cap)
 }
 
 

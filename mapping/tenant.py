@@ -35,8 +35,10 @@ class TenantSettings:
     batch_max_wait_seconds: float = 300.0
     calls_per_hour: int = 10_000
     rate_window_seconds: float = 3600.0
-    # How many calls may go out back to back before the steady pace applies.
+    # Accepted for older tenants files; the window-driven limiter has no burst to set.
     rate_burst: int = 20
+    # Share of the organisation's cap the limiter leaves unused for other integrations.
+    rate_reserve_share: float = 0.0
     # The limiter enforces the cap over window + this guard, to absorb the time between a
     # grant and the call reaching Virtuous (None: 0.5% of the window, within 0.25..5 s).
     rate_guard_seconds: float | None = None
@@ -82,6 +84,9 @@ def _check_type(key: str, value: Any, default: Any) -> str | None:
     if key in _CHOICES:
         allowed = _CHOICES[key]
         return None if value in allowed else f"must be one of {', '.join(map(repr, allowed))}"
+    if key == "rate_reserve_share":
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+        return None if ok else "must be a share from 0 up to (not including) 1"
     if key == "rate_guard_seconds":
         ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
         return None if ok else "must be a number of seconds (0 or more)"

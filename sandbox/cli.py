@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from sandbox.config import ConfigError, FaultConfig, SandboxConfig, demo_config, load_config
+from sandbox.ratelimit import HEADER_MODES
 from sandbox.server import serve
 
 
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="calls other integrations spend per window, for every organisation",
+    )
+    add(
+        "--rate-limit-headers",
+        choices=HEADER_MODES,
+        help="how the window counts and what X-RateLimit-Reset names, for every organisation",
     )
     add(
         "--duplicate-response",
@@ -101,6 +107,8 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
         org_changes["calls_per_hour"] = args.calls_per_hour
     if args.other_integrations_calls_per_hour is not None:
         org_changes["other_integrations_calls_per_hour"] = args.other_integrations_calls_per_hour
+    if args.rate_limit_headers is not None:
+        org_changes["rate_limit_headers"] = args.rate_limit_headers
     orgs = [replace(org, **org_changes) for org in config.orgs]
     fault_changes = {k: getattr(args, k) for k in _FAULT_OPTIONS if getattr(args, k) is not None}
     faults: FaultConfig = replace(config.faults, **fault_changes)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from sandbox.ratelimit import HEADER_MODES, HeaderMode
+
 DuplicateResponse = Literal["noop", "error"]
 
 # The gift types as Virtuous returns them (virtuous-ts gift-constants.ts; taylorbrooks
@@ -93,6 +95,8 @@ class OrgConfig:
     window_seconds: float = 3600.0
     # Calls other integrations of the organisation make, spread evenly over each window.
     other_integrations_calls_per_hour: int = 0
+    # How the window counts and which moment X-RateLimit-Reset names (sandbox/ratelimit.py).
+    rate_limit_headers: HeaderMode = "reset-when-window-empties"
     # Project id -> project code; designations to anything else are rejected.
     projects: dict[int, str] = field(default_factory=dict)
     # Segment id -> segment code (campaigns); gifts may name unknown segments.
@@ -110,6 +114,10 @@ class OrgConfig:
             raise ConfigError(f"org {self.name!r}: calls_per_hour and window_seconds must be > 0")
         if self.other_integrations_calls_per_hour < 0:
             raise ConfigError(f"org {self.name!r}: other_integrations_calls_per_hour < 0")
+        if self.rate_limit_headers not in HEADER_MODES:
+            raise ConfigError(
+                f"org {self.name!r}: rate_limit_headers must be one of {', '.join(HEADER_MODES)}"
+            )
 
 
 @dataclass(frozen=True)

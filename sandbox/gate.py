@@ -3,8 +3,9 @@
 Order, as Virtuous does it: an unknown token is a plain-text 401 and costs nothing; a 429 (the
 budget is spent, or an injected burst) costs nothing; every other call is counted against the
 organisation's rolling window, whatever its answer (400s and 404s included). Every answer
-past the token check carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining``,
-``X-RateLimit-Reset`` and ``X-RateLimit-Reset-After``; a 429 also carries ``Retry-After``.
+past the token check carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and (unless the
+organisation's ``rate_limit_headers`` says otherwise) ``X-RateLimit-Reset``; a 429 also
+carries ``Retry-After`` (sandbox/ratelimit.py).
 
 Faults are applied here so handlers stay plain: a 500 is answered before the handler runs; a
 slow answer sleeps first; a timeout-after-apply runs the handler, then holds the answer for
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Sequence
 
@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.jsonio import dumps
-from sandbox.ratelimit import Verdict
+from sandbox.ratelimit import Verdict, rate_headers
 from sandbox.state import SandboxState, token_fingerprint
 
 # Scope key the gate sets to the calling organisation's name for the handlers.
@@ -57,18 +57,6 @@ def bearer_token(scope: Scope) -> str | None:
             scheme, _, token = value.decode("latin-1").partition(" ")
             return token.strip() or None if scheme.lower() == "bearer" else None
     return None
-
-
-def rate_headers(verdict: Verdict, window: float) -> list[tuple[bytes, bytes]]:
-    """The rate-limit headers. Reset is Unix seconds, as Virtuous sends it; with a compressed
-    hour (a window under a minute) it carries milliseconds, or it would be useless."""
-    reset = f"{verdict.reset_epoch:.3f}" if window < 60 else str(math.ceil(verdict.reset_epoch))
-    return [
-        (b"x-ratelimit-limit", str(verdict.limit).encode()),
-        (b"x-ratelimit-remaining", str(verdict.remaining).encode()),
-        (b"x-ratelimit-reset", reset.encode()),
-        (b"x-ratelimit-reset-after", f"{verdict.reset_after:.3f}".encode()),
-    ]
 
 
 async def _answer(
@@ -163,7 +151,7 @@ class Gate:
                     False,
                     limiter.limit,
                     0,
-                    time.time() + decision.retry_after,
+                    None if limiter.headers == "no-reset" else time.time() + decision.retry_after,
                     float(decision.retry_after),
                 )
             else:

@@ -97,18 +97,23 @@ class OrgStore:
         c = self.config
         # "Per hour" means per window: a compressed hour keeps the same counts.
         return RollingWindow(
-            c.calls_per_hour, c.window_seconds, c.other_integrations_calls_per_hour
+            c.calls_per_hour,
+            c.window_seconds,
+            c.other_integrations_calls_per_hour,
+            headers=c.rate_limit_headers,
         )
 
     def configure(self, config: OrgConfig) -> None:
         """Apply (new) settings; the budget restarts only if its shape changed."""
         old = self.config
         self.config = config
-        if (old.calls_per_hour, old.window_seconds, old.other_integrations_calls_per_hour) != (
-            config.calls_per_hour,
-            config.window_seconds,
-            config.other_integrations_calls_per_hour,
-        ):
+        shape = (
+            "calls_per_hour",
+            "window_seconds",
+            "other_integrations_calls_per_hour",
+            "rate_limit_headers",
+        )
+        if any(getattr(old, k) != getattr(config, k) for k in shape):
             self.limiter = self._limiter()
         for pid, code in config.projects.items():
             if pid not in self.projects:

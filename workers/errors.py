@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import re
 
+import dramatiq
+
 from mapping.errors import EventValidationError, InvalidEvents, MappingError, SettingsError
 
 __all__ = [
@@ -144,8 +146,14 @@ def describe(endpoint: str, status: int | None, reason: str) -> str:
     return f"{head}: {reason}" if reason else head
 
 
-class Throttled(Exception):
-    """Raised by an actor that must wait: the message is re-enqueued after ``delay_seconds``."""
+class Throttled(dramatiq.errors.Retry):
+    """Raised by an actor that must wait: the message is re-enqueued after ``delay_seconds``.
+
+    A ``dramatiq.Retry`` so that dramatiq's worker does not log it as a failure ("unhandled
+    exception" at ERROR, with a traceback): a throttle is not an error. dramatiq's own Retries
+    middleware, the only other reader of ``Retry``, is replaced by giftsync's
+    (:mod:`workers.queue.retries`).
+    """
 
     def __init__(self, delay_seconds: float, reason: str) -> None:
         super().__init__(f"throttled for {delay_seconds:.3f}s: {reason}")

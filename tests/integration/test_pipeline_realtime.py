@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -261,3 +262,61 @@ def test_a_fee_fund_gets_the_fee_and_a_cancellation_reaches_virtuous(
         )
         [rg] = dep.admin("GET", "recurring-gifts?org=river-arts")["river-arts"]
         assert rg["status"] == "Cancelled" and rg["cancelDateTimeUtc"]
+
+
+def error_lines(dep: Any) -> list[str]:
+    """Worker log lines at ERROR or above, and every traceback line."""
+    assert dep.log_dir is not None
+    found = []
+    for path in sorted(dep.log_dir.glob("worker-*.log")):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            lowered = line.lower()
+            if (
+                "traceback" in lowered
+                or '"level": "error"' in lowered
+                or '"level":"error"' in lowered
+                or '"level": "critical"' in lowered
+                or " error " in line
+                or "ERROR" in line
+            ):
+                found.append(line)
+    return found
+
+
+def test_paced_gifts_cost_one_call_each_and_throttles_log_no_error(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # 200 gifts against 50 calls per 2 s: most creates are throttled, some several times. A
+    # create is marked attempted only once granted, so none of them costs a lookup, and a
+    # throttle is no failure: no ERROR line, no traceback in the workers' logs.
+    cap, window, total = 50, 2.0, 200
+    config = make_config(
+        org("river-arts", "demo-token-river", calls_per_hour=cap, window_seconds=window)
+    )
+
+    def tenants(url: str) -> str:
+        return rt_tenant(url, calls_per_hour=cap, rate_window_seconds=window)
+
+    env = {"GIFTSYNC_LOG_LEVEL": "INFO"}
+    with deployment(tmp_path, redis_url, tenants=tenants, sandbox_config=config, env=env) as dep:
+        made = dep.admin("POST", "contacts", json={"org": "river-arts", "lastName": "Lee"})
+        contact = int(made["contacts"][0]["id"])
+        dep.start_worker(processes=2, threads=8)
+        started = time.monotonic()
+        publish_many(
+            [transaction("river-arts", i, contact_id=contact) for i in range(1, total + 1)]
+        )
+        wait_for(lambda: sent(dep) == total, timeout=90, what=f"{total} gifts sent")
+        # 200 calls at 50 per window take three windows beyond the first: they were throttled.
+        assert time.monotonic() - started >= 3 * window
+        stats = dep.admin("GET", "stats")
+        endpoints = stats["requests"]["by_endpoint"]
+        org_stats = stats["orgs"]["river-arts"]
+        assert endpoints["POST /api/Gift"]["count"] == total, endpoints
+        assert "GET /api/Gift/{source}/{transaction_id}" not in endpoints
+        assert org_stats["calls"] == total, endpoints
+        assert org_stats["rate_limited"] == 0
+        assert org_stats["max_calls_in_window"] <= cap
+        assert len(gifts(dep)) == total
+        logged = error_lines(dep)
+        assert not logged, "\n".join(logged[:20])

@@ -44,8 +44,8 @@ def value(found: dict[tuple[tuple[str, str], ...], float], **labels: str) -> flo
 
 def test_a_throttled_pull_resumes_from_its_cursor(tmp_path: Path, redis_url: str) -> None:
     def tenants(url: str) -> str:
-        # The pull share: 5 calls per 4-second window, 2 back to back, then one a second.
-        return pull_tenant(url, calls_per_hour=100, rate_window_seconds=4, lookup_budget_share=0.05)
+        # The pull share: 2 calls per 4-second window, so both pulls must wait for a token.
+        return pull_tenant(url, calls_per_hour=100, rate_window_seconds=4, lookup_budget_share=0.02)
 
     prom = tmp_path / "prom"
     prom.mkdir()

@@ -26,12 +26,7 @@ pytest_plugins = ["tests.sandbox_fixtures"]
 pytestmark = pytest.mark.integration
 
 Factory = Callable[[SandboxConfig], RunningSandbox]
-RATE_HEADERS = (
-    "X-RateLimit-Limit",
-    "X-RateLimit-Remaining",
-    "X-RateLimit-Reset",
-    "X-RateLimit-Reset-After",
-)
+RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN_A}", "Bearer"])
@@ -101,7 +96,7 @@ def test_cap_is_shared_by_every_token_of_the_org_and_429_carries_retry_after(
         assert refused.headers["X-RateLimit-Remaining"] == "0"
         retry_after = int(refused.headers["Retry-After"])
         assert 1 <= retry_after <= 2
-        assert 0 < float(refused.headers["X-RateLimit-Reset-After"]) <= 2.0
+        assert "X-RateLimit-Reset-After" not in refused.headers  # no Virtuous source has it
         # A compressed hour gives Reset with milliseconds: the window fully frees by then.
         assert time.time() < float(refused.headers["X-RateLimit-Reset"]) <= time.time() + 2.01
         assert "quota" in refused.json()["message"]
@@ -192,3 +187,39 @@ def test_request_counts_per_endpoint_template_and_token(
     assert requests["by_token"][token_fingerprint(TOKEN_A)] == {"count": 2, "org": "alpha"}
     assert requests["by_token"][token_fingerprint(TOKEN_A2)] == {"count": 2, "org": "alpha"}
     assert TOKEN_A not in str(requests)
+
+
+@pytest.mark.parametrize(
+    ("mode", "reset_from_now"),
+    [
+        ("reset-when-window-empties", (1.5, 2.01)),  # the newest call leaves then
+        ("reset-when-next-call-frees", (0.0, 1.51)),  # the oldest call (0.5 s older) leaves then
+        ("no-reset", None),
+        ("fixed-window", (1.0, 1.96)),  # the fixed window's end
+    ],
+)
+def test_each_reading_of_the_rate_limit_headers(
+    make_sandbox: Factory, mode: str, reset_from_now: tuple[float, float] | None
+) -> None:
+    sb = make_sandbox(
+        small_config(alpha={"calls_per_hour": 4, "window_seconds": 2.0, "rate_limit_headers": mode})
+    )
+    with client(sb, TOKEN_A) as a:
+        if mode == "fixed-window":
+            # Shapes the timeline (all calls in one fixed window), not a wait for work.
+            time.sleep(2.0 - time.time() % 2.0 + 0.05)
+        first = a.get("/api/Gift/1")
+        time.sleep(0.5)  # spaces the calls so the two resets differ, not a wait for work
+        answers = [first] + [a.get("/api/Gift/1") for _ in range(3)]
+        refused = a.get("/api/Gift/1")
+    assert [int(r.headers["X-RateLimit-Remaining"]) for r in answers] == [3, 2, 1, 0]
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    for answer in (answers[-1], refused):
+        assert answer.headers["X-RateLimit-Limit"] == "4"
+        assert "X-RateLimit-Reset-After" not in answer.headers
+        if reset_from_now is None:
+            assert "X-RateLimit-Reset" not in answer.headers
+            continue
+        low, high = reset_from_now
+        ahead = float(answer.headers["X-RateLimit-Reset"]) - time.time()
+        assert low - 0.2 <= ahead <= high, (mode, ahead)

@@ -526,16 +526,17 @@ def test_real_sockets_classify_like_the_mocks(
         c.get_gift(1)
 
 
-def test_a_next_slot_header_is_the_horizon_of_remaining() -> None:
-    # On a rolling window X-RateLimit-Reset is when the whole window clears; when the answer
-    # also says when the next call frees up, Remaining holds only that long.
-    headers = httpx.Headers(
-        {
-            "X-RateLimit-Limit": "600",
-            "X-RateLimit-Remaining": "2",
-            "X-RateLimit-Reset": "1795345886",
-            "X-RateLimit-Reset-After": "0.25",
-        }
-    )
-    info = parse_rate_limit(headers)
-    assert (info.limit, info.remaining, info.reset_seconds) == (600, 2, 0.25)
+def test_only_documented_rate_limit_headers_are_read() -> None:
+    # Virtuous documents Limit, Remaining and Reset (a unix time); a Reset-After header is
+    # no part of the contract, so its value must change nothing.
+    base = {
+        "X-RateLimit-Limit": "600",
+        "X-RateLimit-Remaining": "2",
+        "X-RateLimit-Reset": "1795429906",
+        "Date": "Mon, 23 Nov 2026 10:31:16 GMT",
+    }
+    plain = parse_rate_limit(httpx.Headers(base))
+    extra = parse_rate_limit(httpx.Headers({**base, "X-RateLimit-Reset-After": "0.25"}))
+    assert plain == extra
+    assert (plain.limit, plain.remaining) == (600, 2)
+    assert plain.reset_seconds == 30.0  # read against the answer's Date

@@ -56,8 +56,13 @@ def call(
     do: Callable[[VirtuousClient], T],
     *,
     kind: Kind = "push",
+    before: Callable[[], object] | None = None,
 ) -> T:
-    """Make one Virtuous call for ``tenant`` under its limiter; raise Throttled to wait."""
+    """Make one Virtuous call for ``tenant`` under its limiter; raise Throttled to wait.
+
+    ``before`` runs once the call is granted, right before the request goes: what must be
+    recorded only when the call really is made (a create about to be attempted).
+    """
     if paused_reason(rt, tenant.name) is not None:
         raise Throttled(PAUSE_RECHECK_SECONDS, "paused")
     grant = rt.limiter.acquire(tenant, kind=kind, ticket=True)
@@ -65,6 +70,8 @@ def call(
     if not grant.granted:
         raise Throttled(max(grant.wait_seconds, 0.001), "limiter")
     client = rt.client(tenant)
+    if before is not None:
+        before()
     try:
         return do(client)
     except ThrottledError as exc:

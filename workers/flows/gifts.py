@@ -6,7 +6,8 @@ newest *when it runs*, under a per-record lock, and records the version it appli
 any number of workers a later change never lands before an earlier one finishes, a stale
 change is never sent, and a message that finds its version already applied does nothing.
 
-Ambiguous outcomes: before a create is sent, the record is marked ``create_attempted``. If the
+Ambiguous outcomes: once the limiter has granted a create and right before it is sent, the
+record is marked ``create_attempted`` (a create throttled before it went costs no lookup). If the
 answer is lost (a timeout after sending, a connection dropped mid-response), the retry first
 looks the gift up by ``transactionSource``/``transactionId`` and adopts it if Virtuous has it,
 so a create is never made twice.
@@ -22,6 +23,7 @@ from mapping.decision import decide
 from mapping.events import Transaction, parse_event_json, real_gift_id
 from mapping.realtime import realtime_create, realtime_desired, realtime_update, zeroing_update
 from mapping.tenant import TenantSettings
+from workers.errors import Throttled
 from workers.flows import direct_send
 from workers.flows.gate import call
 from workers.flows.related import ensure_contact
@@ -29,6 +31,8 @@ from workers.observe import metrics
 from workers.runtime import Runtime
 
 log = structlog.get_logger("giftsync.gifts")
+# Throttle reasons that follow an answer saying the request was not processed.
+REFUSED_UNPROCESSED = frozenset({"429", "paused"})
 
 
 def send_gift(rt: Runtime, tenant: TenantSettings, member: str) -> None:
@@ -108,8 +112,18 @@ def _create(
     contact_id = ensure_contact(rt, tenant, tx.owner)
     owner = tx.owner.model_copy(update={"virtuous_contact_id": contact_id})
     payload = realtime_create(tx.model_copy(update={"owner": owner}), tenant, decision)
-    rt.ledger.update(tenant.name, member, {"create_attempted": "1"})
-    created = call(rt, tenant, lambda c: c.create_gift(payload))
+    try:
+        created = call(
+            rt,
+            tenant,
+            lambda c: c.create_gift(payload),
+            before=lambda: rt.ledger.update(tenant.name, member, {"create_attempted": "1"}),
+        )
+    except Throttled as exc:
+        if exc.reason in REFUSED_UNPROCESSED:
+            # A 429 or a 401 is an answer: Virtuous did not apply the create.
+            rt.ledger.update(tenant.name, member, {"create_attempted": ""})
+        raise
     return int(created["id"]), "created"
 
 

@@ -1,137 +1,200 @@
 -- acquire: take `cost` call tokens for one tenant, or say how long until they free up.
--- KEYS: 1 state hash, 2 block key, 3 in-flight zset, 4 call-count hash (all one tenant's hash tag)
--- ARGV: 1 cap, 2 window s, 3 configured burst, 4 lookup share, 5 is lookup (1|0), 6 cost,
---       7 max burst share, 8 guard share, 9 guard max s, 10 count slots, 11 in-flight ttl s,
---       12 now override ('' = Redis TIME; tests only), 13 take a wake-up ticket when refused (1|0),
---       14 guard min s, 15 guard override s ('' = derive from the window)
--- Invariant: with span = window + guard, T = span / (cap - B + 1) and tolerance B*T, the tokens
--- granted in every half-open interval of length span total at most cap (the proof is in
--- limiter.py); lookups/pulls also pass a second bucket of the same shape sized cap * share.
--- A 429 block or a budget Virtuous reported only ever deny, never admit. A grant changes the
--- buckets; a refusal changes at most a wake-up ticket line ('wtat' for pushes, 'lwtat' for
--- lookups and pulls, each spaced by its own bucket's interval), never a bucket.
--- Tickets: a refused caller that will come back later (a re-enqueued message) is told to wake
--- one emission interval after the previous refused caller, not at the same instant as every
--- other waiter, so a backlog of throttled messages wakes one per free token instead of all
--- together (each wake-up costs a queue round trip). A ticket reserves nothing: a caller that
--- never comes back wastes no token.
+-- KEYS: 1 state hash, 2 block key, 3 in-flight zset, 4 own-call log zset, 5 lookup log zset
+--       (all one tenant's hash tag)
+-- ARGV: 1 cap, 2 window s, 3 span s (window + guard), 4 reserve share, 5 lookup share,
+--       6 is lookup (1|0), 7 cost, 8 in-flight ttl s, 9 now override ('' = Redis TIME; tests
+--       only), 10 take a wake-up ticket when refused (1|0), 11 probe hold s, 12 hold s (how
+--       long the highest foreign count seen is kept)
+-- Invariant: every grant is logged at its time; a grant at t needs the calls logged in
+-- (t - span, t] plus `cost` to fit in cap - reserve - foreign, so no half-open interval of
+-- length span ever holds more than the cap (lookups and pulls also fit their own log under
+-- cap * share). A token comes back exactly when the call that spent it leaves the span.
+-- A 429 block and the other integrations' spend only ever deny, never admit. A refusal
+-- changes at most a wake-up ticket line, never a log.
+-- Foreign spend: observe (limiter_observe.lua) keeps the latest count Virtuous revealed and the
+-- highest one of the last `hold` seconds, each valid until its reset. While neither is valid
+-- the limiter does not know what the others spend, so it probes: one call at a time (for at
+-- most `probe` seconds each) until an answer says.
+-- Tickets: a refused caller that will come back (a re-enqueued message) is told to wake when
+-- the next token after the previous refused caller's frees, not at the same instant as every
+-- other waiter. A ticket reserves nothing: a caller that never comes back wastes no token.
 
-local state, block, inflight, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local cap, window, burst_cfg = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local share, is_lookup, cost = tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])
-local burst_share, guard_share, guard_max = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local slots, inflight_ttl = tonumber(ARGV[10]), tonumber(ARGV[11])
+local state, block, inflight, log, llog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local cap, window, span = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local reserve, share = tonumber(ARGV[4]), tonumber(ARGV[5])
+local is_lookup, cost = ARGV[6] == '1', tonumber(ARGV[7])
+local inflight_ttl = tonumber(ARGV[8])
+local ticketed = ARGV[10] == '1'
+local probe, hold = tonumber(ARGV[11]), tonumber(ARGV[12])
 
 local now
-if ARGV[12] ~= '' then
-  now = tonumber(ARGV[12])
+if ARGV[9] ~= '' then
+  now = tonumber(ARGV[9])
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
--- Float round-off must not turn an exact wait into a refusal; 1 us is far below the guard.
+-- Float round-off must not turn an exact wait into a refusal.
 local EPS = 0.000001
+local KEEP_MARGIN = 600
+-- Waits are rounded up to the microsecond: sleeping exactly that long is enough.
+local function f(x) return string.format('%.6f', math.ceil(x * 1000000) / 1000000) end
+local function g(x) return string.format('%.17g', x) end
 
-local st = redis.call('HMGET', state, 'tat', 'ltat', 'limit', 'ext_left', 'ext_reset_at', 'seq',
-  'wtat', 'lwtat')
-local ticketed = ARGV[13] == '1'
-local limit = tonumber(st[3])
-if limit and limit >= 1 and limit < cap then cap = limit end
-
-local guard_min = tonumber(ARGV[14])
-local guard = math.min(math.max(window * guard_share, guard_min), guard_max)
-if ARGV[15] ~= '' then guard = tonumber(ARGV[15]) end
-local span = window + guard
-local function pacing(c)
-  -- Burst (B-1)*T absorbs the lateness of callers re-enqueued to the moment a token frees;
-  -- each token beyond the first costs a call per window, so beyond 2 it is held to a share.
-  local b = math.max(1, math.min(burst_cfg, c, math.max(2, math.floor(c * burst_share))))
-  return span / (c - b + 1), b
+local st = redis.call('HMGET', state, 'limit', 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until',
+  'seq', 'wtat', 'lwtat', 'f2_at', 'rtt')
+-- The organisation's cap is the one Virtuous reports; giftsync's own may be set lower.
+local org = tonumber(st[1])
+if not (org and org >= 1) then org = cap end
+local usable = math.max(1, math.min(cap, org - math.floor(org * reserve + EPS)))
+if cost > usable then return redis.error_reply('cost ' .. cost .. ' exceeds the cap ' .. usable) end
+cap = math.min(cap, org)
+local lcap = math.max(1, math.floor(cap * share + EPS))
+if is_lookup and cost > lcap then
+  return redis.error_reply('cost ' .. cost .. ' exceeds the lookup cap ' .. lcap)
 end
 
--- One GCRA bucket: the wait before `cost` tokens conform, the TAT after taking them, and the
--- tokens (fractional) left after taking them.
-local function bucket(tat, period, b)
-  local base = math.max(tat or 0, now)
-  local new_tat = base + cost * period
-  local wait = new_tat - b * period - now
-  if wait <= EPS then wait = 0 end
-  return wait, new_tat, (b * period - (new_tat - now)) / period
+-- A call logged at s holds its token until s + span (1 us of float round-off forgiven).
+local edge = g(now - span + EPS)
+redis.call('ZREMRANGEBYSCORE', log, '-inf', edge)
+local own = redis.call('ZCARD', log)
+local function release(index)
+  local entry = redis.call('ZRANGE', log, index - 1, index - 1, 'WITHSCORES')
+  return tonumber(entry[2]) + span
 end
 
-local period, b = pacing(cap)
-if cost > b then return redis.error_reply('cost ' .. cost .. ' exceeds the burst ' .. b) end
-local wait, tat, left = bucket(tonumber(st[1]), period, b)
+-- What the other integrations spend, as the answers of the last window said (nil: unknown).
+-- Fresh until the answer's reset; after it the count still holds what own calls leaving can
+-- free, and a probe may look whether the others' calls have gone.
+local foreign, fresh, changes = nil, false, nil
+local f1, f1_at, f1_until = tonumber(st[2]), tonumber(st[3]), tonumber(st[4])
+local f2, f2_until, f2_at = tonumber(st[5]), tonumber(st[6]), tonumber(st[10])
+if f2 and f2_at and f2_until and now < f2_at + window then
+  foreign = f2
+  fresh = f2_until > now
+  if fresh and f2 > 0 then changes = f2_until end
+  if f1 and f1_at and f1_until and f1 > f2 and now - f1_at <= hold and f1_until > now then
+    foreign, fresh = f1, true
+    changes = math.min(f1_at + hold, f1_until)
+  end
+end
 
-local ltat
-local ticket_period = period
+-- Nil when a probe may go now; else how soon to look again. A probe's answer usually comes
+-- within milliseconds: look again soon, not when the probe ages.
+local function probe_wait()
+  redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
+  local recent = redis.call('ZRANGEBYSCORE', inflight, g(now - probe), '+inf', 'WITHSCORES',
+    'LIMIT', 0, 1)
+  if #recent == 0 then return nil end
+  return math.min(tonumber(recent[2]) + probe - now, probe / 10)
+end
+
+local wait, left = 0, 0
+local probing, refused = false, false
+if foreign == nil then
+  local pw = probe_wait()
+  if pw then probing, refused, wait = true, true, pw end
+end
+
+local top = math.min(usable, org - math.floor(org * reserve + EPS) - (foreign or 0))
+local avail = top - own
+left = avail - cost
+if avail < cost then
+  local need = cost - avail
+  if foreign and not fresh and need > own and own + cost <= usable then
+    -- The count has lapsed and our own calls leaving would not make room: probe.
+    local pw = probe_wait()
+    if pw then probing, refused, wait = true, true, pw end
+    left = 0
+  else
+    refused = true
+    local until_own, until_change = math.huge, math.huge
+    if need <= own then until_own = release(need) - now end
+    if changes then until_change = math.max(changes - now, EPS) end
+    wait = math.max(wait, math.min(until_own, until_change))
+    -- Nothing we know of frees up (a reserve leaving no room): look again in a span.
+    if wait == math.huge then wait = span end
+  end
+end
+
 if is_lookup then
-  local lperiod, lb = pacing(math.max(1, math.floor(cap * share)))
-  if cost > lb then return redis.error_reply('cost ' .. cost .. ' exceeds the lookup burst ' .. lb) end
-  local lwait, lleft
-  lwait, ltat, lleft = bucket(tonumber(st[2]), lperiod, lb)
-  wait = math.max(wait, lwait)
-  left = math.min(left, lleft)
-  ticket_period = math.max(period, lperiod)
-end
-
--- The budget Virtuous last reported, net of calls in flight then, holds until its reset.
-local ext_left, ext_at = tonumber(st[4]), tonumber(st[5])
-local ext_active = ext_left ~= nil and ext_at ~= nil and ext_at > now
-if ext_active then
-  if ext_left < cost then wait = math.max(wait, ext_at - now) end
-  left = math.min(left, ext_left - cost)
+  redis.call('ZREMRANGEBYSCORE', llog, '-inf', edge)
+  local lown = redis.call('ZCARD', llog)
+  local lavail = lcap - lown
+  left = math.min(left, lavail - cost)
+  if lavail < cost then
+    refused = true
+    local entry = redis.call('ZRANGE', llog, cost - lavail - 1, cost - lavail - 1, 'WITHSCORES')
+    wait = math.max(wait, tonumber(entry[2]) + span - now)
+  end
 end
 
 local blocked = redis.call('PTTL', block)
 if blocked > 0 then
+  refused = true
   wait = math.max(wait, blocked / 1000)
   left = -cost
 end
 
-local function f(x) return string.format('%.6f', x) end
-
-if wait > 0 then
+if refused then
+  -- A count that lapses right now is read again on the next look.
+  wait = math.max(wait, 0.001)
   left = left + cost
-  if ticketed then
+  if ticketed and not probing then
     local ticket = now + wait
-    -- Lookups queue on their own line: their longer interval must not push pushes back.
     local line = is_lookup and 'lwtat' or 'wtat'
-    local last = tonumber(is_lookup and st[8] or st[7])
-    if last and last + ticket_period * cost > ticket then ticket = last + ticket_period * cost end
-    redis.call('HSET', state, line, string.format('%.17g', ticket))
-    redis.call('PEXPIRE', state, math.ceil((ticket - now + span + window) * 1000))
+    local last = tonumber(is_lookup and st[9] or st[8])
+    -- A call not answered yet frees its token a span after its answer: about `rtt` later.
+    local rtt = tonumber(st[11]) or 0
+    -- A caller a moment before a freeing (a waiter back a little early) waits for that one
+    -- rather than joining the end of the line.
+    local near = math.max(0.05, 2 * rtt)
+    if last and last + EPS >= ticket and wait > near then
+      -- Wake with the first token freeing after the previous waiter's.
+      local key, size = log, math.max(1, top)
+      if is_lookup then key, size = llog, lcap end
+      -- More waiters than calls in the span wait on calls not made yet: each of those frees
+      -- a span after the token it takes, so look for the next freeing a span (or more) back.
+      ticket = nil
+      for cycle = 0, 8 do
+        local nxt = redis.call('ZRANGEBYSCORE', key, '(' .. g(last - (cycle + 1) * span), '+inf',
+          'WITHSCORES', 'LIMIT', 0, 1)
+        if #nxt > 0 then
+          local score = tonumber(nxt[2])
+          local granted = tonumber(string.match(nxt[1], '^[^:]+'))
+          local late = (granted and math.abs(granted - score) < 0.000002) and rtt or 0
+          ticket = score + late + (cycle + 1) * span
+          break
+        end
+      end
+      ticket = math.max(ticket or (last + span / math.max(1, size)), now + wait)
+    end
+    if ticket > (last or 0) then
+      redis.call('HSET', state, line, g(ticket))
+    end
+    local life = math.ceil((ticket - now + 2 * span) * 1000)
+    if redis.call('PTTL', state) < life then redis.call('PEXPIRE', state, life) end
     wait = ticket - now
   end
   return {0, f(wait), f(math.max(0, left)), f(now)}
 end
 
-local fields = {'tat', string.format('%.17g', tat)}
-if ltat then table.insert(fields, 'ltat'); table.insert(fields, string.format('%.17g', ltat)) end
-if ext_active then table.insert(fields, 'ext_left'); table.insert(fields, ext_left - cost) end
-redis.call('HSET', state, unpack(fields))
-local keep = math.max(span, ext_active and (ext_at - now) or 0) + window
-redis.call('PEXPIRE', state, math.ceil(keep * 1000))
-
--- Each granted call is in flight until an answer is observed (observe pops the oldest).
-local seq = tonumber(st[6]) or 0
-redis.call('ZREMRANGEBYSCORE', inflight, '-inf', string.format('%.17g', now - inflight_ttl))
+local seq = tonumber(st[7]) or 0
+redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
 for _ = 1, cost do
   seq = seq + 1
-  redis.call('ZADD', inflight, string.format('%.17g', now), seq)
+  -- The time in the member keeps it unique even if the state (and seq) expired meanwhile.
+  local member = f(now) .. ':' .. seq
+  redis.call('ZADD', log, g(now), member)
+  redis.call('ZADD', inflight, g(now), member)
+  if is_lookup then redis.call('ZADD', llog, g(now), member) end
 end
 redis.call('HSET', state, 'seq', seq)
+-- Keys outlive their content by a margin (entries are pruned by time, not by expiry).
+local keep = math.ceil((2 * span + KEEP_MARGIN) * 1000)
+if redis.call('PTTL', state) < keep then redis.call('PEXPIRE', state, keep) end
+redis.call('PEXPIRE', log, math.ceil((span + KEEP_MARGIN) * 1000))
+if is_lookup then redis.call('PEXPIRE', llog, math.ceil((span + KEEP_MARGIN) * 1000)) end
 redis.call('PEXPIRE', inflight, math.ceil(inflight_ttl * 1000))
-
--- Calls per slot of window/slots seconds, for calls_in_window(); old slots are pruned.
-local width = window / slots
-local slot = math.floor(now / width)
-redis.call('HINCRBY', counts, slot, cost)
-if redis.call('HLEN', counts) > slots + 2 then
-  for _, k in ipairs(redis.call('HKEYS', counts)) do
-    if tonumber(k) <= slot - slots - 1 then redis.call('HDEL', counts, k) end
-  end
-end
-redis.call('PEXPIRE', counts, math.ceil(2 * window * 1000))
 
 return {1, f(0), f(math.max(0, left)), f(now)}

@@ -1,56 +1,71 @@
 """The shared per-tenant limiter: every call giftsync makes to Virtuous takes a token.
 
-One GCRA bucket per tenant lives in Redis and is changed only by one Lua script
-(``limiter.lua``), so every worker process on every machine draws from the same budget, and
-the clock is Redis's (``TIME`` inside the script): workers with skewed clocks still agree.
+One token bucket per tenant lives in Redis and is changed only by Lua scripts
+(``limiter.lua`` to take tokens, ``limiter_observe.lua`` to read an answer's headers), so every
+worker process on every machine draws from the same budget, and the clock is Redis's (``TIME``
+inside the script): workers with skewed clocks still agree.
+
+The window drives the bucket
+----------------------------
+The tokens are the calls left in the rolling window: the limiter logs the time of every call
+it grants (a sorted set), and a token comes back exactly when the call that spent it leaves the
+window. So a backlog gets the whole cap, a window's worth of calls at a time as they free up,
+and a burst into an idle tenant goes at once as long as the window has room: 300 gifts at
+10,000 calls an hour are 300 calls now, not a pacing interval each.
 
 Guarantee
 ---------
-For a tenant with cap ``C = calls_per_hour`` over ``W = rate_window_seconds``: in every rolling
-window of ``W`` seconds (by the Redis clock at the grant), at most ``C`` call tokens are
-granted, pushes, retries, lookups and pulls together.
+For a tenant with cap ``C = calls_per_hour`` over ``W = rate_window_seconds``, with a guard
+``g`` and ``S = W + g``: a grant of ``c`` tokens at ``t`` is made only if the calls logged in
+``(t - S, t]`` plus ``c`` fit in ``C`` (less the reserve and the other integrations' spend).
+Every grant in that interval is in the log at ``t`` (only calls at or before ``t - S`` are
+pruned), and the Lua script is atomic, so no half-open interval of length ``S`` ever holds more
+than ``C`` granted tokens, pushes, retries, lookups and pulls together; as ``W < S``, neither
+does any rolling window of ``W``. The guard covers the spread between a grant and the moment
+the call reaches Virtuous, whose window counts arrivals: a call arriving up to ``g`` after its
+grant still lies in a span the log accounts for. ``g = clamp(0.5% of W, 0.25 s, 5 s)``, or
+``rate_guard_seconds``; its cost is ``g / S`` of the cap (0.14% at 10,000 an hour).
 
-Why a plain GCRA is not enough, and what is used instead
--------------------------------------------------------
-A GCRA with emission interval ``W/C`` and burst ``B`` admits ``B`` calls at once after an idle
-spell and then one every ``W/C``: ``C + B - 1`` in one window. So the limiter widens the
-interval instead of trusting the burst away. With a small guard ``g`` and ``S = W + g``::
+A token is held from the answer, not the grant
+----------------------------------------------
+Virtuous counts a call when it arrives, which may be well after its grant when a burst queues
+at the server. Every answer observed moves one call's log entry from its grant time to the
+answer's time (the call surely arrived by then), so its token returns a span after the
+answer. Entries only ever move later, so the guarantee above holds as it is.
 
-    T = S / (C - B + 1)          emission interval
-    grant c tokens at t  iff  max(TAT, t) + c*T - t <= B*T      then  TAT := max(TAT, t) + c*T
-
-Claim: any grants at ``t_1 <= ... <= t_n`` with ``t_n - t_1 < S`` total ``sum(c_k) <= C``.
-Proof: the first grant leaves ``TAT >= t_1 + c_1*T``; every later grant raises TAT by at
-least its ``c_k*T`` (``max(TAT, t) >= TAT``), so after the n-th, ``TAT_n >= t_1 + sum(c_k)*T``.
-The n-th was admitted, so ``TAT_n - t_n <= B*T``. Hence ``sum(c_k)*T <= B*T + (t_n - t_1) <
-B*T + S``, i.e. ``sum(c_k) < B + C - B + 1 = C + 1``; an integer, so ``<= C``. Since
-``W < S``, every rolling window of ``W`` holds at most ``C``. (The script forgives float
-round-off of 1 us, far below ``g``, so the bound holds over ``S - 1 us > W``.)
-
-What it costs: a backlog gets one call every ``T``, i.e. ``(C-B+1) * W/(W+g)`` per window.
-Every burst token beyond the first costs one call per window for ever, but a little burst
-pays: ``(B-1)*T`` of slack absorbs callers that come back late for a freed token (a
-re-enqueued message runs some milliseconds after its delay), where with ``B = 1`` each late
-caller's lateness is lost. So the burst used is ``min(rate_burst, max(2, 1% of C))`` (at most
-``C``), and ``g = clamp(0.5% of W, 0.25 s, 5 s)``. The guard absorbs the spread between a
-grant and the moment the call reaches Virtuous, whose window counts arrivals, not grants; its
-floor matters only for compressed test windows. For caps of 100 or more and windows of a
-minute or more, at least 98.5% of the cap is usable (10,000/h with burst 20: 99.67%).
+Virtuous's headers reveal only the others
+-----------------------------------------
+The limiter's own log is the truth about giftsync's calls. Each answer's
+``X-RateLimit-Limit - X-RateLimit-Remaining`` is every call Virtuous counts in its window; less
+giftsync's own calls of the last window that have been answered, what remains is what *other*
+integrations of the organisation spend, and the bucket shrinks by that much. The reading needs
+no reset header and no particular meaning of it: the count stays valid until the answer's
+``X-RateLimit-Reset`` if one is sent (whether that is when the rolling window empties, when the
+next call frees up, or the end of a fixed window, some counted calls leave then), and never
+longer than a window. Calls still in flight are not subtracted (they may not have arrived), so
+the others' spend is overstated, never understated, and the highest count of the last ``g``
+seconds is kept, so answers that overtake one another cannot lower it. With no valid count (no
+answer yet, or it lapsed) the limiter probes: one call at a time, each awaited up to
+``PROBE_SECONDS``, until an answer says what the others spend; a backlog starting into an
+organisation whose other integrations fill the window then gets no 429.
 
 The other rules, all checked in the same script
 -----------------------------------------------
-- ``kind`` "lookup"/"pull" must also pass a second bucket of the same shape sized
-  ``C * lookup_budget_share``, so lookups can never take more than that share: pushes keep at
-  least the rest of the cap whatever the reconcile sweep and the pulls want.
+- ``rate_reserve_share`` (default 0) keeps that share of the organisation's cap unused, for
+  other integrations that start suddenly: their spend is seen only after their calls, so a
+  window giftsync has filled leaves them nothing until its calls leave it.
+- ``kind`` "lookup"/"pull" must also fit a second log sized ``C * lookup_budget_share``, so
+  lookups can never take more than that share: pushes keep the rest of the cap whatever the
+  reconcile sweep and the pulls want.
 - ``block(tenant, s)`` (a 429's Retry-After) refuses every caller until the block expires.
-- ``observe()`` folds every answer's ``X-RateLimit-*`` headers in: until the reported reset,
-  grants stop after ``remaining - in_flight`` more, where ``in_flight`` counts calls granted
-  but not yet answered (each grant adds one to a sorted set, each observed answer removes the
-  oldest, and entries older than ``inflight_timeout`` expire for calls that never answered).
-  Those calls may reach Virtuous after it counted ``remaining``, so they are spent already. A
-  reported ``X-RateLimit-Limit`` below the configured cap lowers the cap used for pacing.
-  Hence every answer of every worker must be observed: wire ``VirtuousClient(on_rate_limit=)``
-  to ``observe`` and acquire right before the call.
+- A reported ``X-RateLimit-Limit`` below the configured cap lowers the cap.
+- Tickets: a refused caller that re-enqueues itself is told to come back when the next token
+  after the previous waiter's frees, so a throttled backlog wakes one message per freed token,
+  each right when its token frees.
+
+Hence every answer of every worker must be observed: wire ``VirtuousClient(on_rate_limit=)``
+to ``observe`` and acquire right before the call. The log costs Redis about 100 bytes per call
+in the window (about 1 MB for a tenant calling at 10,000 an hour).
 
 Keys are ``{prefix}:limiter:{tenant}:...`` with ``{tenant}`` as a Redis Cluster hash tag, so
 each script's keys share one slot.
@@ -60,28 +75,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
 import redis
 from redis.commands.core import Script
 
 from mapping.tenant import TenantSettings
+from workers.store.scripts import load_script
 
 Kind = Literal["push", "lookup", "pull"]
 
-# Largest share of the cap given up to allow back-to-back calls (see the module docstring).
-MAX_BURST_SHARE = 0.01
 # The window is enforced this much longer, to cover grant-to-arrival spread (share of window)...
 GUARD_SHARE = 0.005
 # ...but never more than this many seconds...
 GUARD_MAX_SECONDS = 5.0
 # ...nor less: a call may reach Virtuous this much later than its grant on a loaded machine.
 GUARD_MIN_SECONDS = 0.25
-# calls_in_window() counts the window in this many slots: its answer is exact to one slot.
-COUNT_SLOTS = 100
 # A granted call not answered after this long no longer counts as in flight.
 INFLIGHT_TIMEOUT_SECONDS = 120.0
+# While the others' spend is unknown, one call is awaited at most this long before the next.
+PROBE_SECONDS = 2.0
 # Kinds that spend the lookup share of the budget.
 LOOKUP_KINDS = frozenset({"lookup", "pull"})
 
@@ -100,12 +113,19 @@ class Grant:
 
 
 def _script(client: redis.Redis, name: str) -> Script:
-    text = resources.files("workers.store").joinpath(name).read_text(encoding="utf-8")
-    return client.register_script(text)
+    return load_script(client, name, prelude=False)
 
 
 def _arg(value: float | None) -> str:
     return "" if value is None else repr(float(value))
+
+
+def guard_seconds(tenant: TenantSettings) -> float:
+    """How much longer than its window the tenant's cap is enforced (see the docstring)."""
+    if tenant.rate_guard_seconds is not None:
+        return tenant.rate_guard_seconds
+    window = tenant.rate_window_seconds
+    return min(max(window * GUARD_SHARE, GUARD_MIN_SECONDS), GUARD_MAX_SECONDS)
 
 
 class Limiter:
@@ -117,10 +137,12 @@ class Limiter:
         *,
         prefix: str = "giftsync",
         inflight_timeout: float = INFLIGHT_TIMEOUT_SECONDS,
+        probe_seconds: float = PROBE_SECONDS,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._inflight_timeout = inflight_timeout
+        self._probe_seconds = probe_seconds
         self._acquire = _script(redis, "limiter.lua")
         self._observe = _script(redis, "limiter_observe.lua")
         self._block = _script(redis, "limiter_block.lua")
@@ -139,7 +161,7 @@ class Limiter:
         """Take ``cost`` call tokens for ``tenant`` now, or say how long to wait for them.
 
         With ``ticket``, a refused caller promises to come back after the wait it is given,
-        and waiters are spread one emission interval apart (see limiter.lua).
+        and waiters are told to wake one freed token apart (see limiter.lua).
         """
         return self._acquire_at(tenant, kind=kind, cost=cost, now=None, ticket=ticket)
 
@@ -156,23 +178,22 @@ class Limiter:
         if cost < 1:
             raise ValueError("cost must be at least 1")
         name = tenant.name
-        keys = [self._key(name, p) for p in ("state", "block", "inflight", "calls")]
+        keys = [self._key(name, p) for p in ("state", "block", "inflight", "calls", "lookups")]
+        window = tenant.rate_window_seconds
+        guard = guard_seconds(tenant)
         args: list[str | int] = [
             tenant.calls_per_hour,
-            _arg(tenant.rate_window_seconds),
-            tenant.rate_burst,
+            _arg(window),
+            _arg(window + guard),
+            _arg(tenant.rate_reserve_share),
             _arg(tenant.lookup_budget_share),
             "1" if kind in LOOKUP_KINDS else "0",
             cost,
-            _arg(MAX_BURST_SHARE),
-            _arg(GUARD_SHARE),
-            _arg(GUARD_MAX_SECONDS),
-            COUNT_SLOTS,
             _arg(self._inflight_timeout),
             _arg(now),
             "1" if ticket else "0",
-            _arg(GUARD_MIN_SECONDS),
-            _arg(tenant.rate_guard_seconds),
+            _arg(min(self._probe_seconds, window / 4)),
+            _arg(guard),
         ]
         try:
             reply: Any = self._acquire(keys=keys, args=args)
@@ -206,8 +227,8 @@ class Limiter:
     ) -> None:
         """Fold one answer's X-RateLimit-* values in (call once per answer, whatever its status).
 
-        ``reset_seconds`` is seconds until Virtuous's window resets, or an epoch timestamp when
-        larger than 1e9 (read against the Redis clock).
+        ``reset_seconds`` is seconds until Virtuous's reset, or an epoch timestamp when larger
+        than 1e9 (read against the Redis clock).
         """
         self._observe_at(tenant, remaining=remaining, reset_seconds=reset_seconds, limit=limit)
 
@@ -220,29 +241,37 @@ class Limiter:
         limit: int | None,
         now: float | None = None,
     ) -> None:
-        keys = [self._key(tenant.name, "state"), self._key(tenant.name, "inflight")]
+        keys = [self._key(tenant.name, p) for p in ("state", "inflight", "calls", "lookups")]
         args: list[str | int] = [
             "" if remaining is None else max(0, int(remaining)),
             _arg(reset_seconds),
             "" if limit is None else int(limit),
+            tenant.calls_per_hour,
             _arg(tenant.rate_window_seconds),
             _arg(self._inflight_timeout),
             _arg(now),
+            _arg(guard_seconds(tenant)),
         ]
         self._observe(keys=keys, args=args)
 
     def calls_in_window(self, tenant: TenantSettings) -> int:
-        """Calls granted in the current rolling window (to 1/COUNT_SLOTS of the window)."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.time()
-        pipe.hgetall(self._key(tenant.name, "calls"))
-        (secs, micros), counts = pipe.execute()
-        now = int(secs) + int(micros) / 1e6
-        width = tenant.rate_window_seconds / COUNT_SLOTS
-        oldest = math.floor(now / width) - COUNT_SLOTS + 1
-        return sum(int(n) for slot, n in counts.items() if int(slot) >= oldest)
+        """giftsync's calls granted in the current rolling window (exact)."""
+        secs, micros = self._redis.time()
+        edge = int(secs) + int(micros) / 1e6 - tenant.rate_window_seconds
+        return int(self._redis.zcount(self._key(tenant.name, "calls"), f"({edge!r}", "+inf"))
+
+    def grant_times(self, tenant: TenantSettings) -> list[tuple[str, float, float]]:
+        """(call id, grant time, held from) of every call still holding a token, oldest first.
+
+        A call holds its token from its grant until it is answered, then from its answer."""
+        rows: Any = self._redis.zrange(self._key(tenant.name, "calls"), 0, -1, withscores=True)
+        out = []
+        for member, score in rows:
+            text = bytes(member).decode()
+            out.append((text, float(text.split(":", 1)[0]), float(score)))
+        return out
 
     def reset(self, tenant_name: str) -> None:
-        """Forget everything about the tenant: pacing, budget, block, counts (tests and ops)."""
-        parts = ("state", "block", "inflight", "calls")
+        """Forget all the tenant's limiter state: log, others' spend, block (tests, ops)."""
+        parts = ("state", "block", "inflight", "calls", "lookups")
         self._redis.delete(*(self._key(tenant_name, p) for p in parts))

@@ -1,65 +1,77 @@
 -- observe: fold one Virtuous answer's X-RateLimit-* headers into the tenant's limiter state.
--- KEYS: 1 state hash, 2 in-flight zset
--- ARGV: 1 remaining ('' = not sent), 2 reset (seconds until reset, or an epoch when > 1e9;
---       '' = not sent), 3 limit ('' = not sent), 4 window s, 5 in-flight ttl s,
---       6 now override ('' = Redis TIME; tests only)
--- Invariant: until the reported reset, acquire grants at most `remaining` minus the calls that
--- were granted but not yet answered when this answer arrived (they may reach Virtuous after it
--- counted), and within one reset period a later answer can only lower that budget.
+-- KEYS: 1 state hash, 2 in-flight zset, 3 own-call log zset, 4 lookup log zset
+-- ARGV: 1 remaining ('' = not sent), 2 reset (seconds from now, or an epoch when > 1e9;
+--       '' = not sent), 3 limit ('' = not sent), 4 configured cap, 5 window s,
+--       6 in-flight ttl s, 7 now override ('' = Redis TIME; tests only), 8 hold s
+-- What it learns: the other integrations' calls in Virtuous's window, limit - remaining - our
+-- own calls it had counted. Ours are those logged in the last window less the ones still in
+-- flight (they may not have arrived yet): that can only overstate the others, never
+-- understate them, so the limiter errs towards fewer calls. The count stays valid until the
+-- answer's reset (whatever the reset means, some of the counted calls leave then) and never
+-- longer than a window (every counted call has left by then). The highest count of the last
+-- `hold` seconds is kept beside the latest: answers overtaking one another must not lower it.
+-- An answer without Remaining says nothing about the others: they are taken to spend nothing.
 
-local state, inflight = KEYS[1], KEYS[2]
+local state, inflight, log, llog = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local remaining, reset, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local window, inflight_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local cap, window, inflight_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local hold = tonumber(ARGV[8])
 
 local now
-if ARGV[6] ~= '' then
-  now = tonumber(ARGV[6])
+if ARGV[7] ~= '' then
+  now = tonumber(ARGV[7])
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+local function g(x) return string.format('%.17g', x) end
 
 -- This answer's own call is no longer in flight; FIFO is exact enough because every in-flight
--- call is counted the same, whichever one answered.
-redis.call('ZREMRANGEBYSCORE', inflight, '-inf', string.format('%.17g', now - inflight_ttl))
-redis.call('ZPOPMIN', inflight)
+-- call is counted the same, whichever one answered. The call reached Virtuous by now, so its
+-- token is held until now + span rather than grant + span: a call that queued on its way (a
+-- burst waits its turn at the server) still leaves Virtuous's window before its token returns.
+redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
+local popped = redis.call('ZPOPMIN', inflight)
+if popped[1] then
+  redis.call('ZADD', log, 'XX', 'GT', g(now), popped[1])
+  redis.call('ZADD', llog, 'XX', 'GT', g(now), popped[1])
+  -- How long calls take to be answered (a moving average), for wake-up tickets.
+  local took = now - tonumber(popped[2])
+  if took >= 0 and took < window then
+    local old = tonumber(redis.call('HGET', state, 'rtt'))
+    redis.call('HSET', state, 'rtt', g(old and (0.8 * old + 0.2 * took) or took))
+  end
+end
 local pending = redis.call('ZCARD', inflight)
 
-local keep = 2 * window
+-- The others' count is read against the organisation's cap, the one Remaining is taken from.
 if limit and limit >= 1 then
-  redis.call('HSET', state, 'limit', math.floor(limit))
+  cap = math.floor(limit)
+  redis.call('HSET', state, 'limit', cap)
 end
 
+local foreign, ends = 0, now + window
 if remaining then
-  local reset_at
-  if reset == nil then
-    reset_at = now + window
-  elseif reset > 1000000000 then
-    reset_at = reset
-  else
-    reset_at = now + reset
-  end
-  if reset_at > now then
-    local left = math.max(0, math.floor(remaining) - pending)
-    local st = redis.call('HMGET', state, 'ext_left', 'ext_reset_at')
-    local old_left, old_at = tonumber(st[1]), tonumber(st[2])
-    -- Same period (reset moved by at most the header's rounding, either way): answers may
-    -- arrive out of order, so keep the lower budget and the later reset. A reset much earlier
-    -- than the one held is another period (a short 429 burst's "0 left for 1 s"), never merged
-    -- into the longer one: that would read as "0 left until the hour's reset" and stop the
-    -- tenant for the whole window.
-    local tolerance = math.min(1.0, 0.05 * window)
-    if old_left and old_at and old_at > now and math.abs(reset_at - old_at) <= tolerance then
-      left = math.min(left, old_left)
-      reset_at = math.max(reset_at, old_at)
-    end
-    redis.call('HSET', state, 'ext_left', left, 'ext_reset_at', string.format('%.17g', reset_at))
-    keep = math.max(keep, reset_at - now + window)
+  local own = redis.call('ZCOUNT', log, '(' .. g(now - window), '+inf')
+  foreign = math.max(0, cap - math.floor(remaining) - math.max(0, own - pending))
+  if reset then
+    local at = reset > 1000000000 and reset or now + reset
+    ends = math.min(ends, at)
   end
 end
 
--- Never shorten the state's life (it may hold a pacing TAT or a longer budget).
-if redis.call('PTTL', state) < keep * 1000 then
-  redis.call('PEXPIRE', state, math.ceil(keep * 1000))
+local st = redis.call('HMGET', state, 'f1', 'f1_at', 'f1_until')
+local f1, f1_at, f1_until = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now)}
+local f1_valid = f1 and f1_at and f1_until and f1_until > now and now - f1_at <= hold
+if not f1_valid or foreign >= f1 then
+  table.insert(fields, 'f1'); table.insert(fields, foreign)
+  table.insert(fields, 'f1_at'); table.insert(fields, g(now))
+  table.insert(fields, 'f1_until'); table.insert(fields, g(ends))
 end
+redis.call('HSET', state, unpack(fields))
+
+-- Never shorten the state's life (it may hold a ticket line further out).
+local keep = math.ceil((math.max(ends - now, 0) + 2 * window + 600) * 1000)
+if redis.call('PTTL', state) < keep then redis.call('PEXPIRE', state, keep) end
 return pending

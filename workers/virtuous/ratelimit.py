@@ -1,11 +1,11 @@
 """Reading Virtuous's rate-limit headers, tolerantly: a header that is missing or garbled is None.
 
 Every Virtuous answer may carry ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
-``X-RateLimit-Reset``; a 429 also carries ``Retry-After``. The reset is meant as seconds until
-the window resets, but an epoch timestamp is accepted too (any value above
-:data:`EPOCH_THRESHOLD`): it is turned into seconds against the answer's own ``Date`` header,
-Virtuous's clock, never the worker's. Without a ``Date`` it stays an epoch, which
-:meth:`workers.store.limiter.Limiter.observe` reads against the Redis clock.
+``X-RateLimit-Reset``; a 429 also carries ``Retry-After``. The reset is documented as a unix
+time: it is turned into seconds against the answer's own ``Date`` header, Virtuous's clock,
+never the worker's (without a ``Date`` it stays an epoch, which
+:meth:`workers.store.limiter.Limiter.observe` reads against the Redis clock). A value below
+:data:`EPOCH_THRESHOLD` is taken as seconds from now.
 """
 
 from __future__ import annotations
@@ -61,18 +61,10 @@ def _whole(value: str | None) -> int | None:
 def parse_rate_limit(headers: httpx.Headers) -> RateLimitInfo:
     """The X-RateLimit-* values of one answer (missing or garbage -> None).
 
-    ``reset_seconds`` is how long ``remaining`` holds. On a rolling window ``X-RateLimit-Reset``
-    is when the whole window clears, a window away while calls continue; holding a small
-    Remaining that long would idle the tenant for most of a window. So when the answer also
-    says when the next call frees up (``X-RateLimit-Reset-After``), that is the horizon.
+    Only the headers Virtuous documents are read. Whatever moment ``X-RateLimit-Reset`` names
+    (the window emptying, the next call freeing up, a fixed window's end), the limiter needs
+    only that some counted calls leave by then (see workers/store/limiter.py).
     """
-    after = _number(headers.get("X-RateLimit-Reset-After"))
-    if after is not None and 0 <= after < EPOCH_THRESHOLD:
-        return RateLimitInfo(
-            limit=_whole(headers.get("X-RateLimit-Limit")),
-            remaining=_whole(headers.get("X-RateLimit-Remaining")),
-            reset_seconds=after,
-        )
     reset = _number(headers.get("X-RateLimit-Reset"))
     if reset is not None and reset > EPOCH_MS_THRESHOLD:
         reset /= 1000
