@@ -111,17 +111,13 @@ def wait_for_consumers(dep: Deployment, processes: int, timeout: float = 60.0) -
 
     def ready() -> bool:
         lines = sum(
-            path.read_bytes().count(b"ready for action.\n") - _forks(path)
+            path.read_bytes().count(b"Worker process is ready for action.")
             for path in log_dir.glob("worker-*.log")
         )
         return lines >= processes
 
     wait_for(ready, timeout=timeout, interval=0.05, what=f"{processes} worker processes")
 
-
-def _forks(path: Path) -> int:
-    # Fork processes (scheduler, metrics) say "Fork process '...' is ready for action."
-    return path.read_bytes().count(b"' is ready for action.\n")
 
 
 def submitted(dep: Deployment, tenants: list[str], state: str = "submitted") -> int:

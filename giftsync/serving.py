@@ -248,20 +248,7 @@ class _QuietOutOfFiles(logging.Filter):
         return False
 
 
-class _ServerLinesAsJson(logging.Filter):
-    """uvicorn's own lines as structlog events, so a role's log stays one JSON object a line.
-
-    Its routine lines (started, shutting down) are dropped: each role logs its own start.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            log.warning("http_server", message=record.getMessage(), level_name=record.levelname)
-        return False
-
-
 _QUIET = _QuietOutOfFiles()
-_AS_JSON = _ServerLinesAsJson()
 
 
 def _route_server_logs() -> None:
@@ -269,9 +256,6 @@ def _route_server_logs() -> None:
         logger = logging.getLogger(name)
         if _QUIET not in logger.filters:
             logger.addFilter(_QUIET)
-    server = logging.getLogger("uvicorn.error")
-    if _AS_JSON not in server.filters:
-        server.addFilter(_AS_JSON)
 
 
 def _config(app: ASGIApp, host: str, port: int, limits: Limits) -> uvicorn.Config:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -46,9 +47,11 @@ def create_app(registry: CollectorRegistry) -> Starlette:
     """``GET /metrics`` over ``registry`` as an ASGI app."""
 
     async def scrape(request: Request) -> Response:
+        # The scraper's Accept header picks the format (OpenMetrics or the text format).
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         # The Redis-held gauges block on Redis: off the event loop.
-        text = await run_in_threadpool(generate_latest, registry)
-        return Response(text, media_type=CONTENT_TYPE_LATEST)
+        text = await run_in_threadpool(encoder, registry)
+        return Response(text, media_type=content_type)
 
     return Starlette(routes=[Route("/metrics", scrape, methods=["GET"])])
 
