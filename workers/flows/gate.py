@@ -57,15 +57,17 @@ def call(
     *,
     kind: Kind = "push",
     before: Callable[[], object] | None = None,
+    cost: int = 1,
 ) -> T:
     """Make one Virtuous call for ``tenant`` under its limiter; raise Throttled to wait.
 
     ``before`` runs once the call is granted, right before the request goes: what must be
-    recorded only when the call really is made (a create about to be attempted).
+    recorded only when the call really is made (a create about to be attempted). ``cost``
+    grants that many calls at once, for a ``do`` that makes them all (a GET and its PUT).
     """
     if paused_reason(rt, tenant.name) is not None:
         raise Throttled(PAUSE_RECHECK_SECONDS, "paused")
-    grant = rt.limiter.acquire(tenant, kind=kind, ticket=True)
+    grant = rt.limiter.acquire(tenant, kind=kind, cost=cost, ticket=True)
     metrics.LIMITER_TOKENS.labels(tenant.name).set(grant.tokens_left)
     if not grant.granted:
         raise Throttled(max(grant.wait_seconds, 0.001), "limiter")

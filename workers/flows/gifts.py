@@ -29,6 +29,7 @@ from workers.flows.gate import call
 from workers.flows.related import ensure_contact
 from workers.observe import metrics
 from workers.runtime import Runtime
+from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.gifts")
 # Throttle reasons that follow an answer saying the request was not processed.
@@ -138,10 +139,14 @@ def _update(
     if zero and tenant.refund_method == "reversing":
         call(rt, tenant, lambda c: c.reversing_transaction({"reversedGiftId": gift_id}))
         return "reversed"
-    existing = call(rt, tenant, lambda c: c.get_gift(gift_id))
-    if zero:
-        body = zeroing_update(existing)
-    else:
-        body = realtime_update(existing, realtime_desired(tx, tenant, decision))
-    call(rt, tenant, lambda c: c.update_gift(gift_id, body))
+    desired = None if zero else realtime_desired(tx, tenant, decision)
+
+    def get_and_put(client: VirtuousClient) -> None:
+        existing = client.get_gift(gift_id)
+        body = zeroing_update(existing) if desired is None else realtime_update(existing, desired)
+        client.update_gift(gift_id, body)
+
+    # One grant for both calls: a PUT throttled after its GET would spend the GET again on
+    # every retry, and at the cap never get through.
+    call(rt, tenant, get_and_put, cost=2)
     return "zeroed" if zero else "updated"

@@ -27,28 +27,33 @@ from workers.flows.gate import call
 from workers.flows.related import ensure_contact, ensure_project, ensure_segment
 from workers.observe import metrics
 from workers.runtime import Runtime
+from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.recurring")
 
 
 def with_dependencies(
-    rt: Runtime, tenant: TenantSettings, sd: ScheduledDonation
+    rt: Runtime, tenant: TenantSettings, sd: ScheduledDonation, *, donor: bool = True
 ) -> ScheduledDonation:
-    """``sd`` with every related record's Virtuous id filled in, pushing those that lack one."""
-    contact_id = ensure_contact(rt, tenant, sd.source)
+    """``sd`` with every related record it needs filled in with its Virtuous id, pushing those
+    that lack one: the donor's Contact (unless ``donor`` is False), the campaign's Segment, the
+    fund's Project, and the allocation funds' Projects when the tenant splits by allocation."""
     update: dict[str, object] = {
-        "source": sd.source.model_copy(update={"virtuous_contact_id": contact_id}),
         "fund": sd.fund.model_copy(update={"virtuous_id": ensure_project(rt, tenant, sd.fund)}),
     }
+    if donor:
+        contact_id = ensure_contact(rt, tenant, sd.source)
+        update["source"] = sd.source.model_copy(update={"virtuous_contact_id": contact_id})
     if sd.campaign is not None:
         segment_id = ensure_segment(rt, tenant, sd.campaign)
         update["campaign"] = sd.campaign.model_copy(update={"virtuous_segment_id": segment_id})
     allocations: list[Allocation] = []
-    for allocation in sd.allocations:
+    for allocation in sd.allocations if tenant.fund_allocations else ():
         project_id = ensure_project(rt, tenant, allocation.fund)
         fund = allocation.fund.model_copy(update={"virtuous_id": project_id})
         allocations.append(allocation.model_copy(update={"fund": fund}))
-    update["allocations"] = allocations
+    if tenant.fund_allocations:
+        update["allocations"] = allocations
     return sd.model_copy(update=update)
 
 
@@ -81,17 +86,28 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
     if sd.virtuous_id is not None and sd.status == "cancelled":
         # The Cancel route alone cancels; nothing else of a cancelled schedule is worth a call.
         recurring_id = int(sd.virtuous_id)
-        existing = call(rt, tenant, lambda c: c.get_recurring_gift(recurring_id))
-        cancel = recurring_cancel(existing)
-        if cancel is not None:
-            call(rt, tenant, lambda c: c.cancel_recurring_gift(recurring_id, cancel))
+
+        def get_and_cancel(client: VirtuousClient) -> None:
+            cancel = recurring_cancel(client.get_recurring_gift(recurring_id))
+            if cancel is not None:
+                client.cancel_recurring_gift(recurring_id, cancel)
+
+        # One grant for both calls, so a throttled second call never spends the first again.
+        call(rt, tenant, get_and_cancel, cost=2)
         outcome = "cancelled"
     elif sd.virtuous_id is not None:
         recurring_id = int(sd.virtuous_id)
-        sd = with_dependencies(rt, tenant, sd)
-        existing = call(rt, tenant, lambda c: c.get_recurring_gift(recurring_id))
-        body = recurring_update(existing, sd, tenant, cancelled_at=event.version)
-        call(rt, tenant, lambda c: c.update_recurring_gift(recurring_id, body))
+        # The schedule's donor is Virtuous's already: an update needs only its designations'
+        # Projects and its Segment.
+        sd = with_dependencies(rt, tenant, sd, donor=False)
+        updated = sd
+
+        def get_and_put(client: VirtuousClient) -> None:
+            existing = client.get_recurring_gift(recurring_id)
+            body = recurring_update(existing, updated, tenant, cancelled_at=event.version)
+            client.update_recurring_gift(recurring_id, body)
+
+        call(rt, tenant, get_and_put, cost=2)
         outcome = "updated"
     else:
         sd = with_dependencies(rt, tenant, sd)
