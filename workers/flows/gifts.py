@@ -9,7 +9,8 @@ change is never sent, and a message that finds its version already applied does 
 Ambiguous outcomes: before a create is sent, the record is marked ``create_attempted``. If the
 answer is lost (a timeout after sending, a connection dropped mid-response), the retry first
 looks the gift up by ``transactionSource``/``transactionId`` and adopts it if Virtuous has it,
-so a create is never made twice.
+so a create is never made twice. The mark is on the replicas before the create goes
+(``GIFTSYNC_MIN_REPLICAS``), so a Redis failover cannot lose it.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _create(
     contact_id = ensure_contact(rt, tenant, tx.owner)
     owner = tx.owner.model_copy(update={"virtuous_contact_id": contact_id})
     payload = realtime_create(tx.model_copy(update={"owner": owner}), tenant, decision)
-    rt.ledger.update(tenant.name, member, {"create_attempted": "1"})
+    rt.ledger.update(tenant.name, member, {"create_attempted": "1"}, durable=True)
     created = call(rt, tenant, lambda c: c.create_gift(payload))
     return int(created["id"]), "created"
 

@@ -6,11 +6,17 @@ maintenance (``maintenance_chance`` in a million). Its defaults (60 s, 0.1 %) ca
 killed worker's messages stranded for minutes on a quiet queue, so giftsync shortens the
 heartbeat timeout and raises the chance, and the scheduler runs maintenance every few seconds
 (:func:`run_maintenance`), which bounds recovery to about the heartbeat timeout.
+
+The broker's Redis client comes from :func:`workers.store.connection.connect`, so it finds the
+primary through Sentinel when configured and retries through a failover; an enqueue returns
+only once the replicas hold the message (``GIFTSYNC_MIN_REPLICAS``), which is what makes
+``publish()`` and ingest's 202 an acknowledgement that survives a failover.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -25,6 +31,7 @@ from dramatiq.middleware import (
 
 from giftsync.settings import Settings, get_settings
 from workers.queue.retries import DeadLetterHook, LogContext, Retries
+from workers.store.connection import Durability, connect
 from workers.store.keys import Keys
 
 # A send can wait on a slow Virtuous; nothing legitimate runs longer than this.
@@ -34,6 +41,41 @@ TIME_LIMIT_MS = 10 * 60 * 1000
 def namespace(settings: Settings) -> str:
     """dramatiq's key namespace, under giftsync's prefix so test runs never share queues."""
     return Keys(settings.key_prefix).dramatiq_namespace
+
+
+class DurableRedisBroker(RedisBroker):
+    """dramatiq's Redis broker whose enqueue returns once the replicas hold the message."""
+
+    def __init__(self, *, durability: Durability, **options: Any) -> None:
+        super().__init__(**options)  # type: ignore[no-untyped-call]
+        self.durability = durability
+
+    def do_enqueue(self, queue_name: str, *args: Any) -> Any:
+        """The broker's own enqueue command, run through :class:`Durability`."""
+        if not self.durability.enabled:
+            return self._dispatch("enqueue")(queue_name, *args)  # type: ignore[no-untyped-call]
+        dispatch = self.scripts["dispatch"]
+        # The argument list of dramatiq's dispatch script, as its own _dispatch builds it.
+        argv = [
+            "enqueue",
+            int(time.time() * 1000),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self._should_do_maintenance("enqueue"),
+            self._max_unpack_size(),  # type: ignore[no-untyped-call]
+            *args,
+        ]
+        return self.durability.run(
+            lambda client: dispatch(keys=[self.namespace], args=argv, client=client)
+        )
+
+    def close(self) -> None:
+        """Close the broker's connections, the durable writes' ones included."""
+        super().close()
+        self.durability.close()
+        self.client.close()
 
 
 def build_broker(settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> RedisBroker:
@@ -53,8 +95,10 @@ def build_broker(settings: Settings, on_dead_letter: DeadLetterHook | None = Non
             on_dead_letter=on_dead_letter,
         ),
     ]
-    return RedisBroker(  # type: ignore[no-untyped-call]
-        url=settings.redis_url,
+    client = connect(settings)
+    return DurableRedisBroker(
+        durability=Durability(settings, client),
+        client=client,
         namespace=namespace(settings),
         middleware=middleware,
         heartbeat_timeout=settings.heartbeat_timeout_ms,
