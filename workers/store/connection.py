@@ -16,6 +16,7 @@ breaks before the replicas answer. A write handed to it must therefore be safe t
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -42,15 +43,53 @@ _BACKOFF_BASE_SECONDS = 0.05
 SENTINEL_PASSWORD_ENV = "REDIS_SENTINEL_PASSWORD"
 
 
+_disturbances = 0
+_disturbances_lock = threading.Lock()
+
+
+def disturbances() -> int:
+    """How many times a Redis command of this process met a broken connection.
+
+    After one, writes this process made may have gone to a primary that died before its
+    replica had them; the broker uses this to stop trusting its acknowledgements.
+    """
+    return _disturbances
+
+
+def note_disturbance() -> None:
+    """Count one broken connection (see :func:`disturbances`)."""
+    global _disturbances
+    with _disturbances_lock:
+        _disturbances += 1
+
+
+class _NoticingRetry(Retry):
+    """redis-py's retry, counting every failure it sees as a disturbance."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def noticing(error: Exception, *count: int) -> Any:
+            note_disturbance()
+            return fail(error, *count)
+
+        return super().call_with_retry(do, noticing, is_retryable, with_failure_count)
+
+
 def _retry(settings: Settings, retry: bool) -> Retry:
     if not retry or settings.redis_failover_seconds <= 0:
-        return Retry(NoBackoff(), 0)
+        return _NoticingRetry(NoBackoff(), 0)
     # 50 ms, 100 ms, ... 800 ms sum to about 1.5 s; then one attempt a second.
     ramp = 5
     attempts = ramp + math.ceil(
         max(settings.redis_failover_seconds - 1.55, 0) / _BACKOFF_CAP_SECONDS
     )
-    return Retry(ExponentialBackoff(cap=_BACKOFF_CAP_SECONDS, base=_BACKOFF_BASE_SECONDS), attempts)
+    backoff = ExponentialBackoff(cap=_BACKOFF_CAP_SECONDS, base=_BACKOFF_BASE_SECONDS)
+    return _NoticingRetry(backoff, attempts)
 
 
 def connect(
@@ -125,15 +164,17 @@ class Durability:
         self.settings = settings
         self._client = client
         self._pinned_pool: redis.ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return self.settings.min_replicas > 0
 
     def _pool(self) -> redis.ConnectionPool:
-        if self._pinned_pool is None:
-            self._pinned_pool = connect(self.settings, retry=False).connection_pool
-        return self._pinned_pool
+        with self._pool_lock:
+            if self._pinned_pool is None:
+                self._pinned_pool = connect(self.settings, retry=False).connection_pool
+            return self._pinned_pool
 
     def run(self, write: Callable[[redis.Redis], T]) -> T:
         """``write(client)``, then wait for the replicas; repeats the write after a broken
@@ -143,19 +184,31 @@ class Durability:
         deadline = time.monotonic() + self.settings.redis_failover_seconds
         backoff = _BACKOFF_BASE_SECONDS
         while True:
-            pinned = redis.Redis(connection_pool=self._pool(), single_connection_client=True)
+            pinned: redis.Redis | None = None
             try:
+                pinned = redis.Redis(connection_pool=self._pool(), single_connection_client=True)
                 result = write(pinned)
                 self._wait(pinned, deadline)
                 return result
             except (redis.ConnectionError, redis.TimeoutError, ReadOnlyError) as exc:
+                note_disturbance()
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("redis_write_retried", error=type(exc).__name__)
             finally:
-                pinned.close()
+                if pinned is not None:
+                    pinned.close()
             time.sleep(backoff)
             backoff = min(backoff * 2, _BACKOFF_CAP_SECONDS)
+
+    def once(self, write: Callable[[redis.Redis], T]) -> T:
+        """``write(client)`` on a connection that never retries by itself: a broken
+        connection raises, for a write whose repetition on a new primary would be wrong."""
+        pinned = redis.Redis(connection_pool=self._pool(), single_connection_client=True)
+        try:
+            return write(pinned)
+        finally:
+            pinned.close()
 
     def _wait(self, pinned: redis.Redis, deadline: float) -> None:
         wanted = self.settings.min_replicas
