@@ -25,8 +25,10 @@ from typing import Any
 
 import redis
 
+from giftsync.settings import load_settings
 from sandbox import OrgConfig, SandboxConfig, start_sandbox
 from sandbox.config import demo_config
+from workers.store.connection import connect
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -173,7 +175,8 @@ def deployment(
         saved = dict(os.environ)
         os.environ.update(full_env)
         _reset_process_wiring()
-        client = redis.Redis.from_url(redis_url)
+        # Built as every client of the project is, so it follows a Sentinel failover too.
+        client = connect(load_settings())
         log_dir = tmp_path / "logs"
         log_dir.mkdir(exist_ok=True)
         deployed = Deployment(sandbox, full_env, prefix, client, log_dir=log_dir)

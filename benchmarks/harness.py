@@ -119,7 +119,6 @@ def wait_for_consumers(dep: Deployment, processes: int, timeout: float = 60.0) -
     wait_for(ready, timeout=timeout, interval=0.05, what=f"{processes} worker processes")
 
 
-
 def submitted(dep: Deployment, tenants: list[str], state: str = "submitted") -> int:
     """Records in ``state`` over ``tenants`` (one HGET per tenant)."""
     return sum(int(dep.redis.hget(dep.key("states", t), state) or 0) for t in tenants)

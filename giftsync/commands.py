@@ -14,12 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-import redis
 from dramatiq.cli import main as dramatiq_main
 from dramatiq.cli import make_argument_parser
 
 from giftsync import console, demo, doctor, ingest, webhooks
-from giftsync.settings import SettingsError, get_settings, load_settings, load_tenants
+from giftsync.settings import Settings, SettingsError, get_settings, load_settings, load_tenants
 from mapping.preview import preview_event
 from producers import backfill
 from workers.errors import Throttled
@@ -31,6 +30,7 @@ from workers.queue.broker import get_broker
 from workers.queue.deadletters import list_dead_letters, replay
 from workers.queue.messages import QUEUES
 from workers.runtime import runtime
+from workers.store.connection import connect
 
 
 def run_preview(args: argparse.Namespace) -> int:
@@ -66,7 +66,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()  # fail fast, with every configuration problem, before forking
-    require_redis(settings.redis_url)
+    require_redis(settings)
     argv = [
         "workers.queue.actors",
         # giftsync.logs configured logging already; dramatiq's basicConfig would add nothing.
@@ -202,10 +202,10 @@ def run_doctor(args: argparse.Namespace) -> int:
     return doctor.main(tenant=args.tenant, as_json=args.json, role=args.role)
 
 
-def require_redis(url: str) -> None:
+def require_redis(settings: Settings) -> None:
     """Ping Redis once so a command that needs it fails at once, in one line, when it is down."""
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    client = connect(settings, socket_timeout=3, connect_timeout=3, retry=False)
     try:
         client.ping()
     finally:
@@ -215,7 +215,7 @@ def require_redis(url: str) -> None:
 def redis_where() -> str:
 
     try:
-        return doctor.safe_url(load_settings().redis_url)
+        return doctor.redis_where(load_settings())
     except SettingsError:
         return "its configured URL"
 

@@ -34,6 +34,7 @@ from giftsync.console_access import MIN_TOKEN_CHARS
 from giftsync.settings import Settings, SettingsError, load_settings, secret
 from mapping.tenant import TenantSettings
 from workers.errors import AuthError, ThrottledError, VirtuousError
+from workers.store.connection import connect, where
 from workers.store.keys import Keys
 from workers.store.limiter import Limiter
 from workers.store.scripts import decode
@@ -88,6 +89,11 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def redis_where(settings: Settings) -> str:
+    """Where the settings' Redis is (its URL, or its Sentinels), without a password."""
+    return where(settings) if settings.redis_sentinels else safe_url(settings.redis_url)
+
+
 def check_settings(
     env: Mapping[str, str] | None = None, *, role: str = "all"
 ) -> tuple[Settings | None, list[Finding]]:
@@ -102,7 +108,7 @@ def check_settings(
             "settings",
             "ok",
             f"{settings.config_path}: {len(settings.tenants)} tenant(s), "
-            f"Redis {safe_url(settings.redis_url)}, key prefix {settings.key_prefix!r}",
+            f"Redis {redis_where(settings)}, key prefix {settings.key_prefix!r}",
         )
     ]
     if (
@@ -139,15 +145,32 @@ def _config(client: redis.Redis, name: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _check_replicas(settings: Settings, client: redis.Redis) -> list[Finding]:
+    if settings.min_replicas == 0:
+        return []
+    try:
+        replicas = int(client.info("replication").get("connected_slaves", 0))
+    except redis.RedisError:
+        return []
+    if replicas >= settings.min_replicas:
+        return [Finding("redis", "ok", f"{replicas} replica(s) connected")]
+    detail = (
+        f"GIFTSYNC_MIN_REPLICAS is {settings.min_replicas} but {replicas} replica(s) are "
+        "connected: every publish and direct create waits, then fails"
+    )
+    return [Finding("redis", "fail", detail)]
+
+
 def check_redis(settings: Settings) -> tuple[redis.Redis | None, list[Finding]]:
     """Redis answers, and keeps what it is given."""
-    client = redis.Redis.from_url(
-        settings.redis_url,
+    client = connect(
+        settings,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=False,
         decode_responses=True,
     )
-    where = safe_url(settings.redis_url)
+    where = redis_where(settings)
     try:
         client.ping()
         version = str(client.info("server").get("redis_version", "?"))
@@ -158,6 +181,7 @@ def check_redis(settings: Settings) -> tuple[redis.Redis | None, list[Finding]]:
     if _config(client, "appendonly") == "no":
         detail = "appendonly is off: a Redis restart loses queued work (run it with AOF)"
         found.append(Finding("redis", "warn", detail))
+    found.extend(_check_replicas(settings, client))
     policy = _config(client, "maxmemory-policy")
     if policy in LOSES_QUEUE_DATA:
         detail = (

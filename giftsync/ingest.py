@@ -44,6 +44,7 @@ from producers import signing
 from producers.publish import decode_json, enqueue_valid
 from workers.observe.metrics import EVENTS_INVALID
 from workers.queue.broker import build_broker, get_broker
+from workers.store.connection import connect
 from workers.store.keys import Keys
 
 __all__ = [
@@ -245,9 +246,8 @@ async def _healthz(request: Request) -> Response:
 
 
 async def _readyz(request: Request) -> Response:
-    service: IngestService = request.app.state.service
     try:
-        await run_in_threadpool(service.redis.ping)
+        await run_in_threadpool(request.app.state.probe.ping)
     except redis.RedisError:
         return JSONResponse({"status": "redis unreachable"}, status_code=503)
     return JSONResponse({"status": "ready"})
@@ -262,15 +262,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     owned = settings is not None
     settings = settings or get_settings()
     broker = build_broker(settings) if owned else get_broker()
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-    )
+    client = connect(settings, socket_timeout=5, connect_timeout=2, health_check_interval=30)
+    # Readiness answers at once; requests ride through a failover on the retrying client.
+    probe = connect(settings, socket_timeout=2, connect_timeout=2, retry=False)
     service = IngestService(settings, broker, client)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         client.close()
+        probe.close()
         if owned:
             broker.close()
 
@@ -284,6 +285,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.probe = probe
     return app
 
 

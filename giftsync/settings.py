@@ -67,6 +67,18 @@ class Settings:
     # Addresses of the TLS-terminating proxies in front of the console whose X-Forwarded-For
     # and X-Forwarded-Proto are believed (GIFTSYNC_CONSOLE_TRUSTED_PROXIES, comma-separated).
     console_trusted_proxies: tuple[str, ...] = ()
+    # Sentinel (REDIS_SENTINELS, REDIS_SENTINEL_MASTER): when set, every Redis client asks these
+    # for the primary of the named service; REDIS_URL still gives the database and password.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    # An acknowledged write waits until this many replicas have it (Redis WAIT); 0 waits for
+    # none, which is what a single Redis needs.
+    min_replicas: int = 0
+    # How long one WAIT may take before the write is treated as not yet safe and tried again.
+    replica_wait_ms: int = 1_000
+    # How long a Redis command keeps retrying through a failover (connection lost, no primary
+    # yet, a read-only former primary) before the error surfaces.
+    redis_failover_seconds: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def tenant(self, name: str) -> TenantSettings:
@@ -117,6 +129,27 @@ def _float(env: Mapping[str, str], key: str, default: float, problems: list[str]
         return default
 
 
+def _sentinels(env: Mapping[str, str], problems: list[str]) -> tuple[tuple[str, int], ...]:
+    raw = env.get("REDIS_SENTINELS") or ""
+    found: list[tuple[str, int]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(f"REDIS_SENTINELS must be comma-separated host:port, got {item!r}")
+            continue
+        found.append((host.strip("[]"), int(port)))
+    master = env.get("REDIS_SENTINEL_MASTER") or ""
+    if found and not master:
+        problems.append(
+            "REDIS_SENTINEL_MASTER must name the Sentinel service when REDIS_SENTINELS is set"
+        )
+    if master and not found:
+        problems.append("REDIS_SENTINELS must list the Sentinels when REDIS_SENTINEL_MASTER is set")
+    return tuple(found)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``env`` (default: the process environment)."""
     env = dict(os.environ if env is None else env)
@@ -133,7 +166,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "min_backoff_ms": _int(env, "GIFTSYNC_MIN_BACKOFF_MS", 1_000, problems),
         "max_backoff_ms": _int(env, "GIFTSYNC_MAX_BACKOFF_MS", 300_000, problems),
         "ingest_max_bytes": _int(env, "GIFTSYNC_INGEST_MAX_BYTES", 5 * 1024 * 1024, problems),
+        "min_replicas": _int(env, "GIFTSYNC_MIN_REPLICAS", 0, problems),
+        "replica_wait_ms": _int(env, "GIFTSYNC_REPLICA_WAIT_MS", 1_000, problems),
     }
+    failover_seconds = _float(env, "GIFTSYNC_REDIS_FAILOVER_SECONDS", 30.0, problems)
+    if failover_seconds < 0:
+        problems.append("GIFTSYNC_REDIS_FAILOVER_SECONDS must not be negative")
+    sentinels = _sentinels(env, problems)
     timeout = _float(env, "GIFTSYNC_VIRTUOUS_TIMEOUT_SECONDS", 30.0, problems)
     reconcile_every = _float(env, "GIFTSYNC_RECONCILE_EVERY_SECONDS", 60.0, problems)
     tenants: dict[str, TenantSettings] = {}
@@ -160,6 +199,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if part.strip()
         ),
         metrics_host=env.get("GIFTSYNC_METRICS_HOST") or "127.0.0.1",
+        redis_sentinels=sentinels,
+        redis_sentinel_master=(env.get("REDIS_SENTINEL_MASTER") or None) if sentinels else None,
+        redis_failover_seconds=failover_seconds,
         env=env,
         **numbers,
     )

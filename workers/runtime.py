@@ -18,6 +18,7 @@ from giftsync.settings import Settings, get_settings, secret
 from mapping.tenant import TenantSettings
 from workers.observe import metrics
 from workers.store.batches import Batcher
+from workers.store.connection import Durability, connect
 from workers.store.cursor import PullCursors
 from workers.store.keys import Keys
 from workers.store.ledger import Ledger
@@ -36,7 +37,11 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
+        return connect(self.settings)
+
+    @cached_property
+    def durability(self) -> Durability:
+        return Durability(self.settings, self.redis)
 
     @cached_property
     def keys(self) -> Keys:
@@ -44,7 +49,7 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.redis, self.keys)
+        return Ledger(self.redis, self.keys, durability=self.durability)
 
     @cached_property
     def batcher(self) -> Batcher:
@@ -91,6 +96,8 @@ class Runtime:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+        if "durability" in self.__dict__:
+            self.durability.close()
 
 
 def _count_call(tenant: str, endpoint: str, status: int | None, seconds: float) -> None:

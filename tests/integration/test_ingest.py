@@ -283,7 +283,8 @@ def test_healthz_and_readyz(ingest: Ingest) -> None:
 
 
 def test_readyz_is_503_without_redis_and_changes_are_not_lost_silently(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, "redis://127.0.0.1:1/0")
+    # A request rides through a failover this long before it gives up with a 503.
+    settings = make_settings(tmp_path, "redis://127.0.0.1:1/0", GIFTSYNC_REDIS_FAILOVER_SECONDS="1")
     with start_ingest(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("/healthz").status_code == 200
         assert http.get("/readyz").status_code == 503

@@ -10,7 +10,8 @@ Ambiguous outcomes: once the limiter has granted a create and right before it is
 record is marked ``create_attempted`` (a create throttled before it went costs no lookup). If the
 answer is lost (a timeout after sending, a connection dropped mid-response), the retry first
 looks the gift up by ``transactionSource``/``transactionId`` and adopts it if Virtuous has it,
-so a create is never made twice.
+so a create is never made twice. The mark is on the replicas before the create goes
+(``GIFTSYNC_MIN_REPLICAS``), so a Redis failover cannot lose it.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def _create(
             rt,
             tenant,
             lambda c: c.create_gift(payload),
-            before=lambda: rt.ledger.update(tenant.name, member, {"create_attempted": "1"}),
+            before=lambda: rt.ledger.update(
+                tenant.name, member, {"create_attempted": "1"}, durable=True
+            ),
         )
     except Throttled as exc:
         if exc.reason in REFUSED_UNPROCESSED:

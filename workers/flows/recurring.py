@@ -112,7 +112,17 @@ def _send(rt: Runtime, tenant: TenantSettings, member: str, record: dict[str, st
     else:
         sd = with_dependencies(rt, tenant, sd)
         payload = recurring_create(sd, tenant)
-        created = call(rt, tenant, lambda c: c.create_recurring_gift(payload))
+        if record.get("create_attempted"):
+            # No lookup by external reference exists: the create goes again (a known gap).
+            log.warning("ambiguous_recurring_create", member=member)
+        created = call(
+            rt,
+            tenant,
+            lambda c: c.create_recurring_gift(payload),
+            before=lambda: rt.ledger.update(
+                tenant.name, member, {"create_attempted": "1"}, durable=True
+            ),
+        )
         recurring_id = int(created["id"])
         outcome = "created"
     newest = direct_send.applied(

@@ -21,13 +21,12 @@ import redis
 import structlog
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from workers.flows.pull import cursor_lag_seconds
 from workers.flows.pull_plan import KINDS
 from workers.queue.messages import QUEUES
 from workers.runtime import Runtime
+from workers.store.connection import connect
 from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.metrics")
@@ -49,11 +48,11 @@ class StateCollector(Collector):
     def __init__(self, rt: Runtime, namespace: str) -> None:
         self._rt = Runtime(rt.settings)
         # Runtime builds its client lazily; set one with scrape-sized timeouts first.
-        self._rt.__dict__["redis"] = redis.Redis.from_url(
-            rt.settings.redis_url,
+        self._rt.__dict__["redis"] = connect(
+            rt.settings,
             socket_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 0),
+            connect_timeout=REDIS_TIMEOUT_SECONDS,
+            retry=False,
         )
         self._namespace = namespace
 

@@ -6,13 +6,29 @@ maintenance (``maintenance_chance`` in a million). Its defaults (60 s, 0.1 %) ca
 killed worker's messages stranded for minutes on a quiet queue, so giftsync shortens the
 heartbeat timeout and raises the chance, and the scheduler runs maintenance every few seconds
 (:func:`run_maintenance`), which bounds recovery to about the heartbeat timeout.
+
+The broker's Redis client comes from :func:`workers.store.connection.connect`, so it finds the
+primary through Sentinel when configured and retries through a failover; an enqueue returns
+only once the replicas hold the message (``GIFTSYNC_MIN_REPLICAS``), which is what makes
+``publish()`` and ingest's 202 an acknowledgement that survives a failover.
+
+A message's own acknowledgement is the other way round: after a failover, the writes a message
+made may have died with the old primary while its ack, retried, lands on the new one, and the
+message would be gone with its effects. So once this process has met a broken Redis
+connection, the broker takes a new id: acks under the new id do not touch messages fetched
+under the old one, whose heartbeat stops, so maintenance gives them back and they run again
+(every actor is idempotent). An ack is sent once, never retried for the same reason.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+from typing import Any
 
 import dramatiq
+import redis
+import structlog
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -22,10 +38,14 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
+from redis.exceptions import ReadOnlyError
 
 from giftsync.settings import Settings, get_settings
 from workers.queue.retries import DeadLetterHook, LogContext, Retries
+from workers.store.connection import Durability, connect, disturbances, note_disturbance
 from workers.store.keys import Keys
+
+log = structlog.get_logger("giftsync.broker")
 
 # A send can wait on a slow Virtuous; nothing legitimate runs longer than this.
 TIME_LIMIT_MS = 10 * 60 * 1000
@@ -34,6 +54,72 @@ TIME_LIMIT_MS = 10 * 60 * 1000
 def namespace(settings: Settings) -> str:
     """dramatiq's key namespace, under giftsync's prefix so test runs never share queues."""
     return Keys(settings.key_prefix).dramatiq_namespace
+
+
+class DurableRedisBroker(RedisBroker):
+    """dramatiq's Redis broker whose enqueue returns once the replicas hold the message, and
+    whose ack is never repeated on a new primary."""
+
+    def __init__(self, *, durability: Durability, **options: Any) -> None:
+        self._seen_disturbances = disturbances()
+        super().__init__(**options)  # type: ignore[no-untyped-call]
+        self.durability = durability
+
+    @property
+    def broker_id(self) -> str:
+        """This broker's id in Redis; a new one after this process met a broken connection."""
+        seen = disturbances()
+        if seen != self._seen_disturbances:
+            self._seen_disturbances = seen
+            self._broker_id = str(uuid.uuid4())
+            log.warning("broker_id_renewed")
+        return self._broker_id
+
+    @broker_id.setter
+    def broker_id(self, value: str) -> None:
+        self._broker_id = value
+
+    def _argv(self, command: str, queue_name: str, *args: Any) -> list[Any]:
+        # The argument list of dramatiq's dispatch script, as its own _dispatch builds it.
+        return [
+            command,
+            int(time.time() * 1000),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self._should_do_maintenance(command),
+            self._max_unpack_size(),  # type: ignore[no-untyped-call]
+            *args,
+        ]
+
+    def do_enqueue(self, queue_name: str, *args: Any) -> Any:
+        """The broker's own enqueue command, run through :class:`Durability`."""
+        dispatch = self.scripts["dispatch"]
+        argv = self._argv("enqueue", queue_name, *args)
+        return self.durability.run(
+            lambda client: dispatch(keys=[self.namespace], args=argv, client=client)
+        )
+
+    def do_ack(self, queue_name: str, *args: Any) -> Any:
+        """Acknowledge once; after a broken connection, leave the message to be given back."""
+        dispatch = self.scripts["dispatch"]
+        argv = self._argv("ack", queue_name, *args)
+        try:
+            return self.durability.once(
+                lambda client: dispatch(keys=[self.namespace], args=argv, client=client)
+            )
+        except (redis.ConnectionError, redis.TimeoutError, ReadOnlyError):
+            # Its fate is unknown: the message runs again once this id's heartbeat is stale.
+            note_disturbance()
+            log.warning("ack_left_to_maintenance", queue=queue_name)
+            return None
+
+    def close(self) -> None:
+        """Close the broker's connections, the durable writes' ones included."""
+        super().close()
+        self.durability.close()
+        self.client.close()
 
 
 def build_broker(settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> RedisBroker:
@@ -53,8 +139,10 @@ def build_broker(settings: Settings, on_dead_letter: DeadLetterHook | None = Non
             on_dead_letter=on_dead_letter,
         ),
     ]
-    return RedisBroker(  # type: ignore[no-untyped-call]
-        url=settings.redis_url,
+    client = connect(settings)
+    return DurableRedisBroker(
+        durability=Durability(settings, client),
+        client=client,
         namespace=namespace(settings),
         middleware=middleware,
         heartbeat_timeout=settings.heartbeat_timeout_ms,

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import redis
 
+from workers.store.connection import Durability
 from workers.store.keys import Keys
 from workers.store.scripts import decode, load_script
 
@@ -64,9 +65,12 @@ class Accepted:
 class Ledger:
     """Reads and writes ledger records; every multi-key change is one Lua script."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, durability: Durability | None = None
+    ) -> None:
         self._redis = client
         self.keys = keys
+        self._durability = durability
         self._accept = load_script(client, "ledger_accept.lua")
         self._applied = load_script(client, "ledger_applied.lua")
         self._confirm = load_script(client, "ledger_confirm.lua")
@@ -130,13 +134,25 @@ class Ledger:
         raw = self._redis.hgetall(self.keys.state_counts(tenant))
         return {decode(k): int(v) for k, v in raw.items() if int(v)}
 
-    def update(self, tenant: str, member_name: str, fields: Mapping[str, Any]) -> None:
-        """Set non-state fields of a record (attempts, last_error, ...)."""
+    def update(
+        self, tenant: str, member_name: str, fields: Mapping[str, Any], *, durable: bool = False
+    ) -> None:
+        """Set non-state fields of a record (attempts, last_error, ...).
+
+        ``durable``: return only once the replicas hold them (GIFTSYNC_MIN_REPLICAS), for a mark
+        that must survive a failover, such as the intent to make a call that cannot be repeated.
+        """
         if "state" in fields:
             raise ValueError("state changes go through the ledger's scripts")
-        self._redis.hset(
-            self.keys.record(tenant, member_name), mapping={k: str(v) for k, v in fields.items()}
-        )
+        key = self.keys.record(tenant, member_name)
+
+        def write(client: redis.Redis) -> None:
+            client.hset(key, mapping={k: str(v) for k, v in fields.items()})
+
+        if durable and self._durability is not None:
+            self._durability.run(write)
+        else:
+            write(self._redis)
 
     def pending(self, tenant: str, member_name: str) -> dict[str, str] | None:
         """The record if it holds a stored version newer than the one last applied, else None."""

@@ -91,6 +91,9 @@ end
 
 local wait, left = 0, 0
 local probing, refused = false, false
+-- Refused for want of tokens (not only a 429 block): only then is the wake-up line spaced by
+-- when tokens free.
+local short = false
 if foreign == nil then
   local pw = probe_wait()
   if pw then probing, refused, wait = true, true, pw end
@@ -107,7 +110,7 @@ if avail < cost then
     if pw then probing, refused, wait = true, true, pw end
     left = 0
   else
-    refused = true
+    refused, short = true, true
     local until_own, until_change = math.huge, math.huge
     if need <= own then until_own = release(need) - now end
     if changes then until_change = math.max(changes - now, EPS) end
@@ -123,7 +126,7 @@ if is_lookup then
   local lavail = lcap - lown
   left = math.min(left, lavail - cost)
   if lavail < cost then
-    refused = true
+    refused, short = true, true
     local entry = redis.call('ZRANGE', llog, cost - lavail - 1, cost - lavail - 1, 'WITHSCORES')
     wait = math.max(wait, tonumber(entry[2]) + span - now)
   end
@@ -149,7 +152,7 @@ if refused then
     -- A caller a moment before a freeing (a waiter back a little early) waits for that one
     -- rather than joining the end of the line.
     local near = math.max(0.05, 2 * rtt)
-    if last and last + EPS >= ticket and wait > near then
+    if short and last and last + EPS >= ticket and wait > near then
       -- Wake with the first token freeing after the previous waiter's.
       local key, size = log, math.max(1, top)
       if is_lookup then key, size = llog, lcap end

@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -163,6 +164,11 @@ class VirtuousClient:
             raise cls(describe(label, None, reason), endpoint=label) from exc
         self._report(label, response.status_code, time.perf_counter() - started)
         limits = parse_rate_limit(response.headers)
+        if response.status_code == 429:
+            # A refusal's Remaining says only that the window was full when it was sent (a
+            # burst limit may say 0 with a reset a second away): Retry-After governs it, and the
+            # next answer says what the other integrations spend.
+            limits = replace(limits, remaining=None)
         if self._on_rate_limit is not None:
             with self._hook("on_rate_limit"):
                 self._on_rate_limit(limits)
