@@ -9,7 +9,6 @@ Who may use it, and how a browser proves it, is :mod:`giftsync.console_access`.
 
 from __future__ import annotations
 
-from typing import cast
 from urllib.parse import parse_qs, quote
 
 import structlog
@@ -38,7 +37,6 @@ from workers.observe.status import tenant_status
 from workers.queue.broker import get_broker
 from workers.queue.deadletters import list_dead_letters, replay
 from workers.runtime import runtime
-from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.console")
 
@@ -76,17 +74,9 @@ def gather() -> list[TenantView]:
             )
             for found in report["review_imports"]
         ]
-        newest = cast(
-            "list[tuple[bytes, float]]",
-            rt.redis.zrevrange(rt.keys.quarantine(name), 0, MAX_QUARANTINED - 1, withscores=True),
-        )
-        pipe = rt.redis.pipeline(transaction=False)
-        for member, _ in newest:
-            pipe.hget(rt.keys.record(name, decode(member)), "reason")
-        reasons = pipe.execute()
         quarantined = [
-            Quarantined(decode(member), decode(reason) if reason else "", int(score))
-            for (member, score), reason in zip(newest, reasons, strict=True)
+            Quarantined(member, reason, when_ms)
+            for member, reason, when_ms in rt.ledger.newest_quarantined(name, MAX_QUARANTINED)
         ]
         views.append(
             TenantView(
@@ -102,7 +92,7 @@ def gather() -> list[TenantView]:
                 oldest_unconfirmed=report["oldest_unconfirmed"],
                 review=review,
                 quarantined=quarantined,
-                quarantined_total=int(rt.redis.zcard(rt.keys.quarantine(name))),
+                quarantined_total=rt.ledger.quarantined_count(name),
                 letters=letters.get(name, []),
             )
         )

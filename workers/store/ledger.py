@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 
@@ -186,6 +186,25 @@ class Ledger:
     def quarantined(self, tenant: str, member_name: str, when_ms: int) -> None:
         """List a record among the tenant's quarantined ones."""
         self._redis.zadd(self.keys.quarantine(tenant), {member_name: when_ms})
+
+    def newest_quarantined(self, tenant: str, limit: int) -> list[tuple[str, str, int]]:
+        """The tenant's most recently quarantined records: (member, reason, when ms)."""
+        newest = cast(
+            "list[tuple[bytes, float]]",
+            self._redis.zrevrange(self.keys.quarantine(tenant), 0, limit - 1, withscores=True),
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        for member, _ in newest:
+            pipe.hget(self.keys.record(tenant, decode(member)), "reason")
+        reasons = pipe.execute()
+        return [
+            (decode(member), decode(reason) if reason else "", int(score))
+            for (member, score), reason in zip(newest, reasons, strict=True)
+        ]
+
+    def quarantined_count(self, tenant: str) -> int:
+        """How many of the tenant's records are quarantined."""
+        return int(self._redis.zcard(self.keys.quarantine(tenant)))
 
     def confirm(
         self, tenant: str, member_name: str, gift_id: int, source: str
