@@ -26,9 +26,9 @@ from giftsync.embedded_redis import EmbeddedRedis, start_embedded_redis
 from giftsync.waiting import wait_for
 from sandbox import SandboxConfig
 
-# Environment every benchmark's workers run with: quiet logs (a log line per batch is noise
-# at 5,000 events/s) and the tests' fast recovery settings.
-QUIET_ENV = {"GIFTSYNC_LOG_LEVEL": "WARNING"}
+# Environment every benchmark's workers run with. INFO, because the harness waits for each
+# worker process's "ready for action" line (dramatiq logs it at INFO).
+QUIET_ENV = {"GIFTSYNC_LOG_LEVEL": "INFO"}
 
 
 @dataclass(frozen=True)
