@@ -78,7 +78,8 @@ SEGMENT_PATH = "/api/Segment"
 PROJECT_PATH = "/api/Project"
 DONOR = "donor"
 # Stand-ins for ids a dry run cannot know: the Contact, Segment or Project the worker pushes
-# first. The placeholder id is never a real Virtuous id (they are positive).
+# first. A placeholder id is never a real Virtuous id (they are positive); each new fund's
+# Project gets its own negative one.
 CONTACT_PLACEHOLDER = "<Contact id from the lookup or create above>"
 PLACEHOLDER_ID = 0
 
@@ -151,10 +152,15 @@ def _with_placeholders(sd: ScheduledDonation) -> ScheduledDonation:
     if sd.campaign is not None and sd.campaign.virtuous_segment_id is None:
         update["campaign"] = sd.campaign.model_copy(update={"virtuous_segment_id": PLACEHOLDER_ID})
 
+    # Each new fund gets a placeholder of its own (-1, -2, ...: never a real id), so the
+    # designations of two funds without a Project yet are not merged as one.
+    placeholders: dict[object, int] = {}
+
     def fund(f: Fund) -> Fund:
-        return (
-            f if f.virtuous_id is not None else f.model_copy(update={"virtuous_id": PLACEHOLDER_ID})
-        )
+        if f.virtuous_id is not None:
+            return f
+        placeholder = placeholders.setdefault(f.id, -(len(placeholders) + 1))
+        return f.model_copy(update={"virtuous_id": placeholder})
 
     update["fund"] = fund(sd.fund)
     update["allocations"] = [a.model_copy(update={"fund": fund(a.fund)}) for a in sd.allocations]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from giftsync.examples import scheduled_donation
 from mapping.dates import gift_date
 from mapping.events import ScheduledDonation, Transaction, parse_event_json
 from mapping.money import cents, dollars
@@ -314,3 +315,21 @@ def test_an_invalid_line_says_what_it_can_and_every_error() -> None:
     garbage = preview_event("not json\n", {"test-tenant": tenant()})
     assert garbage["errors"][0]["reason"].endswith("(line 1, column 1)")
     assert (garbage["tenant"], garbage["kind"], garbage["id"]) == (None, None, None)
+
+
+def test_new_funds_keep_their_own_designations_in_a_recurring_preview() -> None:
+    new_a = {"id": 901, "name": "New A", "virtuous_id": None, "code": "NA"}
+    new_b = {"id": 902, "name": "New B", "virtuous_id": None, "code": "NB"}
+    event = scheduled_donation(
+        "hope-shelter",
+        77,
+        amount=3000,
+        fund=new_a,
+        allocations=[{"fund": new_a, "amount": 1000}, {"fund": new_b, "amount": 2000}],
+    )
+    out = preview_event(json.dumps(event), TENANTS)
+    [create] = [r for r in out["requests"] if r["path"] == "/api/RecurringGift"]
+    designations = create["body"]["designations"]
+    assert [d["amountDesignated"] for d in designations] == ["10.00", "20.00"]
+    assert len({d["projectId"] for d in designations}) == 2
+    assert all(d["projectId"] < 0 for d in designations)
