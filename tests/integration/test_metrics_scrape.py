@@ -283,12 +283,25 @@ def test_one_scrape_holds_the_counters_of_both_worker_processes(
 
 
 def test_redis_held_gauges_agree_with_the_ledger(running: Running, settled: Scrape) -> None:
-    gifts = {
-        (labels["tenant"], labels["state"]): value
-        for labels, value in settled.samples["giftsync_gifts"]
-    }
-    for state, count in running.dep.state_counts("hope-shelter").items():
-        assert gifts[("hope-shelter", state)] == count
+    def disagreement() -> list[tuple[str, float | None, int]]:
+        # A scrape and a ledger read are two moments: a confirmation landing between them
+        # moves one gift, so compare until one scrape and the read after it agree.
+        gifts = {
+            (labels["tenant"], labels["state"]): value
+            for labels, value in running.scrape().samples["giftsync_gifts"]
+        }
+        return [
+            (state, gifts.get(("hope-shelter", state)), count)
+            for state, count in running.dep.state_counts("hope-shelter").items()
+            if gifts.get(("hope-shelter", state)) != count
+        ]
+
+    wait_for(
+        disagreement,
+        until=lambda wrong: not wrong,
+        timeout=30,
+        what="the gift gauges to agree with the ledger",
+    )
     queues = {labels["queue"] for labels, _ in settled.samples["giftsync_queue_depth"]}
     assert queues == {"changes", "send", "confirm", "pull"}
 
