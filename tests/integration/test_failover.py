@@ -229,10 +229,10 @@ def test_a_primary_killed_mid_flow_loses_no_acknowledged_change(
                 what="gifts flowing",
             )
             nodes.kill(primary)
-            wait_for(lambda: nodes.primary() == replica, timeout=30, what="the failover")
+            wait_for(lambda: nodes.primary() == replica, timeout=90, what="the failover")
             # The operator brings the old node back; Sentinel makes it the new replica.
             nodes.start_node(primary)
-            wait_for(lambda: nodes.replicas_of(replica) == 1, timeout=30, what="a new replica")
+            wait_for(lambda: nodes.replicas_of(replica) == 1, timeout=120, what="a new replica")
             publisher.join(timeout=180)
             assert not publisher.is_alive(), "the publisher never finished"
             assert publisher.error is None, publisher.error
