@@ -5,17 +5,33 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks.deployment import REPO, deployment, make_config, org, tenant_table
+from giftsync.examples import transaction
+from giftsync.settings import Settings
 from giftsync.waiting import wait_for
+from mapping.tenant import TenantSettings
 from producers.publish import publish_many
 from tests.integration.test_pipeline_batch import events_for
+from workers.flows import intake
+from workers.queue import messages
+from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
+
+TENANT = "dead-org"
+SETTINGS = TenantSettings(
+    name=TENANT,
+    virtuous_base_url="http://virtuous.invalid",
+    virtuous_token_env="TOKEN",
+    timezone="America/Chicago",
+)
 
 
 def giftsync(dep: Any, *args: str) -> subprocess.CompletedProcess[str]:
@@ -61,3 +77,45 @@ def test_a_batch_that_fails_every_retry_is_kept_listed_and_replayed(
         assert json.loads(giftsync(dep, "dlq", "list", "--json").stdout) == []
         entries = dep.admin("GET", "imports?org=hope-shelter")["hope-shelter"]
         assert sum(len(b["entries"]) for b in entries) == 30
+
+
+@pytest.fixture
+def rt(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    prefix = f"dead-{uuid.uuid4().hex[:8]}"
+    runtime = Runtime(
+        Settings(
+            redis_url=redis_url,
+            config_path=Path("x.toml"),
+            tenants={TENANT: SETTINGS},
+            key_prefix=prefix,
+        )
+    )
+    monkeypatch.setattr(messages, "enqueue", lambda message, broker=None: message)
+    yield runtime
+    keys = list(runtime.redis.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        runtime.redis.delete(*keys)
+    runtime.close()
+
+
+def test_a_dead_letter_strands_only_records_still_waiting_on_a_message(rt: Runtime) -> None:
+    member = "transaction:1"
+
+    def dies_then_state() -> str:
+        rt.ledger.mark(TENANT, "dead", "dead letter: test", [member])
+        return rt.ledger.record(TENANT, member)["state"]
+
+    intake.run(rt, [transaction(TENANT, 1, contact_id=5000)], published_ms=1)
+    assert dies_then_state() == "buffered"  # no message carries it yet
+    rt.batcher.cut_all_due(SETTINGS, lambda: "owner", force=True)
+    assert dies_then_state() == "dead"
+    rt.ledger.mark(TENANT, "batched", "replayed", [member])
+    assert rt.ledger.record(TENANT, member)["state"] == "batched"
+    batch = rt.batcher.load(rt.ledger.record(TENANT, member)["batch_id"])
+    assert batch is not None
+    rt.batcher.settle(batch, "submitted", "accepted", "owner")
+    # A stale duplicate of the batch's message dying later leaves the record at rest.
+    assert dies_then_state() == "submitted"
+    rt.ledger.mark(TENANT, "batched", "replayed", [member])
+    assert rt.ledger.record(TENANT, member)["state"] == "submitted"
+    assert rt.ledger.state_counts(TENANT) == {"submitted": 1}
