@@ -7,13 +7,15 @@ Two conventions, kept in one place:
 * A pull turns a Virtuous date back into the platform's ``created_at``, written as
   :data:`PLATFORM_FORMAT` (``"2026-11-20 17:00:00"``) **in UTC**, the way the platform stores
   timestamps. Virtuous often keeps a gift date as a bare day (``"2026-11-20"`` or
-  ``"2026-11-20T00:00:00"``); such midnight dates are stored as 17:00:00 UTC of that same day,
-  a moment that falls on that calendar day in every US timezone, so the day survives the round
-  trip. A giftDate that carries a time is the tenant's wall clock (or its own offset, if it
-  has one) and is converted to UTC.
+  ``"2026-11-20T00:00:00"``); such midnight dates are stored as 17:00:00 UTC of that same day
+  (seed 002), a moment that falls on that calendar day in every zone west of UTC+7. For a tenant
+  further east, where 17:00 UTC is already the next day, the day is stored as 17:00 on the
+  tenant's own clock instead (in UTC, earlier that day), so the day survives the round trip
+  everywhere. A giftDate that carries a time is the tenant's wall clock (or its own offset, if
+  it has one) and is converted to UTC.
 
-Invariant: for any tenant zone between UTC-16 and UTC+6,
-``gift_date(parse(pulled_created_at(day)), zone) == day``.
+Invariant: for every tenant zone, ``gift_date(parse(pulled_created_at(day, zone)), zone) ==
+day``.
 """
 
 from __future__ import annotations
@@ -52,12 +54,17 @@ def gift_date(created_at: datetime, zone: ZoneInfo) -> str:
 def pulled_created_at(gift_date: str, zone: ZoneInfo) -> str:
     """Map a Virtuous giftDate to the platform's created_at (UTC, :data:`PLATFORM_FORMAT`).
 
-    ``"2026-11-20"`` and ``"2026-11-20T00:00:00"`` become ``"2026-11-20 17:00:00"``;
-    ``"2026-11-20T09:30:00"`` is 09:30 on the tenant's clock, converted to UTC.
+    ``"2026-11-20"`` and ``"2026-11-20T00:00:00"`` become ``"2026-11-20 17:00:00"`` (for a
+    tenant east of UTC+7, 17:00 of that day on its clock, in UTC); ``"2026-11-20T09:30:00"``
+    is 09:30 on the tenant's clock, converted to UTC.
     """
     moment = _parse(gift_date, "giftDate")
     if moment.timetz().replace(tzinfo=None) == time(0, 0, 0):
-        return datetime.combine(moment.date(), MIDNIGHT_STORED_AS).strftime(PLATFORM_FORMAT)
+        day = moment.date()
+        stored = datetime.combine(day, MIDNIGHT_STORED_AS, tzinfo=UTC)
+        if stored.astimezone(zone).date() != day:
+            stored = datetime.combine(day, MIDNIGHT_STORED_AS, tzinfo=zone).astimezone(UTC)
+        return stored.strftime(PLATFORM_FORMAT)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(UTC).strftime(PLATFORM_FORMAT)

@@ -211,6 +211,50 @@ def pulled_transaction(
     return record
 
 
+# Keys a pulled transaction may leave out when Virtuous's JSON lacks them: absent is None.
+_OPTIONAL_CONTENT = ("is_tax_deductible", "anonymous", "supporter_inputted_notes")
+
+
+def _content(
+    gift: Mapping[str, Any], tenant: TenantSettings, *, designations: bool
+) -> dict[str, Any]:
+    """What a gift holds of the fields giftsync sends, in the pull's vocabulary."""
+    record = pulled_transaction(gift, existing=None, tenant=tenant)
+    for key in ("virtuous_id", "status", "owner_lookup", "fund_virtuous_id", "allocations"):
+        record.pop(key, None)
+    for key in _OPTIONAL_CONTENT:
+        record.setdefault(key, None)
+    if designations:
+        rows = _designation_fields(gift.get("giftDesignations"), "giftDesignations", True)
+        record["allocations"] = sorted(
+            (row["fund_virtuous_id"], row["amount"]) for row in rows["allocations"]
+        )
+    return record
+
+
+def holds_what_was_sent(
+    gift: Mapping[str, Any], sent: Mapping[str, Any], tenant: TenantSettings
+) -> bool:
+    """Whether a pulled FullGift holds what giftsync last sent for it (an echo, not an edit).
+
+    ``sent`` is the Gift in the direct-API shape (:func:`mapping.realtime.realtime_desired`),
+    whichever path carried it. Compared: amount, description, gift day, notes, the tax and
+    private flags, segment and, unless the gift was zeroed, the designations (a zeroing keeps
+    Virtuous's own Projects at 0.00, so there are none of giftsync's to compare).
+    """
+    zeroed = cents(sent.get("amount", 0)) == 0
+    as_pulled = {
+        **sent,
+        "id": gift.get("id"),
+        "giftDesignations": [
+            {"projectId": row.get("projectId"), "amountDesignated": row.get("amount")}
+            for row in sent.get("giftDesignations") or []
+        ],
+    }
+    ours = _content(as_pulled, tenant, designations=not zeroed)
+    return bool(_content(gift, tenant, designations=not zeroed) == ours)
+
+
 def _timestamp(record: Mapping[str, Any], key: str) -> str | None:
     value = record.get(key)
     if value is None or value == "":

@@ -430,3 +430,20 @@ def test_a_pull_writes_back_what_the_seeds_say_once_and_never_echoes(
         assert update["type"] == "transaction.pulled_update"
         assert update["match"] == "virtuous_id"
         assert update["record"] == expected_transaction(gift, create=False) | {"status": "success"}
+
+        # A staff edit of a gift giftsync pushed is not an echo: Virtuous no longer holds what
+        # giftsync sent, so the platform's transaction hears of it, once.
+        pushed_vid = int(text(dep.redis.hget(dep.key("rec", ORG, "transaction:50003"),
+                                             "virtuous_id")))  # fmt: skip
+        dep.admin("POST", f"gifts/{pushed_vid}", json={"notes": "Staff note", "webhooks": False})
+        pull_and_wait(dep, "gifts")
+        (edit,) = pulled(dep)[count + 1 :]
+        assert (edit["type"], edit["id"], edit["match"]) == (
+            "transaction.pulled_update",
+            "50003",
+            "virtuous_id",
+        )
+        assert edit["record"]["supporter_inputted_notes"] == "Staff note"
+        assert "amount" not in edit["record"] and edit["record"]["status"] == "success"
+        pull_and_wait(dep, "gifts")
+        assert len(pulled(dep)) == count + 2

@@ -77,13 +77,42 @@ def test_pulled_created_at_refuses_what_is_not_a_date(bad: str) -> None:
 @given(
     st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31)),
     st.sampled_from(
-        ["America/Chicago", "America/Los_Angeles", "America/New_York", "Pacific/Honolulu", "UTC"]
+        [
+            "America/Chicago",
+            "America/Los_Angeles",
+            "America/New_York",
+            "Pacific/Honolulu",
+            "UTC",
+            "Europe/Berlin",
+            "Asia/Kolkata",
+            "Asia/Bangkok",
+            "Asia/Singapore",
+            "Asia/Tokyo",
+            "Australia/Sydney",
+            "Pacific/Auckland",
+            "Pacific/Kiritimati",
+        ]
     ),
 )
 def test_a_pulled_midnight_date_keeps_its_day_in_the_tenant_zone(day: date, zone: str) -> None:
     stored = pulled_created_at(f"{day.isoformat()}T00:00:00", ZoneInfo(zone))
     moment = datetime.strptime(stored, PLATFORM_FORMAT).replace(tzinfo=UTC)
     assert gift_date(moment, ZoneInfo(zone)) == day.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("zone", "stored"),
+    [
+        ("America/Chicago", "2026-11-20 17:00:00"),  # the seed's 17:00 UTC holds the day
+        ("Europe/Berlin", "2026-11-20 17:00:00"),
+        ("Asia/Singapore", "2026-11-20 09:00:00"),  # 17:00 UTC is already the 21st there
+        ("Pacific/Kiritimati", "2026-11-20 03:00:00"),
+    ],
+)
+def test_a_pulled_midnight_date_east_of_utc_plus_7_is_5pm_on_the_tenant_clock(
+    zone: str, stored: str
+) -> None:
+    assert pulled_created_at("2026-11-20", ZoneInfo(zone)) == stored
 
 
 def test_recurring_pull_helpers() -> None:

@@ -6,8 +6,21 @@ import json
 from datetime import datetime
 from typing import Any
 
+from giftsync.examples import transaction
+from mapping.decision import decide
+from mapping.events import Transaction, parse_event
+from mapping.realtime import realtime_desired
 from tests.unit.test_mapping_factories import tenant
-from workers.flows.pull_plan import KINDS, Cursor, PageFacts, PagePlan, Told, fingerprint, plan_page
+from workers.flows.pull_plan import (
+    KINDS,
+    Cursor,
+    PageFacts,
+    PagePlan,
+    Sent,
+    Told,
+    fingerprint,
+    plan_page,
+)
 
 TENANT = tenant(fund_allocations=True, transaction_source="WeGive")
 NOW = datetime(2026, 11, 22, 12, 0, 0)
@@ -118,6 +131,87 @@ def test_gifts_giftsync_pushed_are_echoes() -> None:
     assert p.entries == [] and p.told == {}
     assert p.counts == {"echo": 3}
     assert p.last == Cursor(by_id["modifiedDateTimeUtc"], 9004)
+
+
+def pushed_gift(event: dict[str, Any], gift_id: int = 9005) -> dict[str, Any]:
+    """The gift giftsync sent for ``event`` as a FullGift query row gives it back."""
+    tx = parse_event(event).record
+    assert isinstance(tx, Transaction)
+    body = realtime_desired(tx, TENANT, decide(tx, TENANT))
+    rows = [
+        {"id": 70 + i, "projectId": row["projectId"], "amountDesignated": row["amount"]}
+        for i, row in enumerate(body.pop("giftDesignations"))
+    ]
+    giftday = body.pop("giftDate")
+    held = {"segmentId": None, "giftDate": f"{giftday}T00:00:00", "giftDesignations": rows}
+    return gift(gift_id) | body | held
+
+
+SPLIT = [{"fund": {"id": 1, "name": "A", "virtuous_id": 101}, "amount": 1500},
+         {"fund": {"id": 2, "name": "B", "virtuous_id": 102}, "amount": 1000}]  # fmt: skip
+
+
+def _pushed_facts(event: dict[str, Any], gift_id: int = 9005) -> PageFacts:
+    return PageFacts(
+        {gift_id: "transaction:58"},
+        sent={gift_id: Sent("58", json.dumps(event))},
+    )
+
+
+def test_a_pushed_gift_holding_what_giftsync_sent_is_an_echo_whatever_its_form() -> None:
+    event = transaction("test-tenant", 58, amount=2500, allocations=SPLIT, contact_id=7)
+    held = pushed_gift(event)
+    # Virtuous lists designations in its own order, with numbers where giftsync sent strings.
+    held["giftDesignations"].reverse()
+    held["amount"] = 25
+    p = plan(GIFTS, [held], _pushed_facts(event))
+    assert p.entries == [] and p.counts == {"echo": 1}
+
+
+def test_a_staff_edit_of_a_pushed_gift_is_an_update_of_its_transaction() -> None:
+    event = transaction("test-tenant", 58, amount=2500, allocations=SPLIT, contact_id=7)
+    edits: list[dict[str, Any]] = [
+        {"description": "Corrected by staff"},
+        {"giftDate": "2026-11-18T00:00:00"},
+        {"isTaxDeductible": False},
+        {"notes": "Staff note"},
+        {"giftDesignations": [{"id": 70, "projectId": 103, "amountDesignated": "25.00"}]},
+    ]
+    for edit in edits:
+        p = plan(GIFTS, [pushed_gift(event) | edit], _pushed_facts(event))
+        assert p.counts == {"updated": 1}, edit
+        e = entry(p)
+        assert e["type"] == "transaction.pulled_update", edit
+        assert (e["id"], e["match"]) == ("58", "virtuous_id")
+        # The platform's amount and status stand (seed 002 "Pull").
+        assert "amount" not in e["record"] and e["record"]["status"] == "success"
+        told = Told.loads(p.told[9005])
+        assert told is not None and (told.id, told.status) == ("58", "success")
+        # Told once: the same edited gift on the next pull is unchanged.
+        again = plan(GIFTS, [pushed_gift(event) | edit],
+                     PageFacts({9005: "transaction:58"}, sent=_pushed_facts(event).sent,
+                               told={9005: told}))  # fmt: skip
+        assert again.counts == {"skipped": 1} and again.entries == []
+
+
+def test_a_pushed_gift_with_a_newer_version_on_its_way_is_an_echo() -> None:
+    event = transaction("test-tenant", 58, amount=2500, contact_id=7)
+    edited = pushed_gift(event) | {"description": "Corrected by staff"}
+    # No Sent fact: the record is not at rest with its newest version applied.
+    p = plan(GIFTS, [edited], PageFacts({9005: "transaction:58"}))
+    assert p.counts == {"echo": 1} and p.entries == []
+
+
+def test_a_zeroed_gift_is_compared_without_designations() -> None:
+    event = transaction("test-tenant", 58, amount=2500, status="refunded", contact_id=7,
+                        virtuous_id=9005)  # fmt: skip
+    zeroed = pushed_gift(event)
+    assert zeroed["amount"] == "0.00"
+    # Zeroing keeps Virtuous's own Projects at 0.00, whatever giftsync would have designated.
+    zeroed["giftDesignations"] = [{"id": 1, "projectId": 555, "amountDesignated": "0.00"}]
+    assert plan(GIFTS, [zeroed], _pushed_facts(event)).counts == {"echo": 1}
+    restored = zeroed | {"amount": "25.00"}
+    assert plan(GIFTS, [restored], _pushed_facts(event)).counts == {"updated": 1}
 
 
 def test_a_wg_id_giftsync_never_pushed_updates_that_transaction_keeping_its_state() -> None:

@@ -28,6 +28,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,7 @@ from workers.flows.pull_plan import (
     KindSpec,
     PageFacts,
     PagePlan,
+    Sent,
     Told,
     after_cursor,
     instant,
@@ -113,11 +115,13 @@ def gather_facts(
     ledger_ids: set[str] = set()
     cancelled: set[str] = set()
     pipe = rt.redis.pipeline(transaction=False)
+    sent: dict[int, Sent] = {}
     if spec.name == "gifts":
         wanted = sorted({c for r in records for c in (wg_id_of(r), our_reference(r, tenant)) if c})
         for platform_id in wanted:
             pipe.exists(rt.keys.record(tenant.name, member("transaction", platform_id)))
         ledger_ids = {p for p, hit in zip(wanted, pipe.execute(), strict=True) if hit}
+        sent = _sent_gifts(rt, tenant, records, pushed, ledger_ids)
     else:
         members = set()
         for r in records:
@@ -130,7 +134,43 @@ def gather_facts(
         for name, payload in zip(ordered, pipe.execute(), strict=True):
             if _platform_status(payload) == "cancelled":
                 cancelled.add(name)
-    return PageFacts(pushed, frozenset(ledger_ids), frozenset(cancelled), told)
+    return PageFacts(pushed, frozenset(ledger_ids), frozenset(cancelled), told, sent)
+
+
+# Only a record in these states, with its newest version applied, has nothing of giftsync's
+# still on its way to Virtuous.
+AT_REST = frozenset({"sent", "confirmed"})
+
+
+def _sent_gifts(
+    rt: Runtime,
+    tenant: TenantSettings,
+    records: list[Mapping[str, Any]],
+    pushed: Mapping[int, str],
+    ledger_ids: AbstractSet[str],
+) -> dict[int, Sent]:
+    """What giftsync last sent for each of the page's pushed gifts that Virtuous holds at rest."""
+    owners: dict[int, str] = {}
+    for r in records:
+        vid = real_gift_id(r.get("id"))
+        if vid is None:
+            continue
+        candidates = [pushed.get(vid)]
+        candidates += [member("transaction", p) for p in (wg_id_of(r), our_reference(r, tenant))
+                       if p in ledger_ids]  # fmt: skip
+        name = next((c for c in candidates if c), None)
+        if name is not None:
+            owners[vid] = name
+    pipe = rt.redis.pipeline(transaction=False)
+    for name in owners.values():
+        key = rt.keys.record(tenant.name, name)
+        pipe.hmget(key, "state", "version", "applied_version", "payload")
+    sent: dict[int, Sent] = {}
+    for (vid, name), fields in zip(owners.items(), pipe.execute(), strict=True):
+        state, version, applied, payload = (decode(f) if f is not None else None for f in fields)
+        if state in AT_REST and payload and version is not None and version == applied:
+            sent[vid] = Sent(name.split(":", 1)[1], payload)
+    return sent
 
 
 def _platform_status(payload: object) -> str | None:

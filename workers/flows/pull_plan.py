@@ -8,9 +8,13 @@ commits in one step. Mapping itself is :mod:`mapping.pull`'s.
 Per record, in order:
 
 1. *Echo*: giftsync pushed it (its Virtuous id is a ledger record's ``virtuous_id``, or, for a
-   gift, its ``wg_id`` custom field or our ``transactionId`` names a ledger record). Counted,
-   never written back. A RecurringGift giftsync pushed that staff cancelled in Virtuous (and
-   the platform has not cancelled) is the one exception: the platform must hear of it.
+   gift, its ``wg_id`` custom field or our ``transactionId`` names a ledger record) and it
+   holds what giftsync last sent. Counted, never written back. Judged by content, not origin:
+   a gift giftsync pushed that staff then edited in Virtuous is an update of that platform
+   transaction, once Virtuous is known to hold giftsync's newest version (while a newer one is
+   still on its way, Virtuous is about to be overwritten and the gift counts as an echo). A
+   RecurringGift giftsync pushed is an echo unless staff cancelled it in Virtuous (and the
+   platform has not): the platform must hear of that.
 2. *Match* (:func:`mapping.pull.match_pulled_gift`): by the told index's Virtuous id, then by
    ``wg_id`` (a platform transaction giftsync never pushed), else new.
 3. *Unchanged*: the record's steady-state mapping has the fingerprint last told: skipped.
@@ -31,14 +35,17 @@ from typing import Any, Literal
 
 import structlog
 
+from mapping.decision import decide
 from mapping.errors import MappingError
-from mapping.events import real_gift_id
+from mapping.events import EventValidationError, Transaction, parse_event_json, real_gift_id
 from mapping.pull import (
+    holds_what_was_sent,
     match_pulled_gift,
     pulled_scheduled_donation,
     pulled_transaction,
     wg_id_of,
 )
+from mapping.realtime import realtime_desired
 from mapping.tenant import TenantSettings
 from workers.store.scripts import decode
 from workers.virtuous.client import VirtuousClient
@@ -238,6 +245,14 @@ class Told:
 
 
 @dataclass(frozen=True)
+class Sent:
+    """What giftsync last sent for a pushed gift that Virtuous is known to hold at rest."""
+
+    platform_id: str  # the platform transaction id
+    payload: str  # the newest change event, the one Virtuous holds
+
+
+@dataclass(frozen=True)
 class PageFacts:
     """What Redis knows about one page's records."""
 
@@ -248,6 +263,9 @@ class PageFacts:
     # Members whose newest platform event says the scheduled donation is cancelled.
     platform_cancelled: AbstractSet[str] = frozenset()
     told: Mapping[int, Told] = field(default_factory=dict)
+    # Virtuous id -> what giftsync sent, for this page's pushed gifts whose record is at rest
+    # with its newest version applied (the others are echoes whatever they hold).
+    sent: Mapping[int, Sent] = field(default_factory=dict)
 
 
 @dataclass
@@ -280,10 +298,39 @@ def our_reference(gift: Mapping[str, Any], tenant: TenantSettings) -> str | None
     return None
 
 
+def _edited_in_virtuous(
+    gift: Mapping[str, Any], sent: Sent | None, tenant: TenantSettings
+) -> tuple[str, str | None] | None:
+    """For a gift giftsync pushed: (platform id, platform status) when Virtuous holds other
+    content than giftsync last sent, else None (an echo)."""
+    if sent is None:
+        return None
+    try:
+        tx = parse_event_json(sent.payload).record
+        if not isinstance(tx, Transaction):
+            return None
+        decision = decide(tx, tenant)
+        # What giftsync cannot express in the direct-API shape (a fund known only by its
+        # code) it cannot compare either: the gift stays an echo.
+        if not decision.send or holds_what_was_sent(
+            gift, realtime_desired(tx, tenant, decision), tenant
+        ):
+            return None
+    except (EventValidationError, MappingError):
+        return None
+    return sent.platform_id, tx.status
+
+
 def _gift(gift: Mapping[str, Any], vid: int, tenant: TenantSettings, facts: PageFacts) -> _Decision:
     wg, ref = wg_id_of(gift), our_reference(gift, tenant)
     if vid in facts.pushed or {wg, ref} & facts.ledger_ids:
-        return _Decision("echo")
+        edited = _edited_in_virtuous(gift, facts.sent.get(vid), tenant)
+        if edited is None:
+            return _Decision("echo")
+        platform_id, status = edited
+        record = pulled_transaction(gift, existing={"amount": KEPT, "status": status},
+                                    tenant=tenant)  # fmt: skip
+        return _Decision("", record, record, platform_id, "virtuous_id", status)
     told = facts.told.get(vid)
     known = {vid: told.id} if told is not None else {}
     match = match_pulled_gift(
