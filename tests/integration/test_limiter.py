@@ -432,6 +432,28 @@ def test_waiters_are_told_to_wake_one_freed_token_apart(limiter: Limiter, unique
         assert take(limiter, settings_, wake).granted
 
 
+def test_a_waiter_back_early_as_allowed_keeps_its_place_in_line(
+    limiter: Limiter, unique: str
+) -> None:
+    settings_ = tenant(f"early-{unique}", calls_per_hour=4, rate_window_seconds=2.0)
+    for i in range(4):
+        assert take(limiter, settings_, T0 + 0.1 * i).granted
+    wakes = [
+        T0
+        + 0.5
+        + limiter._acquire_at(
+            settings_, kind="push", cost=1, now=T0 + 0.5, ticket=True
+        ).wait_seconds
+        for _ in range(5)
+    ]
+    back = wakes[2] - 0.3
+    kept = limiter._acquire_at(settings_, kind="push", cost=1, now=back, ticket=True, early=0.5)
+    assert not kept.granted and back + kept.wait_seconds <= wakes[2] + 1e-6
+    # Back as early without saying it may be: to the end of the line.
+    sent_back = limiter._acquire_at(settings_, kind="push", cost=1, now=back, ticket=True)
+    assert back + sent_back.wait_seconds > wakes[4]
+
+
 def test_waiting_as_told_succeeds_on_the_redis_clock(limiter: Limiter, unique: str) -> None:
     settings_ = tenant(f"rwait-{unique}", calls_per_hour=5, rate_window_seconds=0.5)
     deadline = time.monotonic() + 5

@@ -61,7 +61,9 @@ The other rules, all checked in the same script
 - A reported ``X-RateLimit-Limit`` below the configured cap lowers the cap.
 - Tickets: a refused caller that re-enqueues itself is told to come back when the next token
   after the previous waiter's frees, so a throttled backlog wakes one message per freed token,
-  each right when its token frees.
+  each right when its token frees. A caller may come back up to ``early`` seconds before its
+  ticket and keep its place: it then waits the rest out itself (see
+  :func:`workers.flows.gate.call`), which is far more punctual than a queue's delayed delivery.
 
 Hence every answer of every worker must be observed: wire ``VirtuousClient(on_rate_limit=)``
 to ``observe`` and acquire right before the call. The log costs Redis about 100 bytes per call
@@ -157,13 +159,15 @@ class Limiter:
         kind: Kind = "push",
         cost: int = 1,
         ticket: bool = False,
+        early: float = 0.0,
     ) -> Grant:
         """Take ``cost`` call tokens for ``tenant`` now, or say how long to wait for them.
 
         With ``ticket``, a refused caller promises to come back after the wait it is given,
-        and waiters are told to wake one freed token apart (see limiter.lua).
+        and waiters are told to wake one freed token apart (see limiter.lua); one back within
+        ``early`` seconds of its token keeps its place in that line.
         """
-        return self._acquire_at(tenant, kind=kind, cost=cost, now=None, ticket=ticket)
+        return self._acquire_at(tenant, kind=kind, cost=cost, now=None, ticket=ticket, early=early)
 
     def _acquire_at(
         self,
@@ -173,6 +177,7 @@ class Limiter:
         cost: int,
         now: float | None,
         ticket: bool = False,
+        early: float = 0.0,
     ) -> Grant:
         # ``now`` overrides the Redis clock; only tests that replay a timeline pass it.
         if cost < 1:
@@ -194,6 +199,7 @@ class Limiter:
             "1" if ticket else "0",
             _arg(min(self._probe_seconds, window / 4)),
             _arg(guard),
+            _arg(early),
         ]
         try:
             reply: Any = self._acquire(keys=keys, args=args)

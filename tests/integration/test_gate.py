@@ -1,0 +1,94 @@
+"""The gate waits in place for a token about to free and sends a longer wait back to the queue,
+asked back a little early; either way the call is made at most once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from giftsync.settings import Settings
+from mapping.tenant import TenantSettings
+from workers.errors import Throttled
+from workers.flows import gate
+from workers.runtime import Runtime
+from workers.store.limiter import Grant
+
+pytestmark = pytest.mark.integration
+
+TENANT = TenantSettings(
+    name="gate-org",
+    virtuous_base_url="http://virtuous.invalid",
+    virtuous_token_env="TOKEN",
+    timezone="America/Chicago",
+)
+
+
+class ScriptedLimiter:
+    """Refuses with the given waits, in order, then grants; records every ask."""
+
+    def __init__(self, waits: list[float]) -> None:
+        self.waits = list(waits)
+        self.asked: list[dict[str, Any]] = []
+
+    def acquire(self, tenant: TenantSettings, **kwargs: Any) -> Grant:
+        self.asked.append(kwargs)
+        if self.waits:
+            return Grant(granted=False, wait_seconds=self.waits.pop(0), tokens_left=0.0)
+        return Grant(granted=True, wait_seconds=0.0, tokens_left=1.0)
+
+
+@pytest.fixture
+def rt(redis_url: str) -> Iterator[Runtime]:
+    prefix = f"gate-{uuid.uuid4().hex[:8]}"
+    runtime = Runtime(
+        Settings(
+            redis_url=redis_url,
+            config_path=Path("x.toml"),
+            tenants={TENANT.name: TENANT},
+            key_prefix=prefix,
+            env={"TOKEN": "t"},
+        )
+    )
+    yield runtime
+    runtime.close()
+
+
+def test_a_token_about_to_free_is_waited_for_in_place(rt: Runtime) -> None:
+    limiter = ScriptedLimiter([0.05, 0.1])
+    rt.__dict__["limiter"] = limiter
+    calls: list[object] = []
+
+    def send(client: object) -> str:
+        calls.append(client)
+        return "done"
+
+    started = time.monotonic()
+    assert gate.call(rt, TENANT, send) == "done"
+    assert len(calls) == 1 and len(limiter.asked) == 3
+    assert time.monotonic() - started >= 0.15
+    # Every ask keeps the caller's place in line while it is back early.
+    assert all(a["ticket"] and a["early"] == gate.INLINE_WAIT_SECONDS for a in limiter.asked)
+
+
+def test_a_longer_wait_goes_back_to_the_queue_asked_back_early(rt: Runtime) -> None:
+    rt.__dict__["limiter"] = ScriptedLimiter([5.0])
+    calls: list[int] = []
+    with pytest.raises(Throttled) as raised:
+        gate.call(rt, TENANT, lambda client: calls.append(1))
+    assert calls == []
+    assert raised.value.reason == "limiter"
+    assert raised.value.delay_seconds == pytest.approx(5.0 - gate.EARLY_WAKE_SECONDS)
+
+
+def test_waiting_in_place_is_bounded(rt: Runtime) -> None:
+    # Each wait is short, but together they pass the budget: back to the queue.
+    rt.__dict__["limiter"] = ScriptedLimiter([0.25, 0.25, 0.25, 0.25])
+    started = time.monotonic()
+    with pytest.raises(Throttled):
+        gate.call(rt, TENANT, lambda client: None)
+    assert time.monotonic() - started <= gate.INLINE_WAIT_SECONDS + 0.2
