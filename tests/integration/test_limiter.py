@@ -327,6 +327,23 @@ def test_the_others_count_lapses_at_the_reset(limiter: Limiter, unique: str) -> 
     assert not limiter._acquire_at(other, kind="push", cost=1, now=T0 + 30.01).granted
 
 
+def test_a_token_returns_a_window_after_its_answer_and_never_a_span_before_its_grant(
+    limiter: Limiter, unique: str
+) -> None:
+    settings_ = tenant(f"held-{unique}", calls_per_hour=2, rate_window_seconds=10.0)
+    guard = guard_seconds(settings_)
+    assert take(limiter, settings_, T0).granted  # answered at once
+    assert limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 1).granted
+    # ...answered 3 s later (it queued at Virtuous).
+    limiter._observe_at(settings_, remaining=None, reset_seconds=None, limit=None, now=T0 + 4)
+    # The quick one frees a span after its grant: the guard still covers its arrival.
+    assert not take(limiter, settings_, T0 + 10 + guard - 0.01).granted
+    assert take(limiter, settings_, T0 + 10 + guard + 0.01).granted
+    # The slow one frees a window after its answer, not a span after it.
+    assert not take(limiter, settings_, T0 + 14 - 0.01).granted
+    assert take(limiter, settings_, T0 + 14 + 0.01).granted
+
+
 def test_calls_in_flight_count_as_ours_only_once_answered(limiter: Limiter, unique: str) -> None:
     settings_ = tenant(f"inflight-{unique}", calls_per_hour=20, rate_window_seconds=3600.0)
     limiter._observe_at(settings_, remaining=None, reset_seconds=None, limit=None, now=T0)

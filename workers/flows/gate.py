@@ -38,9 +38,9 @@ PAUSE_RECHECK_SECONDS = 30.0
 PAUSE_SECONDS = 300
 # A throttled message is asked back this long before its token frees (more than a queue's
 # delayed delivery is usually late)...
-EARLY_WAKE_SECONDS = 0.3
+EARLY_WAKE_SECONDS = 0.4
 # ...and a caller refused with at most this long to wait waits in place, within this budget.
-INLINE_WAIT_SECONDS = 0.6
+INLINE_WAIT_SECONDS = 0.8
 
 
 def pause(rt: Runtime, tenant: TenantSettings, reason: str) -> None:
