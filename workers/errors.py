@@ -155,10 +155,14 @@ class Throttled(dramatiq.errors.Retry):
     (:mod:`workers.queue.retries`).
     """
 
-    def __init__(self, delay_seconds: float, reason: str) -> None:
+    def __init__(
+        self, delay_seconds: float, reason: str, *, ticket_at: float | None = None
+    ) -> None:
         super().__init__(f"throttled for {delay_seconds:.3f}s: {reason}")
         self.delay_seconds = delay_seconds
         self.reason = reason
+        # The limiter's wake-up ticket (Redis clock) the message holds when it comes back.
+        self.ticket_at = ticket_at
 
 
 class ContactPending(Exception):

@@ -66,6 +66,17 @@ def test_a_batch_that_fails_every_retry_is_kept_listed_and_replayed(
         record = dep.redis.hgetall(dep.key("rec", "hope-shelter", "transaction:1"))
         assert record[b"state"] == b"dead" and b"dead letter" in record[b"reason"]
 
+        # A replay comes with a fresh retry budget: still failing, it is tried three times again.
+        again = giftsync(dep, "dlq", "replay", "--tenant", "hope-shelter")
+        assert again.returncode == 0, again.stderr
+        wait_for(
+            lambda: dep.state_counts("hope-shelter").get("dead", 0) == 30
+            and len(json.loads(giftsync(dep, "dlq", "list", "--json").stdout)) == 1,
+            what="the replayed batch dead again",
+        )
+        [letter] = json.loads(giftsync(dep, "dlq", "list", "--json").stdout)
+        assert letter["attempts"] == 3
+
         dep.admin("POST", "faults", json={"clear": True})
         replayed = giftsync(dep, "dlq", "replay", "--tenant", "hope-shelter")
         assert replayed.returncode == 0, replayed.stderr

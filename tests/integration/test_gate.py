@@ -1,5 +1,5 @@
 """The gate waits in place for a token about to free and sends a longer wait back to the queue,
-asked back a little early; either way the call is made at most once."""
+asked back a little early with its ticket; either way the call is made at most once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mapping.tenant import TenantSettings
 from workers.errors import Throttled
 from workers.flows import gate
 from workers.runtime import Runtime
-from workers.store.limiter import Grant
+from workers.store.limiter import Grant, held_ticket
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +38,8 @@ class ScriptedLimiter:
     def acquire(self, tenant: TenantSettings, **kwargs: Any) -> Grant:
         self.asked.append(kwargs)
         if self.waits:
-            return Grant(granted=False, wait_seconds=self.waits.pop(0), tokens_left=0.0)
-        return Grant(granted=True, wait_seconds=0.0, tokens_left=1.0)
+            return Grant(granted=False, wait_seconds=self.waits.pop(0), tokens_left=0.0, at=100.0)
+        return Grant(granted=True, wait_seconds=0.0, tokens_left=1.0, at=100.0)
 
 
 @pytest.fixture
@@ -71,18 +71,26 @@ def test_a_token_about_to_free_is_waited_for_in_place(rt: Runtime) -> None:
     assert gate.call(rt, TENANT, send) == "done"
     assert len(calls) == 1 and len(limiter.asked) == 3
     assert time.monotonic() - started >= 0.15
-    # Every ask keeps the caller's place in line while it is back early.
-    assert all(a["ticket"] and a["early"] == gate.INLINE_WAIT_SECONDS for a in limiter.asked)
+    # Once refused, the caller holds the ticket it was given; once granted, it holds none.
+    assert [a["held"] for a in limiter.asked] == [None, 100.05, 100.1]
+    assert all(a["ticket"] for a in limiter.asked)
+    assert held_ticket.get() is None
 
 
 def test_a_longer_wait_goes_back_to_the_queue_asked_back_early(rt: Runtime) -> None:
-    rt.__dict__["limiter"] = ScriptedLimiter([5.0])
+    limiter = ScriptedLimiter([5.0])
+    rt.__dict__["limiter"] = limiter
     calls: list[int] = []
-    with pytest.raises(Throttled) as raised:
-        gate.call(rt, TENANT, lambda client: calls.append(1))
-    assert calls == []
+    token = held_ticket.set(97.0)  # the message came back holding a ticket
+    try:
+        with pytest.raises(Throttled) as raised:
+            gate.call(rt, TENANT, lambda client: calls.append(1))
+    finally:
+        held_ticket.reset(token)
+    assert calls == [] and limiter.asked[0]["held"] == 97.0
     assert raised.value.reason == "limiter"
     assert raised.value.delay_seconds == pytest.approx(5.0 - gate.EARLY_WAKE_SECONDS)
+    assert raised.value.ticket_at == pytest.approx(105.0)
 
 
 def test_waiting_in_place_is_bounded(rt: Runtime) -> None:

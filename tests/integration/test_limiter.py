@@ -449,10 +449,10 @@ def test_waiters_are_told_to_wake_one_freed_token_apart(limiter: Limiter, unique
         assert take(limiter, settings_, wake).granted
 
 
-def test_a_waiter_back_early_as_allowed_keeps_its_place_in_line(
+def test_a_waiter_back_with_its_ticket_keeps_its_place_in_line(
     limiter: Limiter, unique: str
 ) -> None:
-    settings_ = tenant(f"early-{unique}", calls_per_hour=4, rate_window_seconds=2.0)
+    settings_ = tenant(f"held-line-{unique}", calls_per_hour=4, rate_window_seconds=2.0)
     for i in range(4):
         assert take(limiter, settings_, T0 + 0.1 * i).granted
     wakes = [
@@ -463,12 +463,25 @@ def test_a_waiter_back_early_as_allowed_keeps_its_place_in_line(
         ).wait_seconds
         for _ in range(5)
     ]
-    back = wakes[2] - 0.3
-    kept = limiter._acquire_at(settings_, kind="push", cost=1, now=back, ticket=True, early=0.5)
+    # Back 0.4 s early with its ticket: told the next freeing, the line left as it was.
+    back = wakes[2] - 0.4
+    kept = limiter._acquire_at(settings_, kind="push", cost=1, now=back, ticket=True, held=wakes[2])
     assert not kept.granted and back + kept.wait_seconds <= wakes[2] + 1e-6
-    # Back as early without saying it may be: to the end of the line.
-    sent_back = limiter._acquire_at(settings_, kind="push", cost=1, now=back, ticket=True)
-    assert back + sent_back.wait_seconds > wakes[4]
+    # Back as early without a ticket: to the end of the line.
+    newcomer = limiter._acquire_at(settings_, kind="push", cost=1, now=back, ticket=True)
+    assert back + newcomer.wait_seconds > wakes[4]
+    # Its token taken by others, a holder waits for the next freeing, however far that is...
+    for wake in wakes[:4]:
+        assert take(limiter, settings_, wake).granted
+    now = wakes[3] + 0.01
+    span = 2.0 + guard_seconds(settings_)
+    holder = limiter._acquire_at(
+        settings_, kind="push", cost=1, now=now, ticket=True, held=wakes[3]
+    )
+    assert now + holder.wait_seconds == pytest.approx(wakes[0] + span, abs=1e-5)
+    # ...where a newcomer queues behind every ticket given.
+    behind = limiter._acquire_at(settings_, kind="push", cost=1, now=now, ticket=True)
+    assert now + behind.wait_seconds > wakes[0] + span + 0.05
 
 
 def test_waiting_as_told_succeeds_on_the_redis_clock(limiter: Limiter, unique: str) -> None:

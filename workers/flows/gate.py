@@ -5,10 +5,11 @@ tenant is paused (Virtuous said 401: the token is bad, and hammering it helps no
 a token from the shared limiter or raises :class:`Throttled` with the limiter's wait, and turns
 a 429 into a block of the whole tenant for Retry-After.
 
-Actors never sleep long holding a message. A throttled message goes back to its queue to
-come back ``EARLY_WAKE_SECONDS`` before its token frees, and a caller that close to its token
-waits the rest out here: a queue's delayed delivery is late by up to two polls of the queue,
-and at a compressed window those late wake-ups cost several percent of the cap.
+Actors never sleep long holding a message. A throttled message goes back to its queue, with
+the limiter's wake-up ticket, to come back ``EARLY_WAKE_SECONDS`` before its token frees; back
+with its ticket, it keeps its place in the limiter's line and waits the rest out here. A
+queue's delayed delivery is late by up to two polls of the queue, and at a compressed window
+those late wake-ups cost several percent of the cap.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mapping.tenant import TenantSettings
 from workers.errors import AuthError, Throttled, ThrottledError
 from workers.observe import metrics
 from workers.runtime import Runtime
-from workers.store.limiter import Kind
+from workers.store.limiter import Kind, held_ticket
 from workers.store.scripts import decode
 from workers.virtuous.client import VirtuousClient
 
@@ -62,18 +63,21 @@ def paused_reason(rt: Runtime, tenant_name: str) -> str | None:
 
 
 def _take_tokens(rt: Runtime, tenant: TenantSettings, kind: Kind, cost: int) -> None:
-    """Take the call's tokens, waiting in place for one about to free; else raise Throttled."""
+    """Take the call's tokens, waiting in place for one about to free; else raise Throttled
+    carrying the ticket the message holds when it comes back."""
     deadline = time.monotonic() + INLINE_WAIT_SECONDS
+    held = held_ticket.get()
     while True:
-        grant = rt.limiter.acquire(
-            tenant, kind=kind, cost=cost, ticket=True, early=INLINE_WAIT_SECONDS
-        )
+        grant = rt.limiter.acquire(tenant, kind=kind, cost=cost, ticket=True, held=held)
         metrics.LIMITER_TOKENS.labels(tenant.name).set(grant.tokens_left)
         if grant.granted:
+            # Spent: a later call of the same message queues like any other.
+            held_ticket.set(None)
             return
         wait = max(grant.wait_seconds, 0.001)
+        held = grant.at + wait
         if time.monotonic() + wait > deadline:
-            raise Throttled(max(wait - EARLY_WAKE_SECONDS, 0.001), "limiter")
+            raise Throttled(max(wait - EARLY_WAKE_SECONDS, 0.001), "limiter", ticket_at=held)
         time.sleep(wait)
 
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
 
+from workers.queue.retries import TICKET_OPTION
 from workers.runtime import runtime
 from workers.store.scripts import decode
+
+# What a replay forgets of the dead message: its spent retry budget, its error, and any wake-up
+# ticket (see workers.queue.retries).
+FORGOTTEN_OPTIONS = ("retries", "last_error", TICKET_OPTION)
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,9 @@ def replay(letters: list[DeadLetter], broker: dramatiq.Broker) -> int:
     replayed = 0
     for letter in letters:
         message = dramatiq.Message.decode(letter.encoded.encode("utf-8"))
-        options = {k: v for k, v in message.options.items() if k not in ("retries", "last_error")}
-        fresh = message.copy(options=options, queue_name=message.queue_name.removesuffix(".DQ"))
+        options = {k: v for k, v in message.options.items() if k not in FORGOTTEN_OPTIONS}
+        # Message.copy merges options; a fresh retry budget needs them replaced.
+        fresh = replace(message, options=options, queue_name=message.queue_name.removesuffix(".DQ"))
         members = _members_of(letter.kwargs)
         if letter.tenant and members:
             _mark(

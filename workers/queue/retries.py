@@ -30,11 +30,14 @@ from dramatiq.middleware import Middleware
 
 from workers.errors import Throttled
 from workers.observe import metrics
+from workers.store.limiter import held_ticket
 
 log = structlog.get_logger("giftsync.retries")
 
 # How long a re-enqueue waits before trying again while Redis is unreachable.
 ENQUEUE_RETRY_SECONDS = 1.0
+# The message option holding the limiter's wake-up ticket of a throttled message.
+TICKET_OPTION = "limiter_ticket"
 # Context keys copied from a message's kwargs onto every log line it produces.
 CONTEXT_KWARGS = ("tenant", "batch_id", "member", "record_id")
 
@@ -62,6 +65,12 @@ class Retries(Middleware):
     def actor_options(self) -> set[str]:
         return {"max_retries"}
 
+    def before_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.broker.MessageProxy
+    ) -> None:
+        ticket = message.options.get(TICKET_OPTION)
+        held_ticket.set(float(ticket) if isinstance(ticket, int | float) else None)
+
     def after_process_message(
         self,
         broker: dramatiq.Broker,
@@ -70,15 +79,20 @@ class Retries(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        held_ticket.set(None)
         if exception is None:
             return
         if isinstance(exception, Throttled):
-            # A small jitter keeps throttled messages of many workers from waking together.
-            delay_ms = int(exception.delay_seconds * 1000) + random.randint(0, 50)
             metrics.THROTTLE_DELAYS.labels(
                 metrics.tenant_of(message.kwargs), message.actor_name, exception.reason
             ).inc()
-            _enqueue_until_sent(broker, message.copy(), max(delay_ms, 1))
+            delay_ms = int(exception.delay_seconds * 1000)
+            if exception.ticket_at is None:
+                # A small jitter keeps throttled messages of many workers from waking together
+                # (the limiter spaces its waiters' tickets itself).
+                delay_ms += random.randint(0, 50)
+            ticket = {TICKET_OPTION: exception.ticket_at}
+            _enqueue_until_sent(broker, message.copy(options=ticket), max(delay_ms, 1))
             return
         actor = broker.get_actor(message.actor_name)
         retries = message.options.get("retries", 0)
@@ -108,7 +122,7 @@ class Retries(Middleware):
             delay_ms=delay_ms,
             error=message.options["last_error"],
         )
-        _enqueue_until_sent(broker, message.copy(), delay_ms)
+        _enqueue_until_sent(broker, message.copy(options={TICKET_OPTION: None}), delay_ms)
 
 
 def _enqueue_until_sent(broker: dramatiq.Broker, message: Any, delay_ms: int) -> None:

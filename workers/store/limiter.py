@@ -66,9 +66,11 @@ The other rules, all checked in the same script
 - A reported ``X-RateLimit-Limit`` below the configured cap lowers the cap.
 - Tickets: a refused caller that re-enqueues itself is told to come back when the next token
   after the previous waiter's frees, so a throttled backlog wakes one message per freed token,
-  each right when its token frees. A caller may come back up to ``early`` seconds before its
-  ticket and keep its place: it then waits the rest out itself (see
-  :func:`workers.flows.gate.call`), which is far more punctual than a queue's delayed delivery.
+  each right when its token frees. A caller that says which ticket it holds (``held``) keeps
+  its place in that line whenever it comes back: it may come back early and wait the rest
+  out itself (see :func:`workers.flows.gate.call`), which is far more punctual than a queue's
+  delayed delivery, and a token that frees later than its ticket said does not send it to the
+  end of the line.
 
 Hence every answer of every worker must be observed: wire ``VirtuousClient(on_rate_limit=)``
 to ``observe`` and acquire right before the call. The log costs Redis about 100 bytes per call
@@ -81,6 +83,7 @@ each script's keys share one slot.
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,6 +94,10 @@ from mapping.tenant import TenantSettings
 from workers.store.scripts import load_script
 
 Kind = Literal["push", "lookup", "pull"]
+
+# The wake-up ticket (Redis clock) the message being processed in this thread holds, if any:
+# set by the queue's middleware from the message, read by the gate.
+held_ticket: ContextVar[float | None] = ContextVar("giftsync_held_ticket", default=None)
 
 # The window is enforced this much longer, to cover grant-to-arrival spread (share of window)...
 GUARD_SHARE = 0.005
@@ -164,15 +171,15 @@ class Limiter:
         kind: Kind = "push",
         cost: int = 1,
         ticket: bool = False,
-        early: float = 0.0,
+        held: float | None = None,
     ) -> Grant:
         """Take ``cost`` call tokens for ``tenant`` now, or say how long to wait for them.
 
         With ``ticket``, a refused caller promises to come back after the wait it is given,
-        and waiters are told to wake one freed token apart (see limiter.lua); one back within
-        ``early`` seconds of its token keeps its place in that line.
+        and waiters are told to wake one freed token apart (see limiter.lua); a caller back
+        with the ticket it was given (``held``, the Redis time it was told) keeps its place.
         """
-        return self._acquire_at(tenant, kind=kind, cost=cost, now=None, ticket=ticket, early=early)
+        return self._acquire_at(tenant, kind=kind, cost=cost, now=None, ticket=ticket, held=held)
 
     def _acquire_at(
         self,
@@ -182,7 +189,7 @@ class Limiter:
         cost: int,
         now: float | None,
         ticket: bool = False,
-        early: float = 0.0,
+        held: float | None = None,
     ) -> Grant:
         # ``now`` overrides the Redis clock; only tests that replay a timeline pass it.
         if cost < 1:
@@ -204,7 +211,7 @@ class Limiter:
             "1" if ticket else "0",
             _arg(min(self._probe_seconds, window / 4)),
             _arg(guard),
-            _arg(early),
+            "1" if held is not None else "0",
         ]
         try:
             reply: Any = self._acquire(keys=keys, args=args)
