@@ -70,8 +70,10 @@ def test_a_batch_that_fails_every_retry_is_kept_listed_and_replayed(
         again = giftsync(dep, "dlq", "replay", "--tenant", "hope-shelter")
         assert again.returncode == 0, again.stderr
         wait_for(
-            lambda: dep.state_counts("hope-shelter").get("dead", 0) == 30
-            and len(json.loads(giftsync(dep, "dlq", "list", "--json").stdout)) == 1,
+            lambda: (
+                dep.state_counts("hope-shelter").get("dead", 0) == 30
+                and len(json.loads(giftsync(dep, "dlq", "list", "--json").stdout)) == 1
+            ),
             what="the replayed batch dead again",
         )
         [letter] = json.loads(giftsync(dep, "dlq", "list", "--json").stdout)

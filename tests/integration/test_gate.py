@@ -58,7 +58,16 @@ def rt(redis_url: str) -> Iterator[Runtime]:
     runtime.close()
 
 
-def test_a_token_about_to_free_is_waited_for_in_place(rt: Runtime) -> None:
+@pytest.fixture
+def holding() -> Iterator[None]:
+    """The message being processed came back with a limiter ticket."""
+    token = held_ticket.set(99.9)
+    yield
+    held_ticket.reset(token)
+
+
+@pytest.mark.usefixtures("holding")
+def test_a_waiter_back_with_its_ticket_waits_in_place_for_its_turn(rt: Runtime) -> None:
     limiter = ScriptedLimiter([0.05, 0.1])
     rt.__dict__["limiter"] = limiter
     calls: list[object] = []
@@ -71,10 +80,20 @@ def test_a_token_about_to_free_is_waited_for_in_place(rt: Runtime) -> None:
     assert gate.call(rt, TENANT, send) == "done"
     assert len(calls) == 1 and len(limiter.asked) == 3
     assert time.monotonic() - started >= 0.15
-    # Once refused, the caller holds the ticket it was given; once granted, it holds none.
-    assert [a["held"] for a in limiter.asked] == [None, 100.05, 100.1]
+    # It asks with its ticket, then with each one it is given; once granted, it holds none.
+    assert [a["held"] for a in limiter.asked] == [99.9, 100.05, 100.1]
     assert all(a["ticket"] for a in limiter.asked)
     assert held_ticket.get() is None
+
+
+def test_a_newcomer_refused_goes_back_to_the_queue_with_its_ticket(rt: Runtime) -> None:
+    limiter = ScriptedLimiter([0.05])
+    rt.__dict__["limiter"] = limiter
+    with pytest.raises(Throttled) as raised:
+        gate.call(rt, TENANT, lambda client: None)
+    assert [a["held"] for a in limiter.asked] == [None]
+    assert raised.value.ticket_at == pytest.approx(100.05)
+    assert raised.value.delay_seconds == pytest.approx(0.001)
 
 
 def test_a_longer_wait_goes_back_to_the_queue_asked_back_early(rt: Runtime) -> None:
@@ -93,6 +112,7 @@ def test_a_longer_wait_goes_back_to_the_queue_asked_back_early(rt: Runtime) -> N
     assert raised.value.ticket_at == pytest.approx(105.0)
 
 
+@pytest.mark.usefixtures("holding")
 def test_waiting_in_place_is_bounded(rt: Runtime) -> None:
     # Each wait is short, but together they pass the budget: back to the queue.
     rt.__dict__["limiter"] = ScriptedLimiter([0.25, 0.25, 0.25, 0.25])

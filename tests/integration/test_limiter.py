@@ -327,23 +327,6 @@ def test_the_others_count_lapses_at_the_reset(limiter: Limiter, unique: str) -> 
     assert not limiter._acquire_at(other, kind="push", cost=1, now=T0 + 30.01).granted
 
 
-def test_a_token_returns_a_window_after_its_answer_and_never_a_span_before_its_grant(
-    limiter: Limiter, unique: str
-) -> None:
-    settings_ = tenant(f"held-{unique}", calls_per_hour=2, rate_window_seconds=10.0)
-    guard = guard_seconds(settings_)
-    assert take(limiter, settings_, T0).granted  # answered at once
-    assert limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 1).granted
-    # ...answered 3 s later (it queued at Virtuous).
-    limiter._observe_at(settings_, remaining=None, reset_seconds=None, limit=None, now=T0 + 4)
-    # The quick one frees a span after its grant: the guard still covers its arrival.
-    assert not take(limiter, settings_, T0 + 10 + guard - 0.01).granted
-    assert take(limiter, settings_, T0 + 10 + guard + 0.01).granted
-    # The slow one frees a window after its answer, not a span after it.
-    assert not take(limiter, settings_, T0 + 14 - 0.01).granted
-    assert take(limiter, settings_, T0 + 14 + 0.01).granted
-
-
 def test_calls_in_flight_count_as_ours_only_once_answered(limiter: Limiter, unique: str) -> None:
     settings_ = tenant(f"inflight-{unique}", calls_per_hour=20, rate_window_seconds=3600.0)
     limiter._observe_at(settings_, remaining=None, reset_seconds=None, limit=None, now=T0)
@@ -463,10 +446,11 @@ def test_a_waiter_back_with_its_ticket_keeps_its_place_in_line(
         ).wait_seconds
         for _ in range(5)
     ]
-    # Back 0.4 s early with its ticket: told the next freeing, the line left as it was.
+    # Back 0.4 s early with its ticket: the line is left as it was.
     back = wakes[2] - 0.4
     kept = limiter._acquire_at(settings_, kind="push", cost=1, now=back, ticket=True, held=wakes[2])
-    assert not kept.granted and back + kept.wait_seconds <= wakes[2] + 1e-6
+    # Its own turn, not the earlier freeing another waiter holds.
+    assert not kept.granted and back + kept.wait_seconds == pytest.approx(wakes[2], abs=1e-5)
     # Back as early without a ticket: to the end of the line.
     newcomer = limiter._acquire_at(settings_, kind="push", cost=1, now=back, ticket=True)
     assert back + newcomer.wait_seconds > wakes[4]

@@ -40,7 +40,7 @@ PAUSE_SECONDS = 300
 # A throttled message is asked back this long before its token frees (more than a queue's
 # delayed delivery is usually late)...
 EARLY_WAKE_SECONDS = 0.4
-# ...and a caller refused with at most this long to wait waits in place, within this budget.
+# ...and, back with its ticket, waits in place for its turn within this budget.
 INLINE_WAIT_SECONDS = 0.8
 
 
@@ -63,10 +63,12 @@ def paused_reason(rt: Runtime, tenant_name: str) -> str | None:
 
 
 def _take_tokens(rt: Runtime, tenant: TenantSettings, kind: Kind, cost: int) -> None:
-    """Take the call's tokens, waiting in place for one about to free; else raise Throttled
-    carrying the ticket the message holds when it comes back."""
-    deadline = time.monotonic() + INLINE_WAIT_SECONDS
+    """Take the call's tokens; a caller back with its ticket waits in place for its turn, a
+    newcomer refused gets a ticket and goes back to the queue (raises Throttled)."""
     held = held_ticket.get()
+    # Only a waiter holding its place in the line waits in place: a newcomer sleeping
+    # outside the line would take tokens the line has already promised to others.
+    deadline = time.monotonic() + (INLINE_WAIT_SECONDS if held is not None else 0.0)
     while True:
         grant = rt.limiter.acquire(tenant, kind=kind, cost=cost, ticket=True, held=held)
         metrics.LIMITER_TOKENS.labels(tenant.name).set(grant.tokens_left)

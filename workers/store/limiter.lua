@@ -4,8 +4,8 @@
 -- ARGV: 1 cap, 2 window s, 3 span s (window + guard), 4 reserve share, 5 lookup share,
 --       6 is lookup (1|0), 7 cost, 8 in-flight ttl s, 9 now override ('' = Redis TIME; tests
 --       only), 10 take a wake-up ticket when refused (1|0), 11 probe hold s, 12 hold s (how
---       long the highest foreign count seen is kept), 13 holds a ticket (1|0: a waiter back,
---       early or late, with the ticket it was given keeps its place in the line)
+--       long the highest foreign count seen is kept), 13 the ticket the caller holds (epoch s;
+--       '' = none): a waiter back, early or late, with the ticket it was given keeps its place
 -- Invariant: every grant is logged at its time; a grant at t needs the calls logged in
 -- (t - span, t] plus `cost` to fit in cap - reserve - foreign, so no half-open interval of
 -- length span ever holds more than the cap (lookups and pulls also fit their own log under
@@ -27,7 +27,7 @@ local is_lookup, cost = ARGV[6] == '1', tonumber(ARGV[7])
 local inflight_ttl = tonumber(ARGV[8])
 local ticketed = ARGV[10] == '1'
 local probe, hold = tonumber(ARGV[11]), tonumber(ARGV[12])
-local holder = ARGV[13] == '1'
+local held = tonumber(ARGV[13])
 
 local now
 if ARGV[9] ~= '' then
@@ -152,10 +152,15 @@ if refused then
     -- A call not answered yet frees its token a span after its answer: about `rtt` later.
     local rtt = tonumber(st[11]) or 0
     -- A caller a moment before a freeing (a waiter back a little early) waits for that one
-    -- rather than joining the end of the line; so does a waiter holding its ticket, however
-    -- far the next freeing is (its token may free later than its ticket said).
+    -- rather than joining the end of the line.
     local near = math.max(0.05, 2 * rtt)
-    if short and last and last + EPS >= ticket and wait > near and not holder then
+    if held then
+      -- A waiter back with its ticket keeps its place: it waits for its own turn (not a
+      -- token freeing earlier, an earlier waiter's), or for the next freeing when its token
+      -- frees later than its ticket said; it takes a token free right now, as anyone may.
+      ticket = math.max(ticket, held)
+      wait = ticket - now
+    elseif short and last and last + EPS >= ticket and wait > near then
       -- Wake with the first token freeing after the previous waiter's.
       local key, size = log, math.max(1, top)
       if is_lookup then key, size = llog, lcap end

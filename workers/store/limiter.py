@@ -29,14 +29,9 @@ grant still lies in a span the log accounts for. ``g = clamp(0.5% of W, 0.25 s, 
 A token is held from the answer, not the grant
 ----------------------------------------------
 Virtuous counts a call when it arrives, which may be well after its grant when a burst queues
-at the server. Every answer observed moves one call's log entry to ``g`` before the answer's
-time, if that is later than where it stands, so its token returns a window after the answer
-(the call surely arrived by then) and never sooner than a span after its grant. The proof
-above holds with it: a call answered by ``t`` arrived at or before its answer, and its entry
-lies after ``answer - g``; a call still in flight at ``t`` keeps an entry at or after its grant,
-and arrives within ``g`` of it. Answers are matched to calls first-in first-out, and the call
-whose entry moves may be an older one still in flight: its entry stays at or after its grant,
-which the guard covers.
+at the server. Every answer observed moves one call's log entry from its grant time to the
+answer's time (the call surely arrived by then), so its token returns a span after the
+answer. Entries only ever move later, so the guarantee above holds as it is.
 
 Virtuous's headers reveal only the others
 -----------------------------------------
@@ -211,7 +206,7 @@ class Limiter:
             "1" if ticket else "0",
             _arg(min(self._probe_seconds, window / 4)),
             _arg(guard),
-            "1" if held is not None else "0",
+            _arg(held),
         ]
         try:
             reply: Any = self._acquire(keys=keys, args=args)
@@ -281,8 +276,7 @@ class Limiter:
     def grant_times(self, tenant: TenantSettings) -> list[tuple[str, float, float]]:
         """(call id, grant time, held from) of every call still holding a token, oldest first.
 
-        A call holds its token from its grant until it is answered, then from ``g`` before its
-        answer (freed a window after the answer), whichever is later."""
+        A call holds its token from its grant until it is answered, then from its answer."""
         rows: Any = self._redis.zrange(self._key(tenant.name, "calls"), 0, -1, withscores=True)
         out = []
         for member, score in rows:

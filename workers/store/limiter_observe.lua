@@ -28,16 +28,13 @@ local function g(x) return string.format('%.17g', x) end
 
 -- This answer's own call is no longer in flight; FIFO is exact enough because every in-flight
 -- call is counted the same, whichever one answered. The call reached Virtuous by now, so its
--- token is held until a window after now (logged at now - guard, freed a span later) rather
--- than grant + span: a call that queued on its way (a burst waits its turn at the server)
--- still leaves Virtuous's window before its token returns, and a quick answer does not pay
--- for the guard on top of its round trip. Never earlier than its grant (GT): the entry moved
--- may be an older call still in flight, which the guard still covers.
+-- token is held until now + span rather than grant + span: a call that queued on its way (a
+-- burst waits its turn at the server) still leaves Virtuous's window before its token returns.
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
 local popped = redis.call('ZPOPMIN', inflight)
 if popped[1] then
-  redis.call('ZADD', log, 'XX', 'GT', g(now - hold), popped[1])
-  redis.call('ZADD', llog, 'XX', 'GT', g(now - hold), popped[1])
+  redis.call('ZADD', log, 'XX', 'GT', g(now), popped[1])
+  redis.call('ZADD', llog, 'XX', 'GT', g(now), popped[1])
   -- How long calls take to be answered (a moving average), for wake-up tickets.
   local took = now - tonumber(popped[2])
   if took >= 0 and took < window then
