@@ -36,6 +36,8 @@ def test_calls_per_window_start_at_the_first_call() -> None:
     # Windows of 4 s from t=1.5: [1.5, 5.5) 5 calls, [5.5, 9.5) 4, [9.5, 13.5) 0, then 1.
     assert _per_window(samples, 4.0) == [5, 4, 0, 1]
     assert _per_window([(0.0, 3), (1.0, 3)], 4.0) == []
+    # Windows after the last call are left out.
+    assert _per_window([*samples, (20.0, 17), (30.0, 17)], 4.0) == [5, 4, 0, 1]
 
 
 def test_repeats_count_extra_entries_and_missing_ids() -> None:
