@@ -1,9 +1,16 @@
-"""The pure helpers of the several-hosts benchmark: reading ss, counting per window, repeats."""
+"""The several-hosts benchmark's pure helpers (reading ss, counting per window, repeats) and
+what it reports where it cannot make its hosts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from benchmarks import hosts
 from benchmarks.hosts import _per_window, _repeats
-from benchmarks.netns import awaiting_answer
+from benchmarks.netns import HostsUnavailable, awaiting_answer
 
 # Two connections as `ss -tniH` prints them: an address line, then the info line.
 IDLE = (
@@ -43,3 +50,20 @@ def test_calls_per_window_start_at_the_first_call() -> None:
 def test_repeats_count_extra_entries_and_missing_ids() -> None:
     present, duplicates, lost = _repeats(["1", "2", "2", "2", "4"], {"1", "2", "3", "4"})
     assert (present, duplicates, lost) == (3, 2, 1)
+
+
+def test_without_hosts_every_figure_reads_skipped_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @contextmanager
+    def no_network(count: int) -> Iterator[None]:
+        raise HostsUnavailable("network namespaces need root (ip netns add)")
+        yield
+
+    monkeypatch.setattr(hosts, "network", no_network)
+    result = hosts.run(quick=True)
+    assert [f.label for f in result.figures] == list(hosts.FIGURES)
+    assert {f.text() for f in result.figures} == {f"{label}: skipped" for label in hosts.FIGURES}
+    assert result.notes == [
+        "skipped: the hosts could not be made: network namespaces need root (ip netns add)"
+    ]
