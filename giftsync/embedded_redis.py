@@ -110,17 +110,29 @@ def start_embedded_redis(
         args += ["--protected-mode", "no"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     server = EmbeddedRedis(port, process, workdir, host)
-    client = redis.Redis(host=host, port=port, socket_connect_timeout=0.2)
+    try:
+        _await_ping(server)
+    except BaseException:
+        # Whatever stopped the start (a refusal, an interrupt) must not leave a server behind.
+        server.stop()
+        raise
+    return server
+
+
+def _await_ping(server: EmbeddedRedis) -> None:
+    client = redis.Redis(host=server.host, port=server.port, socket_connect_timeout=0.2)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise EmbeddedRedisError(f"redis-server exited at start: {error.strip()[:300]}")
-        try:
-            if client.ping():
-                client.close()
-                return server
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    server.stop()
-    raise EmbeddedRedisError(f"redis-server did not answer on port {port} within 10 s")
+    try:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                stderr = server.process.stderr
+                error = stderr.read().decode(errors="replace") if stderr else ""
+                raise EmbeddedRedisError(f"redis-server exited at start: {error.strip()[:300]}")
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+    finally:
+        client.close()
+    raise EmbeddedRedisError(f"redis-server did not answer on port {server.port} within 10 s")
