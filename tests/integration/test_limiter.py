@@ -327,6 +327,26 @@ def test_the_others_count_lapses_at_the_reset(limiter: Limiter, unique: str) -> 
     assert not limiter._acquire_at(other, kind="push", cost=1, now=T0 + 30.01).granted
 
 
+def test_a_call_granted_before_the_window_is_not_counted_as_ours_in_it(
+    limiter: Limiter, unique: str
+) -> None:
+    # Virtuous counts arrivals: a call granted before the window started arrived before it,
+    # even if answered inside it; taking it for ours would understate the others.
+    settings_ = tenant(f"edge-{unique}", calls_per_hour=10, rate_window_seconds=10.0)
+    assert limiter._acquire_at(settings_, kind="push", cost=1, now=T0).granted
+    limiter._observe_at(settings_, remaining=None, reset_seconds=None, limit=None, now=T0 + 0.5)
+    assert limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 10.1).granted
+    # Virtuous counts 5 in its window: the call of T0 + 10.1 and 4 of the others'.
+    limiter._observe_at(settings_, remaining=5, reset_seconds=None, limit=10, now=T0 + 10.2)
+    now = T0 + 10.3
+    granted = 0
+    while limiter._acquire_at(settings_, kind="push", cost=1, now=now).granted:
+        granted += 1
+        now += 0.001
+    # 10 - 4 others - 2 of ours still in the span.
+    assert granted == 4
+
+
 def test_calls_in_flight_count_as_ours_only_once_answered(limiter: Limiter, unique: str) -> None:
     settings_ = tenant(f"inflight-{unique}", calls_per_hour=20, rate_window_seconds=3600.0)
     limiter._observe_at(settings_, remaining=None, reset_seconds=None, limit=None, now=T0)

@@ -42,8 +42,9 @@ integrations of the organisation spend, and the bucket shrinks by that much. The
 no reset header and no particular meaning of it: the count stays valid until the answer's
 ``X-RateLimit-Reset`` if one is sent (whether that is when the rolling window empties, when the
 next call frees up, or the end of a fixed window, some counted calls leave then), and never
-longer than a window. Calls still in flight are not subtracted (they may not have arrived), so
-the others' spend is overstated, never understated, and the highest count of the last ``g``
+longer than a window. Calls still in flight are not subtracted (they may not have arrived), nor
+are answered ones granted before the window began (they arrived before it), so the others'
+spend is overstated, never understated, and the highest count of the last ``g``
 seconds is kept, so answers that overtake one another cannot lower it. With no valid count (no
 answer yet, or it lapsed) the limiter probes: one call at a time, each awaited up to
 ``PROBE_SECONDS``, until an answer says what the others spend; a backlog starting into an

@@ -25,6 +25,8 @@ else
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local function g(x) return string.format('%.17g', x) end
+-- How far past the window's start answered calls are checked for having arrived before it.
+local EDGE_SECONDS = math.min(window / 4, 5)
 
 -- This answer's own call is no longer in flight; FIFO is exact enough because every in-flight
 -- call is counted the same, whichever one answered. The call reached Virtuous by now, so its
@@ -52,7 +54,17 @@ end
 
 local foreign, ends = 0, now + window
 if remaining then
-  local own = redis.call('ZCOUNT', log, '(' .. g(now - window), '+inf')
+  local edge = now - window
+  local own = redis.call('ZCOUNT', log, '(' .. g(edge), '+inf')
+  -- A call answered inside the window may have arrived before it, so Virtuous no longer
+  -- counts it: counting it as ours would understate the others. Those granted before the
+  -- window's start are not counted (a call arrives after its grant); only recent answers are
+  -- looked at, which covers every answer slower than the span looked at only partly.
+  local straddling = redis.call('ZRANGEBYSCORE', log, '(' .. g(edge), g(edge + EDGE_SECONDS))
+  for _, member in ipairs(straddling) do
+    local granted = tonumber(string.match(member, '^[^:]+'))
+    if granted and granted <= edge then own = own - 1 end
+  end
   foreign = math.max(0, cap - math.floor(remaining) - math.max(0, own - pending))
   if reset then
     local at = reset > 1000000000 and reset or now + reset
