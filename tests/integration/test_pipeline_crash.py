@@ -1,8 +1,10 @@
-"""Crash safety: SIGKILL the workers mid-flush and mid-send; every gift still arrives once."""
+"""Crash safety: SIGKILL the workers mid-flush and mid-send, lose a batch's message; every gift
+still arrives once."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -14,6 +16,9 @@ from giftsync.waiting import wait_for
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
 from tests.integration.test_pipeline_batch import events_for, import_entries
+from workers.flows import intake
+from workers.runtime import runtime
+from workers.store.batches import SILENT_OWNER_MS
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +122,49 @@ def test_a_killed_workers_message_comes_back_within_the_heartbeat_timeout(
         print(f"\na killed worker's message came back and was sent after {returned:.1f}s")
         # Heartbeat timeout, plus at most one scheduler maintenance period, plus the send.
         assert returned < heartbeat_ms / 1000 + 5 + 10
+
+
+def test_a_batch_whose_message_was_lost_gets_a_new_owner(tmp_path: Path, redis_url: str) -> None:
+    tenants = lambda url: tenant_table("hope-shelter", url, "VIRTUOUS_TOKEN_HOPE")  # noqa: E731
+    with deployment(tmp_path, redis_url, tenants=tenants) as dep:
+        rt = runtime()
+        intake.run(rt, events_for(("hope-shelter",), 5))
+        tenant = rt.settings.tenant("hope-shelter")
+        # Cut and marked enqueued, but its message never reaches a worker, and no attempt was
+        # made since, longer ago than a live owner ever stays silent.
+        lost = rt.batcher.cut(tenant, str(uuid.uuid4()), force=True)
+        assert lost is not None
+        rt.batcher.mark_enqueued(lost)
+        long_ago = rt.batcher.server_ms() - SILENT_OWNER_MS - 60_000
+        dep.redis.hset(dep.key("batch", lost), "created_ms", long_ago)
+        dep.redis.zadd(dep.key("batches", "unsent"), {lost: long_ago})
+
+        dep.start_worker(processes=1, threads=2)
+        wait_for(
+            lambda: dep.state_counts("hope-shelter").get("submitted", 0) == 5,
+            timeout=60,
+            what="the lost batch sent by its new owner",
+        )
+        assert Counter(e["transactionId"] for e in import_entries(dep)) == Counter(
+            str(i) for i in range(1, 6)
+        )
+
+
+def test_an_owner_that_tries_again_keeps_its_batch(tmp_path: Path, redis_url: str) -> None:
+    tenants = lambda url: tenant_table("hope-shelter", url, "VIRTUOUS_TOKEN_HOPE")  # noqa: E731
+    with deployment(tmp_path, redis_url, tenants=tenants):
+        rt = runtime()
+        intake.run(rt, events_for(("hope-shelter",), 3))
+        owner = str(uuid.uuid4())
+        batch = rt.batcher.cut(rt.settings.tenant("hope-shelter"), owner, force=True)
+        assert batch is not None
+        rt.batcher.mark_enqueued(batch)
+        later = rt.batcher.server_ms() + SILENT_OWNER_MS + 1
+        assert rt.batcher.adoptable(later) == [(batch, "")]
+        # The owner runs between the sweep's look and its re-own: the sweep stands down.
+        assert rt.batcher.attempt(batch, owner)
+        assert not rt.batcher.reown(batch, str(uuid.uuid4()), "")
+        [(_, seen)] = rt.batcher.adoptable(later + SILENT_OWNER_MS)
+        assert rt.batcher.reown(batch, str(uuid.uuid4()), seen)
+        # Once re-owned, the old owner no longer sends it.
+        assert not rt.batcher.attempt(batch, owner)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from redis import SSLConnection
 from redis.sentinel import SentinelConnectionPool
 
 from benchmarks.deployment import tenant_table
@@ -35,6 +36,18 @@ def test_sentinels_are_parsed_and_the_client_asks_them_for_the_primary(tmp_path:
     assert pool.service_name == "giftsync"
     assert pool.connection_kwargs["db"] == 3 and pool.connection_kwargs["password"] == "pw"
     assert "pw" not in where(found)
+    client.close()
+
+
+def test_through_sentinel_tls_is_kept(tmp_path: Path) -> None:
+    found = settings(
+        tmp_path,
+        REDIS_URL="rediss://:pw@ignored:1/0",
+        REDIS_SENTINELS="10.0.0.1:26379",
+        REDIS_SENTINEL_MASTER="giftsync",
+    )
+    client = connect(found)
+    assert issubclass(client.connection_pool.connection_class, SSLConnection)
     client.close()
 
 

@@ -40,7 +40,7 @@ def run(rt: Runtime, tenant: TenantSettings, batch_id: str, owner: str) -> str:
     batch = rt.batcher.load(batch_id)
     if batch is None or batch.state != "pending":
         return "already_settled"
-    if batch.owner != owner:
+    if batch.owner != owner or not rt.batcher.attempt(batch_id, owner):
         log.info("batch_owned_elsewhere", owner=batch.owner)
         return "owned_elsewhere"
     return send(rt, tenant, batch, owner)

@@ -3,8 +3,9 @@
 Every tick it cuts the batches whose oldest entry has waited the tenant's max wait, runs
 the broker's maintenance (so a killed worker's messages come back within about the
 heartbeat timeout, not whenever a random command happens to run it), and gives orphaned
-batches (cut, never enqueued: a crash between the two) a new owning message. Later ticks add
-the reconcile sweep and the pulls.
+batches a new owning message: cut but never enqueued (a crash between the two), or enqueued
+but with an owner silent for hours (its message was lost). Later ticks add the reconcile
+sweep and the pulls.
 
 Several schedulers may run at once (one per worker pod): each step is atomic or idempotent, so
 they only duplicate a little work.
@@ -76,14 +77,16 @@ class Scheduler:
         run_maintenance(get_broker(), QUEUES)
 
     def adopt_orphans(self) -> None:
-        """Enqueue a new owner for every batch whose message never reached the queue."""
+        """Enqueue a new owner for every batch whose message never reached the queue or was
+        lost."""
         batcher = self.rt.batcher
-        for batch_id in batcher.orphans(batcher.server_ms()):
+        for batch_id, seen in batcher.adoptable(batcher.server_ms()):
             batch = batcher.load(batch_id)
             if batch is None or batch.state != "pending":
                 continue
             owner = str(uuid.uuid4())
-            batcher.reown(batch_id, owner)
+            if not batcher.reown(batch_id, owner, seen):
+                continue
             messages.enqueue(messages.send_batch(batch.tenant, batch_id, owner))
             batcher.mark_enqueued(batch_id)
             log.warning("orphan_batch_adopted", batch_id=batch_id)

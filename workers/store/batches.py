@@ -6,8 +6,10 @@ Lua script, so a worker killed at any instruction leaves every entry in exactly 
 
 A batch names the one dramatiq message allowed to send it (its *owner*). The message id is
 chosen before the batch is cut and the message is enqueued right after; if the process dies
-in between, :meth:`Batcher.orphans` finds the batch (never enqueued, old enough) and the
-scheduler gives it a new owner and message. A stale owner that runs later sees it no longer
+in between, :meth:`Batcher.adoptable` finds the batch (never enqueued, old enough) and the
+scheduler gives it a new owner and message. Each attempt of the owner is noted on the batch,
+so a batch whose message was lost after it was enqueued is found the same way: its owner has
+not tried to send it for ``SILENT_OWNER_MS``. A stale owner that runs later sees it no longer
 owns the batch and does nothing, so two messages never both send it.
 """
 
@@ -26,6 +28,10 @@ from workers.store.scripts import decode, load_script
 BATCH_SIZE = 100
 # A batch not marked enqueued this long after it was cut is an orphan of a crash.
 ORPHAN_GRACE_MS = 30_000
+# A pending batch whose owner has not tried to send it for this long lost its message. Longer
+# than any wait a live owner is put through (the limiter's hourly window, a retry's backoff,
+# a paused tenant), so only a lost owner is replaced.
+SILENT_OWNER_MS = 2 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class Batcher:
         self._flush = load_script(client, "batches_flush.lua")
         self._settle = load_script(client, "batches_settle.lua")
         self._split = load_script(client, "batches_split.lua")
+        self._attempt = load_script(client, "batches_attempt.lua")
+        self._reown = load_script(client, "batches_reown.lua")
 
     def cut(self, tenant: TenantSettings, owner: str, *, force: bool = False) -> str | None:
         """Cut one batch for ``tenant`` if one is due (or ``force``); returns its id."""
@@ -168,12 +176,25 @@ class Batcher:
         )
         return list(decode(result)) if result else []
 
-    def reown(self, batch_id: str, owner: str) -> None:
-        """Give an orphaned batch a new owner (the old message, if it ever runs, stands down)."""
-        self._redis.hset(self.keys.batch(batch_id), mapping={"owner": owner, "enqueued": "0"})
+    def attempt(self, batch_id: str, owner: str) -> bool:
+        """Note that ``owner`` is sending the batch now; False (nothing noted) when the batch
+        is settled or someone else's."""
+        return bool(self._attempt(keys=[self.keys.batch(batch_id)], args=[owner]))
 
-    def orphans(self, now_ms: int, grace_ms: int = ORPHAN_GRACE_MS) -> list[str]:
-        """Unsettled batches cut more than ``grace_ms`` ago whose message was never enqueued."""
+    def reown(self, batch_id: str, owner: str, seen: str) -> bool:
+        """Give a batch a new owner (the old message, if it ever runs, stands down), unless its
+        owner tried to send it since ``seen`` (its ``tried_ms`` as :meth:`adoptable` saw it)."""
+        return bool(self._reown(keys=[self.keys.batch(batch_id)], args=[owner, seen]))
+
+    def adoptable(
+        self,
+        now_ms: int,
+        grace_ms: int = ORPHAN_GRACE_MS,
+        silent_ms: int = SILENT_OWNER_MS,
+    ) -> list[tuple[str, str]]:
+        """Unsettled batches whose message never reached the queue (cut more than ``grace_ms``
+        ago, never marked enqueued) or was lost (no attempt, nor cut, for ``silent_ms``), each
+        with its ``tried_ms`` as seen, for :meth:`reown`."""
         candidates = decode(
             self._redis.zrangebyscore(self.keys.unsent_batches, "-inf", now_ms - grace_ms)
         )
@@ -181,9 +202,13 @@ class Batcher:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for batch_id in candidates:
-            pipe.hget(self.keys.batch(batch_id), "enqueued")
-        flags = pipe.execute()
-        return [b for b, flag in zip(candidates, flags, strict=True) if flag != b"1"]
+            pipe.hmget(self.keys.batch(batch_id), ["enqueued", "created_ms", "tried_ms"])
+        found = []
+        for batch_id, (enqueued, created, tried) in zip(candidates, pipe.execute(), strict=True):
+            last = max(int(created or 0), int(tried or 0))
+            if enqueued != b"1" or last <= now_ms - silent_ms:
+                found.append((batch_id, decode(tried) or ""))
+        return found
 
     def buffer_size(self, tenant: str) -> int:
         """Entries waiting in a tenant's buffer."""

@@ -1,11 +1,11 @@
 """Every Redis client of the project, and writes that return only once a replica has them.
 
 :func:`connect` is the one place a Redis client is built. With ``REDIS_SENTINELS`` set it asks
-the Sentinels for the service's primary (redis-py's ``master_for``): a connection that finds
-the primary gone, or finds it demoted (``READONLY``), asks again, so a failover needs no
-restart. Either way every command retries connection errors with backoff for about
-``GIFTSYNC_REDIS_FAILOVER_SECONDS``, which is how long a failover may take to surface a new
-primary.
+the Sentinels for the service's primary (redis-py's ``master_for``) every time it opens a
+socket: a connection that finds the primary gone, or finds it demoted (``READONLY``), asks
+again before its retry, so a failover needs no restart. Either way every command retries
+connection errors with backoff for about ``GIFTSYNC_REDIS_FAILOVER_SECONDS``, which is how long
+a failover may take to surface a new primary.
 
 :class:`Durability` makes a write safe to acknowledge: the write and a ``WAIT`` travel on one
 connection (``WAIT`` counts the replicas holding *that connection's* writes, so it must follow
@@ -27,7 +27,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
 from redis.exceptions import ReadOnlyError
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from giftsync.settings import Settings
 
@@ -80,6 +80,32 @@ class _NoticingRetry(Retry):
         return super().call_with_retry(do, noticing, is_retryable, with_failure_count)
 
 
+class _PrimaryConnection(SentinelManagedConnection):
+    """A connection to the service's primary that asks the Sentinels where it is every time it
+    opens a socket.
+
+    redis-py asks only when the pool hands a connection out: a command retried after its
+    connection broke reopens the socket at the address it had, the dead primary's. The
+    operator brings that node back empty, and it serves reads and writes as a primary until
+    Sentinel demotes it seconds later; a retry landing there would read nothing (an actor would
+    find nothing to send and its message would be acknowledged) and write what the node's
+    resync then wipes.
+    """
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if self._sock is None and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(
+            check_health=check_health, retry_socket_connect=retry_socket_connect
+        )
+
+
+class _PrimarySSLConnection(_PrimaryConnection, redis.SSLConnection):
+    """:class:`_PrimaryConnection` over TLS."""
+
+
 def _retry(settings: Settings, retry: bool) -> Retry:
     if not retry or settings.redis_failover_seconds <= 0:
         return _NoticingRetry(NoBackoff(), 0)
@@ -118,8 +144,8 @@ def connect(
     for name in ("db", "username", "password"):
         if name in target:
             options[name] = target[name]
-    if target.get("connection_class") is redis.SSLConnection:
-        options["ssl"] = True
+    ssl = target.get("connection_class") is redis.SSLConnection
+    options["connection_class"] = _PrimarySSLConnection if ssl else _PrimaryConnection
     sentinel_options: dict[str, Any] = {
         "socket_timeout": connect_timeout,
         "socket_connect_timeout": connect_timeout,
