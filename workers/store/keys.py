@@ -76,12 +76,13 @@ class Keys:
         return f"{self.prefix}:batches:unsent"
 
     def tenant_batches(self, tenant: str) -> str:
-        """ZSET: every batch id of a tenant -> created ms."""
+        """ZSET: every batch id of a tenant -> created ms (until retention.py deletes it)."""
         return f"{self.prefix}:batches:{tenant}"
 
     @property
     def writeback(self) -> str:
-        """STREAM: every outcome, for the platform to read with a consumer group."""
+        """STREAM: every outcome, for the platform to read with a consumer group; entries
+        older than the retention are trimmed (retention.py)."""
         return f"{self.prefix}:writeback"
 
     @property
