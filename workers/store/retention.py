@@ -1,10 +1,10 @@
 """Retention: what giftsync holds about finished work goes after ``GIFTSYNC_RETENTION_DAYS``.
 
 A record at rest (a TERMINAL state: ``confirmed``, ``sent``, ``skipped``, ``quarantined``)
-that nothing changed for the retention is *expired*: its hash is cut down to a tombstone
-(state ``expired``, version, applied version, Virtuous id; no payload, entry, reason or error,
-so no donor's name, email, phone or address), its count moves to ``expired`` and it leaves the
-quarantine, unconfirmed, review and recheck indexes, all in one script
+that nothing changed for the retention is *expired*: its hash becomes a tombstone (state
+``expired``, its versions, ids and timestamps; no event, entry, reason or error, so no donor's
+name, email, phone or address), its count moves to ``expired`` and it leaves the quarantine,
+unconfirmed, review and recheck indexes, all in one script
 (``retention_records.lua``). A batch settled before the cutoff loses its body and entries and,
 once none of its records still needs it, everything else (``retention_batches.lua``). Writeback
 stream entries older than the cutoff are trimmed. Nothing that is not at rest ever expires.
