@@ -1,9 +1,9 @@
 """``giftsync doctor``: can this deployment run? Every problem found, in plain words.
 
 It checks, in order: the settings (every problem the env vars and the tenants file hold, and
-each secret env var a tenant names but the environment lacks), Redis (reachable; warnings for
-settings that lose data: no AOF, an eviction policy), the clock (this machine against Redis
-``TIME``), and each tenant's Virtuous token with one cheap authenticated call:
+each secret env var a tenant names but the environment lacks), Redis (reachable; a warning for
+no AOF; a failure for any eviction policy but ``noeviction``), the clock (this machine against
+Redis ``TIME``), and each tenant's Virtuous token with one cheap authenticated call:
 ``GET /api/Gift/{transactionSource}/giftsync-doctor-probe``, where 404 means the token was
 accepted and 401/403 that it was refused. The probe takes a token from the tenant's shared
 limiter like any other lookup, so it never pushes a tenant over its cap.
@@ -54,6 +54,7 @@ ROLE_NEEDS: dict[str, frozenset[str]] = {
 }
 ROLES = tuple(ROLE_NEEDS)
 # Eviction policies that may drop keys without a TTL: queued messages, the ledger, buffers.
+# Every other policy but noeviction drops keys with one (locks, leases): it fails too.
 LOSES_QUEUE_DATA = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
 # The transactionId the token probe asks for: one no gift will ever have.
@@ -191,10 +192,11 @@ def check_redis(settings: Settings) -> tuple[redis.Redis | None, list[Finding]]:
         found.append(Finding("redis", "fail", detail))
     elif policy is not None and policy != "noeviction":
         detail = (
-            f"maxmemory-policy is {policy}: under memory pressure Redis may drop keys with a "
-            "TTL (locks, leases, limiter windows, expiring records) early (use noeviction)"
+            f"maxmemory-policy is {policy}: under memory pressure Redis drops keys with a TTL "
+            "early: a record's send lock (two workers could then create one gift twice), "
+            "a 429 block or 401 pause, pull leases, replay protection (use noeviction)"
         )
-        found.append(Finding("redis", "warn", detail))
+        found.append(Finding("redis", "fail", detail))
     return client, found
 
 

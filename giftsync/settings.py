@@ -8,6 +8,7 @@ ever holds one.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -79,6 +80,9 @@ class Settings:
     # How long a Redis command keeps retrying through a failover (connection lost, no primary
     # yet, a read-only former primary) before the error surfaces.
     redis_failover_seconds: float = 30.0
+    # Records at rest, settled batches and writeback entries expire after this many days
+    # (GIFTSYNC_RETENTION_DAYS; 0 keeps everything forever).
+    retention_days: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def tenant(self, name: str) -> TenantSettings:
@@ -175,6 +179,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sentinels = _sentinels(env, problems)
     timeout = _float(env, "GIFTSYNC_VIRTUOUS_TIMEOUT_SECONDS", 30.0, problems)
     reconcile_every = _float(env, "GIFTSYNC_RECONCILE_EVERY_SECONDS", 60.0, problems)
+    retention_days = _float(env, "GIFTSYNC_RETENTION_DAYS", 30.0, problems)
+    if not math.isfinite(retention_days) or retention_days < 0:
+        problems.append(
+            "GIFTSYNC_RETENTION_DAYS must be a number of days, 0 or more (0 keeps everything)"
+        )
     tenants: dict[str, TenantSettings] = {}
     try:
         tenants = load_tenants(config_path)
@@ -202,6 +211,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_sentinels=sentinels,
         redis_sentinel_master=(env.get("REDIS_SENTINEL_MASTER") or None) if sentinels else None,
         redis_failover_seconds=failover_seconds,
+        retention_days=retention_days,
         env=env,
         **numbers,
     )

@@ -24,6 +24,7 @@ from workers.store.keys import Keys
 from workers.store.ledger import Ledger
 from workers.store.limiter import Limiter
 from workers.store.related import RelatedRecords
+from workers.store.retention import DAY_MS, Retention
 from workers.virtuous.client import RateLimitInfo, VirtuousClient
 
 
@@ -62,6 +63,10 @@ class Runtime:
     @cached_property
     def cursors(self) -> PullCursors:
         return PullCursors(self.redis, self.keys)
+
+    @cached_property
+    def retention(self) -> Retention:
+        return Retention(self.redis, self.keys, round(self.settings.retention_days * DAY_MS))
 
     @cached_property
     def limiter(self) -> Limiter:

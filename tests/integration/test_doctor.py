@@ -162,9 +162,15 @@ def test_each_role_checks_only_what_it_needs(dep: Deployment) -> None:
 
 @pytest.mark.parametrize(
     ("policy", "status"),
-    [("allkeys-lru", "fail"), ("volatile-lru", "warn"), ("noeviction", None)],
+    [
+        ("allkeys-lru", "fail"),
+        ("allkeys-random", "fail"),
+        ("volatile-lru", "fail"),
+        ("volatile-ttl", "fail"),
+        ("noeviction", None),
+    ],
 )
-def test_an_eviction_policy_that_drops_queue_data_fails(
+def test_any_eviction_policy_but_noeviction_fails(
     policy: str, status: str | None, tmp_path: Path
 ) -> None:
     from giftsync.doctor import check_redis

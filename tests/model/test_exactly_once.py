@@ -6,9 +6,12 @@ against :mod:`tests.model.virtuous_model`, through random interleavings of: publ
 version, a refund, an edit, a stale or duplicate or out-of-order version; cutting batches;
 sending with the answer 200, 400 (a refused entry) or lost; imports and gift-created deliveries
 (genuine, for a record in the wrong state, and of other event types); lookups; dead letters and
-replays. Messages are kept in a list the machine delivers in any order, as several workers would.
+replays; the retention sweep expiring every record at rest (so stale versions and newer ones
+also meet tombstones). Messages are kept in a list the machine delivers in any order, as several
+workers would.
 
-Invariants: never two Gifts for one transaction, at any step. At quiescence (everything
+Invariants: never two Gifts for one transaction, and the state counts equal the records'
+states, at any step. At quiescence (everything
 delivered, imported and confirmed): each transaction whose newest version is sendable is one
 Gift at that version's amount (a refund: no Gift or a zeroed one), and every record rests in
 a terminal state with nothing scheduled.
@@ -46,7 +49,8 @@ pytestmark = pytest.mark.integration
 TENANT = "model-org"
 RECORDS = (1, 2, 3)
 AMOUNTS = (5000, 7500, 1313)  # 1313 cents is the model's refused amount
-TERMINAL = {"confirmed", "sent", "skipped", "quarantined"}
+# At rest, or expired from rest by the retention sweep.
+TERMINAL = {"confirmed", "sent", "skipped", "quarantined", "expired"}
 BASE = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SCHEDULES = int(os.environ.get("GIFTSYNC_MODEL_SCHEDULES", "2000"))
 
@@ -279,6 +283,14 @@ class ExactlyOnce(RuleBasedStateMachine):
             return batch.members if batch and batch.state == "pending" else []
         return [str(message.kwargs["member"])]
 
+    # Retention
+
+    @rule()
+    def retention_sweep(self) -> None:
+        # A clock past the retention: every record at rest expires now.
+        retention = self.rt.retention
+        retention.sweep([TENANT], now_ms=retention.server_ms() + retention.retention_ms + 1)
+
     # Checks
 
     def _record(self, record: int) -> dict[str, str]:
@@ -288,6 +300,15 @@ class ExactlyOnce(RuleBasedStateMachine):
     def never_two_gifts_for_one_transaction(self) -> None:
         duplicates = {tx: n for tx, n in self.virtuous.made.items() if n > 1}
         assert not duplicates, f"duplicate Gifts: {duplicates}"
+
+    @invariant()
+    def counts_are_the_records_states(self) -> None:
+        states: dict[str, int] = {}
+        for record in RECORDS:
+            state = self._record(record).get("state")
+            if state is not None:
+                states[state] = states.get(state, 0) + 1
+        assert self.rt.ledger.state_counts(TENANT) == states
 
     def drain(self) -> None:
         for _ in range(60):

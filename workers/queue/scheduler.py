@@ -5,7 +5,7 @@ the broker's maintenance (so a killed worker's messages come back within about t
 heartbeat timeout, not whenever a random command happens to run it), and gives orphaned
 batches a new owning message: cut but never enqueued (a crash between the two), or enqueued
 but with an owner silent for hours (its message was lost). Later ticks add the reconcile
-sweep and the pulls.
+sweep, the pulls and the retention sweep (``workers/store/retention.py``).
 
 Several schedulers may run at once (one per worker pod): each step is atomic or idempotent, so
 they only duplicate a little work.
@@ -39,6 +39,8 @@ MAINTENANCE_EVERY_SECONDS = 5.0
 ORPHANS_EVERY_SECONDS = 10.0
 # How often each tenant's pulls are checked for being due (each runs every pull_interval_seconds).
 PULLS_EVERY_SECONDS = 1.0
+# How often what has been at rest longer than the retention is expired (retention is in days).
+RETENTION_EVERY_SECONDS = 60.0
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Scheduler:
             _Periodic(ORPHANS_EVERY_SECONDS, self.adopt_orphans, "orphans"),
             _Periodic(self.rt.settings.reconcile_every_seconds, self.reconcile, "reconcile"),
             _Periodic(PULLS_EVERY_SECONDS, self.schedule_pulls, "pulls"),
+            _Periodic(RETENTION_EVERY_SECONDS, self.expire_old, "retention"),
         ]
 
     def flush_due(self) -> None:
@@ -103,6 +106,19 @@ class Scheduler:
                 message = messages.pull(kind, name)
                 if pull.claim_schedule(self.rt, tenant, kind, message.message_id):
                     messages.enqueue(message)
+
+    def expire_old(self) -> None:
+        """Expire records, batches and writeback entries at rest longer than the retention."""
+        swept = self.rt.retention.sweep(sorted(self.rt.settings.tenants))
+        if swept.anything:
+            log.info(
+                "retention_swept",
+                records=swept.records,
+                batches=swept.batches,
+                writeback=swept.writeback,
+                indexed=swept.indexed,
+                complete=swept.complete,
+            )
 
     def tick(self) -> None:
         """Run every task that is due; a failing task is logged and retried next time."""

@@ -119,13 +119,15 @@ class Batcher:
         if not raw:
             return None
         fields = {decode(k): v for k, v in raw.items()}
+        # A batch settled longer ago than the retention has no body left (retention.py).
+        body = fields.get("body", b"")
         members = decode(self._redis.lrange(self.keys.batch_members(batch_id), 0, -1))
         return Batch(
             batch_id=batch_id,
             tenant=decode(fields["tenant"]),
             state=decode(fields["state"]),
             count=int(fields["count"]),
-            body=fields["body"] if isinstance(fields["body"], bytes) else fields["body"].encode(),
+            body=body if isinstance(body, bytes) else body.encode(),
             owner=decode(fields.get("owner", b"")),
             created_ms=int(fields["created_ms"]),
             members=members,

@@ -29,6 +29,17 @@ class Keys:
         """HASH: state -> number of records in it, kept in step by every state change."""
         return f"{self.prefix}:states:{tenant}"
 
+    def terminal(self, tenant: str) -> str:
+        """ZSET: record key -> when (Redis ms) it last entered a terminal state; the retention
+        sweep's work list. ``state_prelude.lua`` derives this name from :meth:`state_counts`
+        (that key + ``:terminal``), so every state change keeps it without declaring it."""
+        return self.state_counts(tenant) + ":terminal"
+
+    def retention_progress(self, tenant: str) -> str:
+        """HASH: the retention sweep's pass over records older than the terminal index
+        (``cursor``: its SCAN cursor; ``indexed``: set once the pass is complete)."""
+        return f"{self.prefix}:retention:{tenant}"
+
     def buffer_entries(self, tenant: str) -> str:
         """HASH: member -> batch entry JSON waiting to be batched."""
         return f"{self.prefix}:buf:{tenant}:entries"
@@ -65,12 +76,13 @@ class Keys:
         return f"{self.prefix}:batches:unsent"
 
     def tenant_batches(self, tenant: str) -> str:
-        """ZSET: every batch id of a tenant -> created ms."""
+        """ZSET: every batch id of a tenant -> created ms (until retention.py deletes it)."""
         return f"{self.prefix}:batches:{tenant}"
 
     @property
     def writeback(self) -> str:
-        """STREAM: every outcome, for the platform to read with a consumer group."""
+        """STREAM: every outcome, for the platform to read with a consumer group; entries
+        older than the retention are trimmed (retention.py)."""
         return f"{self.prefix}:writeback"
 
     @property

@@ -11,7 +11,8 @@ real Gift id is known), ``needs_review`` (still no Gift after the review deadlin
 ``quarantined`` (Virtuous rejected the entry; the reason is kept), ``dead`` (every retry
 failed), ``skipped`` (the send decision said no), ``held`` (waits for something, with the
 reason), ``update_held`` (a newer version of a gift already handed over waits for its real
-Gift id), ``queued``/``sent`` (real-time path).
+Gift id), ``queued``/``sent`` (real-time path), ``expired`` (a tombstone: the record was at
+rest longer than the retention, see :mod:`workers.store.retention`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ STATES = (
     "update_held",
     "queued",
     "sent",
+    "expired",
 )
 
 

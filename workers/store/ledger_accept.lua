@@ -11,6 +11,8 @@
 -- update an existing gift): its newest event is kept and the gap is closed when the
 -- outcome of what was handed over is known (see batches_settle.lua, ledger_confirm.lua).
 -- A record whose batch is in flight stays 'batched': only the settle decides what follows.
+-- An expired record (a tombstone: see retention_records.lua) is taken as new, except that its
+-- version still drops older changes: a replayed old event stays stale after expiry.
 
 local rec, counts, entries, order, tenants = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local version = tonumber(ARGV[1])
@@ -58,7 +60,7 @@ end
 redis.call('HDEL', rec, 'pending_entry')
 
 if route == 'skip' then
-  if state == false or state == 'buffered' or state == 'skipped' then
+  if state == false or state == 'expired' or state == 'buffered' or state == 'skipped' then
     set_state(rec, counts, 'skipped')
     return {'skipped', 'skipped'}
   end

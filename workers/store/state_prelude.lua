@@ -1,6 +1,14 @@
 -- Shared by every script that changes a record's state.
 -- Invariant: HGETALL states:{tenant} counts exactly the records in each state, because no
 -- record's 'state' field changes anywhere except through set_state.
+-- Invariant: the terminal index (the counts key + ':terminal', a ZSET of record keys) holds
+-- exactly the records in a TERMINAL state, scored by when set_state last put them there, so
+-- the retention sweep (retention_records.lua) finds what may expire without a scan. It is
+-- derived from the counts key so that every state change keeps it without declaring it.
+
+-- Records at rest: nothing of them is on its way anywhere, and only a new version moves them.
+-- Only these expire (workers/store/retention.py names the same four).
+local TERMINAL = {confirmed = true, sent = true, skipped = true, quarantined = true}
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -9,6 +17,12 @@ end
 
 local function set_state(rec, counts, new_state)
   local old = redis.call('HGET', rec, 'state')
+  if TERMINAL[new_state] then
+    -- Entering a terminal state, or being put there again, (re)starts the retention clock.
+    redis.call('ZADD', counts .. ':terminal', now_ms(), rec)
+  elseif old and TERMINAL[old] then
+    redis.call('ZREM', counts .. ':terminal', rec)
+  end
   if old == new_state then return end
   if old then redis.call('HINCRBY', counts, old, -1) end
   redis.call('HINCRBY', counts, new_state, 1)
