@@ -36,8 +36,10 @@ FLUSH_EVERY_SECONDS = 0.5
 MAINTENANCE_EVERY_SECONDS = 5.0
 # How often orphaned batches are looked for.
 ORPHANS_EVERY_SECONDS = 10.0
-# How often each tenant's pulls are checked for being due (each runs every pull_interval_seconds).
+# How often the pulls are looked at (each runs every pull_interval_seconds; a pull's schedule
+# says how long it cannot be due, and is not asked again before then).
 PULLS_EVERY_SECONDS = 1.0
+PULL_KINDS = ("gifts", "recurring")
 
 
 @dataclass
@@ -56,6 +58,9 @@ class Scheduler:
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        # (tenant, kind) -> monotonic time before which that pull cannot be due.
+        self._quiet_until: dict[tuple[str, str], float] = {}
+        self._tenants = sorted(self.rt.settings.tenants.items())
         self._tasks = [
             _Periodic(FLUSH_EVERY_SECONDS, self.flush_due, "flush"),
             _Periodic(MAINTENANCE_EVERY_SECONDS, self.maintenance, "maintenance"),
@@ -89,17 +94,31 @@ class Scheduler:
             log.warning("orphan_batch_adopted", batch_id=batch_id)
 
     def reconcile(self) -> None:
-        """Start each tenant's reconcile sweep (the actor skips if one is already running)."""
-        for name in sorted(self.rt.settings.tenants):
+        """Start the reconcile sweep of each tenant with something to look up (the actor skips
+        if one is already running). A tenant with nothing due would sweep nothing: with many
+        tenants, a message each every interval would be most of the confirm queue's work."""
+        now = self.rt.ledger.server_ms()
+        cutoffs = {
+            name: now - tenant.reconcile_after_seconds * 1000 for name, tenant in self._tenants
+        }
+        for name in self.rt.ledger.lookups_due(cutoffs):
             messages.enqueue(messages.reconcile(name))
 
     def schedule_pulls(self) -> None:
-        """Enqueue each tenant's gift and recurring pulls when due and none is pending."""
-        for name, tenant in sorted(self.rt.settings.tenants.items()):
-            for kind in ("gifts", "recurring"):
+        """Enqueue each tenant's gift and recurring pulls when due and none is pending.
+
+        Only the pulls that may be due are asked about: with many tenants, asking Redis about
+        every pull every second would be most of an idle deployment's Redis load."""
+        for name, tenant in self._tenants:
+            for kind in PULL_KINDS:
+                now = time.monotonic()
+                if now < self._quiet_until.get((name, kind), 0.0):
+                    continue
                 message = messages.pull(kind, name)
-                if pull.claim_schedule(self.rt, tenant, kind, message.message_id):
+                claim = pull.claim_schedule(self.rt, tenant, kind, message.message_id)
+                if claim.claimed:
                     messages.enqueue(message)
+                self._quiet_until[(name, kind)] = now + claim.quiet_seconds
 
     def tick(self) -> None:
         """Run every task that is due; a failing task is logged and retried next time."""
