@@ -227,6 +227,16 @@ class RealTimeProbe:
         gifts = wait_for(created, timeout=timeout, what=f"{len(keys)} real-time gifts")
         return [1000 * (_epoch(gifts[key]) - self.published[key]) for key in keys]
 
+    def intake_delays(self, keys: list[tuple[str, str]]) -> list[float]:
+        """Milliseconds from publish to the ledger's record (the changes queue and intake)."""
+        pipe = self.dep.redis.pipeline(transaction=False)
+        for tenant, tx_id in keys:
+            pipe.hget(self.dep.key("rec", tenant, f"transaction:{tx_id}"), "first_ms")
+        firsts = pipe.execute()
+        return [
+            int(first) - 1000 * self.published[key] for key, first in zip(keys, firsts, strict=True)
+        ]
+
 
 class BatchWatch:
     """Notes when each watched batch tenant's newest gift is submitted (polled every 50 ms)."""
