@@ -150,6 +150,57 @@ def worker_rss_mib(dep: Deployment) -> float:
     return sum(rss_kib(pid) for pid in worker_pids(dep)) / 1024
 
 
+def idle_load(dep: Deployment, seconds: float) -> dict[str, float]:
+    """Redis's and the workers' load while nothing is published."""
+    time.sleep(2)  # let the schedulers make their first pass (it starts each pull's clock)
+    first, cpu = read_redis(dep), worker_cpu_seconds(dep)
+    time.sleep(seconds)  # the span measured, not a wait for work
+    last, cpu_after = read_redis(dep), worker_cpu_seconds(dep)
+    ops, share = redis_load(first, last)
+    return {
+        "ops": ops,
+        "redis_cpu": share,
+        "worker_cpu": (cpu_after - cpu) / (last.at - first.at),
+        "memory": last.used_memory / 2**20,
+        "rss": worker_rss_mib(dep),
+    }
+
+
+def scrape_seconds(mp_dir: str) -> tuple[float, float, int]:
+    """Seconds for the Redis-held gauges, seconds for the merged worker counters, series."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from workers.observe.state_metrics import StateCollector
+    from workers.queue.broker import namespace
+    from workers.runtime import runtime
+
+    rt = runtime()
+    gauges = CollectorRegistry()
+    gauges.register(StateCollector(rt, namespace(rt.settings)))
+    started = time.perf_counter()
+    generate_latest(gauges)
+    state_seconds = time.perf_counter() - started
+    counters = CollectorRegistry()
+    MultiProcessCollector(counters, path=mp_dir)  # type: ignore[no-untyped-call]
+    started = time.perf_counter()
+    text = generate_latest(counters)
+    series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
+    return state_seconds, time.perf_counter() - started, series
+
+
+def pull_pass_seconds() -> float:
+    """One steady pass of the scheduler's pull task over every tenant, timed in this process."""
+    from workers.queue.scheduler import Scheduler
+    from workers.runtime import runtime
+
+    scheduler = Scheduler(runtime())
+    scheduler.schedule_pulls()  # a new scheduler's first pass reads every tenant's clock
+    started = time.perf_counter()
+    scheduler.schedule_pulls()
+    return time.perf_counter() - started
+
+
 def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
 
