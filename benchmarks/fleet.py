@@ -103,6 +103,8 @@ class Fleet:
 
 @dataclass(frozen=True)
 class RedisReading:
+    """Redis's own counters at one moment (``at``: this process's monotonic clock)."""
+
     at: float
     commands: int
     cpu_seconds: float
