@@ -17,12 +17,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import backlog, cap, hosts, latency, memory, realtime_cap, report, throughput
+from benchmarks import (
+    backlog,
+    cap,
+    hosts,
+    latency,
+    memory,
+    realtime_cap,
+    report,
+    tenants,
+    throughput,
+)
 from benchmarks.harness import Result
 
 BENCHMARKS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (throughput, cap, backlog, latency, memory, realtime_cap, hosts)
+    for module in (throughput, cap, backlog, latency, memory, realtime_cap, hosts, tenants)
 }
 
 

@@ -121,13 +121,17 @@ class SandboxState:
         """Add an organisation, or apply new settings to an existing one (keeping its data)."""
         with self.lock:
             store = self.orgs.get(config.name)
+            previous: list[str] = []
             if store is None:
                 store = OrgStore(config, self.new_id, self.clock)
                 self.orgs[config.name] = store
             else:
+                previous = list(store.config.tokens)
                 store.configure(config)
-            for token, owner in list(self.tokens.items()):
-                if owner is store and token not in config.tokens:
+            # Only this organisation's own old tokens: a sandbox serving thousands of
+            # organisations is built in time linear in them.
+            for token in previous:
+                if token not in config.tokens and self.tokens.get(token) is store:
                     del self.tokens[token]
             for token in config.tokens:
                 other = self.tokens.get(token)

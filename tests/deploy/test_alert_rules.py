@@ -103,7 +103,7 @@ def test_the_required_alerts_exist() -> None:
         'up{job="giftsync-ingest"}': "ingest down",
         'up{job="giftsync-webhooks"}': "webhooks down",
         'outcome="rejected"': "rejected webhook deliveries",
-        'giftsync_queue_depth{queue="send"}': "a send backlog that grows",
+        'giftsync_queue_depth{queue=~"send|batches"}': "a send backlog that grows",
         'status=~"5.."': "Virtuous 5xx",
         "giftsync_redis_up": "Redis unreachable",
         "giftsync_buffer_oldest_age_seconds": "oldest buffered entry far past its max wait",

@@ -279,7 +279,12 @@ def stuck(dep: Deployment) -> str:
     """What a stalled run is waiting on: states, delayed messages, limiter states, locks."""
     now = time.time() * 1000
     delayed: Counter[tuple[str, int, str]] = Counter()
-    for raw in dep.redis.hvals(dep.key("dramatiq", "send.DQ.msgs")):
+    delayed_raw = [
+        raw
+        for name in ("send.DQ.msgs", "batches.DQ.msgs")
+        for raw in dep.redis.hvals(dep.key("dramatiq", name))
+    ]
+    for raw in delayed_raw:
         message = json.loads(raw)
         options = message["options"]
         delayed[
@@ -292,7 +297,7 @@ def stuck(dep: Deployment) -> str:
     limiters = {t: dep.redis.hgetall(f"{dep.prefix}:limiter:{{{t}}}:state") for t in TENANTS}
     messages = [
         json.loads(raw)["kwargs"]
-        for name in ("send.msgs", "send.DQ.msgs")
+        for name in ("send.msgs", "send.DQ.msgs", "batches.msgs", "batches.DQ.msgs")
         for raw in dep.redis.hvals(dep.key("dramatiq", name))
     ]
     wanted = {(m.get("tenant"), m.get("member")) for m in messages}

@@ -60,6 +60,7 @@ from workers.flows.pull_plan import (
 )
 from workers.observe import metrics
 from workers.runtime import Runtime
+from workers.store.cursor import ScheduleClaim
 from workers.store.keys import member
 from workers.store.scripts import decode
 from workers.virtuous.client import VirtuousClient
@@ -363,8 +364,11 @@ def run(rt: Runtime, tenant: TenantSettings, kind: str, message_id: str) -> None
     log.info("pull_done", kind=kind, pages=report.pages, **dict(report.counts))
 
 
-def claim_schedule(rt: Runtime, tenant: TenantSettings, kind: str, message_id: str) -> bool:
-    """True when the scheduler must enqueue ``message_id`` now (see cursor_schedule.lua)."""
+def claim_schedule(
+    rt: Runtime, tenant: TenantSettings, kind: str, message_id: str
+) -> ScheduleClaim:
+    """Whether the scheduler must enqueue ``message_id`` now, and for how long it need not
+    ask again (see cursor_schedule.lua)."""
     interval_ms = max(int(tenant.pull_interval_seconds * 1000), 1)
     return rt.cursors.claim_schedule(tenant.name, kind, message_id, interval_ms, PENDING_LEASE_MS)
 

@@ -20,10 +20,20 @@ from workers.flows import batch_send, confirm, donors, gifts, intake, pull, recu
 from workers.observe import metrics
 from workers.queue.broker import get_broker
 from workers.queue.deadletters import record_dead_letter
-from workers.queue.messages import CHANGES_QUEUE, CONFIRM_QUEUE, PULL_QUEUE, SEND_QUEUE
+from workers.queue.messages import (
+    BATCH_QUEUE,
+    CHANGES_QUEUE,
+    CONFIRM_QUEUE,
+    PULL_QUEUE,
+    SEND_QUEUE,
+)
 from workers.runtime import runtime
 
 log = structlog.get_logger("giftsync.actors")
+
+# dramatiq runs a lower number first among the messages a worker process has fetched: a thread
+# that frees up while batch sends wait takes a real-time send (priority 0) before them.
+BATCH_PRIORITY = 10
 
 
 class ProcessSetup(Middleware):
@@ -61,7 +71,7 @@ def map_changes(events: list[Any], published_ms: int = 0) -> None:
     intake.run(runtime(), events, published_ms)
 
 
-@dramatiq.actor(queue_name=SEND_QUEUE)
+@dramatiq.actor(queue_name=BATCH_QUEUE, priority=BATCH_PRIORITY)
 def send_batch(tenant: str, batch_id: str) -> None:
     """Send one stored batch if this message owns it (see workers.flows.batch_send)."""
     rt = runtime()

@@ -15,9 +15,13 @@ import dramatiq
 # The queues, by what they carry.
 CHANGES_QUEUE = "changes"
 SEND_QUEUE = "send"
+# Batch sends have a queue of their own: a giving day's batches wake by the hundred when a
+# window's tokens free, and on one queue with the real-time sends they would stand in front of
+# every other tenant's gifts until they were all sent.
+BATCH_QUEUE = "batches"
 CONFIRM_QUEUE = "confirm"
 PULL_QUEUE = "pull"
-QUEUES = (CHANGES_QUEUE, SEND_QUEUE, CONFIRM_QUEUE, PULL_QUEUE)
+QUEUES = (CHANGES_QUEUE, SEND_QUEUE, BATCH_QUEUE, CONFIRM_QUEUE, PULL_QUEUE)
 
 Message = dramatiq.Message[Any]
 
@@ -36,7 +40,7 @@ def map_changes(events: list[Any], published_ms: int) -> Message:
 
 def send_batch(tenant: str, batch_id: str, owner: str) -> Message:
     """Send one stored batch; the message's id is the batch's owner."""
-    return _message(SEND_QUEUE, "send_batch", owner, tenant=tenant, batch_id=batch_id)
+    return _message(BATCH_QUEUE, "send_batch", owner, tenant=tenant, batch_id=batch_id)
 
 
 def send_gift(tenant: str, member: str) -> Message:

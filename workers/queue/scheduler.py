@@ -37,10 +37,12 @@ FLUSH_EVERY_SECONDS = 0.5
 MAINTENANCE_EVERY_SECONDS = 5.0
 # How often orphaned batches are looked for.
 ORPHANS_EVERY_SECONDS = 10.0
-# How often each tenant's pulls are checked for being due (each runs every pull_interval_seconds).
+# How often the pulls are looked at (each runs every pull_interval_seconds; a pull's schedule
+# says how long it cannot be due, and is not asked again before then).
 PULLS_EVERY_SECONDS = 1.0
 # How often what has been at rest longer than the retention is expired (retention is in days).
 RETENTION_EVERY_SECONDS = 60.0
+PULL_KINDS = ("gifts", "recurring")
 
 
 @dataclass
@@ -59,6 +61,11 @@ class Scheduler:
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        # (tenant, kind) -> monotonic time before which that pull cannot be due.
+        self._quiet_until: dict[tuple[str, str], float] = {}
+        # tenant -> monotonic time before which its buffer cannot be due.
+        self._cut_quiet_until: dict[str, float] = {}
+        self._tenants = sorted(self.rt.settings.tenants.items())
         self._tasks = [
             _Periodic(FLUSH_EVERY_SECONDS, self.flush_due, "flush"),
             _Periodic(MAINTENANCE_EVERY_SECONDS, self.maintenance, "maintenance"),
@@ -69,11 +76,24 @@ class Scheduler:
         ]
 
     def flush_due(self) -> None:
-        """Cut every batch whose tenant's buffer is full or old enough."""
-        for name in self.rt.batcher.buffered_tenants():
-            tenant = self.rt.settings.tenants.get(name)
-            if tenant is not None:
-                cut_and_enqueue(self.rt, tenant)
+        """Cut every batch whose tenant's buffer is full or old enough.
+
+        The buffers are read in one round trip, and a buffer that cannot be due yet is not read
+        again before it may be: with many batch tenants each holding a few gifts, a cut tried on
+        every buffer every tick would be most of the deployment's Redis load."""
+        now = time.monotonic()
+        tenants = self.rt.settings.tenants
+        waiting = [
+            tenants[name]
+            for name in self.rt.batcher.buffered_tenants()
+            if name in tenants and now >= self._cut_quiet_until.get(name, 0.0)
+        ]
+        for name, seconds in self.rt.batcher.due_in(waiting).items():
+            if seconds > 0:
+                self._cut_quiet_until[name] = now + seconds
+            else:
+                self._cut_quiet_until.pop(name, None)
+                cut_and_enqueue(self.rt, tenants[name])
 
     def maintenance(self) -> None:
         """Give back the messages of dead workers."""
@@ -95,17 +115,31 @@ class Scheduler:
             log.warning("orphan_batch_adopted", batch_id=batch_id)
 
     def reconcile(self) -> None:
-        """Start each tenant's reconcile sweep (the actor skips if one is already running)."""
-        for name in sorted(self.rt.settings.tenants):
+        """Start the reconcile sweep of each tenant with something to look up (the actor skips
+        if one is already running). A tenant with nothing due would sweep nothing: with many
+        tenants, a message each every interval would be most of the confirm queue's work."""
+        now = self.rt.ledger.server_ms()
+        cutoffs = {
+            name: now - tenant.reconcile_after_seconds * 1000 for name, tenant in self._tenants
+        }
+        for name in self.rt.ledger.lookups_due(cutoffs):
             messages.enqueue(messages.reconcile(name))
 
     def schedule_pulls(self) -> None:
-        """Enqueue each tenant's gift and recurring pulls when due and none is pending."""
-        for name, tenant in sorted(self.rt.settings.tenants.items()):
-            for kind in ("gifts", "recurring"):
+        """Enqueue each tenant's gift and recurring pulls when due and none is pending.
+
+        Only the pulls that may be due are asked about: with many tenants, asking Redis about
+        every pull every second would be most of an idle deployment's Redis load."""
+        for name, tenant in self._tenants:
+            for kind in PULL_KINDS:
+                now = time.monotonic()
+                if now < self._quiet_until.get((name, kind), 0.0):
+                    continue
                 message = messages.pull(kind, name)
-                if pull.claim_schedule(self.rt, tenant, kind, message.message_id):
+                claim = pull.claim_schedule(self.rt, tenant, kind, message.message_id)
+                if claim.claimed:
                     messages.enqueue(message)
+                self._quiet_until[(name, kind)] = now + claim.quiet_seconds
 
     def expire_old(self) -> None:
         """Expire records, batches and writeback entries at rest longer than the retention."""

@@ -221,6 +221,33 @@ class Batcher:
         oldest = self._redis.zrange(self.keys.buffer_order(tenant), 0, 0, withscores=True)
         return int(oldest[0][1]) if oldest else None
 
+    def due_in(self, tenants: list[TenantSettings]) -> dict[str, float]:
+        """Seconds until each tenant's buffer is due to be cut: 0.0 when it is due now (full, or
+        its oldest entry has waited the max wait) or empty (a cut then only tidies up). One
+        round trip for every tenant.
+
+        A buffer's due time never comes sooner than this says, except by filling up (which the
+        intake that fills it cuts at once): entries join with the current time and leave oldest
+        first, so its oldest entry only ever gets younger."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        for tenant in tenants:
+            order = self.keys.buffer_order(tenant.name)
+            pipe.zcard(order)
+            pipe.zrange(order, 0, 0, withscores=True)
+        replies = pipe.execute()
+        seconds, micros = replies[0]
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        due: dict[str, float] = {}
+        for index, tenant in enumerate(tenants):
+            size, oldest = replies[1 + 2 * index], replies[2 + 2 * index]
+            if not size or size >= BATCH_SIZE or not oldest:
+                due[tenant.name] = 0.0
+                continue
+            wait_ms = int(oldest[0][1]) + tenant.batch_max_wait_seconds * 1000 - now_ms
+            due[tenant.name] = max(wait_ms, 0) / 1000
+        return due
+
     def buffered_tenants(self) -> list[str]:
         """Tenants whose buffer may hold entries (the flush timer's work list)."""
         return sorted(decode(raw) for raw in self._redis.smembers(self.keys.buffered_tenants))

@@ -9,12 +9,23 @@ read, so a reset or a concurrent run never interleaves with a page.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 
 from workers.store.keys import Keys
 from workers.store.lock import release
 from workers.store.scripts import decode, load_script
+
+
+@dataclass(frozen=True)
+class ScheduleClaim:
+    """What one look at a pull's schedule said."""
+
+    # The caller must enqueue the pull now.
+    claimed: bool
+    # No scheduler can claim the pull for this long (0.0: look again on the next pass).
+    quiet_seconds: float
 
 
 class PullCursors:
@@ -73,7 +84,9 @@ class PullCursors:
 
     def claim_schedule(
         self, tenant: str, kind: str, message_id: str, interval_ms: int, lease_ms: int
-    ) -> bool:
-        """True when the scheduler must enqueue ``message_id`` now (see cursor_schedule.lua)."""
+    ) -> ScheduleClaim:
+        """Whether the scheduler must enqueue ``message_id`` now, and how long the pull stays
+        unclaimable (see cursor_schedule.lua)."""
         keys = [self.keys.pull_due(tenant, kind), self.keys.pull_pending(tenant, kind)]
-        return bool(self._schedule(keys=keys, args=[interval_ms, message_id, lease_ms]))
+        claimed, quiet_ms = self._schedule(keys=keys, args=[interval_ms, message_id, lease_ms])
+        return ScheduleClaim(bool(claimed), int(quiet_ms) / 1000)

@@ -247,6 +247,20 @@ class Ledger:
         )
         return bool(done)
 
+    def lookups_due(self, cutoffs: Mapping[str, float]) -> list[str]:
+        """The tenants whose reconcile sweep may have something to look up: a gift unconfirmed
+        or a donor pending since before the tenant's cutoff (Redis ms), or a gift in review.
+        One round trip for every tenant."""
+        pipe = self._redis.pipeline(transaction=False)
+        for tenant, cutoff in cutoffs.items():
+            pipe.zcount(self.keys.unconfirmed(tenant), "-inf", cutoff)
+            pipe.zcard(self.keys.review(tenant))
+            pipe.zcount(self.keys.donors_pending(tenant), "-inf", cutoff)
+        counts = pipe.execute()
+        return [
+            tenant for index, tenant in enumerate(cutoffs) if any(counts[3 * index : 3 * index + 3])
+        ]
+
     def due_for_lookup(self, tenant: str, now_ms: int, window_ms: float) -> list[tuple[str, float]]:
         """Unconfirmed members submitted more than ``window_ms`` ago, then review members, each
         with when it was submitted, leaving out those rechecked lately."""
