@@ -103,9 +103,16 @@ def _gift_refs(sb: RunningSandbox) -> set[str]:
 def test_tabs_show_counts_and_import_commits_the_batch(
     sandbox: RunningSandbox, driver: Any
 ) -> None:
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
+
+    # The import form reloads the page: an element read while it reloads is stale, not missing.
+    reloading = (NoSuchElementException, StaleElementReferenceException)
 
     batch = _batch(sandbox)
     bid = batch["id"]
@@ -133,7 +140,7 @@ def test_tabs_show_counts_and_import_commits_the_batch(
     assert button.text == "Import 3 gifts"
     button.click()
     WebDriverWait(driver, 10).until(ec.staleness_of(button))
-    WebDriverWait(driver, 10).until(
+    WebDriverWait(driver, 10, ignored_exceptions=reloading).until(
         lambda d: d.find_element(By.ID, f"count-{bid}-imported").text == "3"
     )
     assert _gift_refs(sandbox) == {"r1", "r2", "u1"}
@@ -147,7 +154,7 @@ def test_tabs_show_counts_and_import_commits_the_batch(
     WebDriverWait(driver, 10).until(ec.staleness_of(create))
     assert _count(driver, bid, "ready") == 1
     driver.find_element(By.ID, f"import-{bid}").click()
-    WebDriverWait(driver, 10).until(
+    WebDriverWait(driver, 10, ignored_exceptions=reloading).until(
         lambda d: d.find_element(By.ID, f"count-{bid}-imported").text == "4"
     )
     assert _gift_refs(sandbox) == {"r1", "r2", "u1", "m1"}
