@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,11 @@ import pytest
 
 from benchmarks.deployment import REPO, deployment, make_config, org, tenant_table
 from giftsync.examples import transaction
-from giftsync.settings import Settings
 from giftsync.waiting import wait_for
 from mapping.tenant import TenantSettings
 from producers.publish import publish_many
 from tests.integration.test_pipeline_batch import events_for
+from tests.runtimes import isolated_runtime
 from workers.flows import intake
 from workers.queue import messages
 from workers.runtime import Runtime
@@ -94,21 +93,9 @@ def test_a_batch_that_fails_every_retry_is_kept_listed_and_replayed(
 
 @pytest.fixture
 def rt(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    prefix = f"dead-{uuid.uuid4().hex[:8]}"
-    runtime = Runtime(
-        Settings(
-            redis_url=redis_url,
-            config_path=Path("x.toml"),
-            tenants={TENANT: SETTINGS},
-            key_prefix=prefix,
-        )
-    )
     monkeypatch.setattr(messages, "enqueue", lambda message, broker=None: message)
-    yield runtime
-    keys = list(runtime.redis.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        runtime.redis.delete(*keys)
-    runtime.close()
+    with isolated_runtime(redis_url, SETTINGS) as runtime:
+        yield runtime
 
 
 def test_a_dead_letter_strands_only_records_still_waiting_on_a_message(rt: Runtime) -> None:

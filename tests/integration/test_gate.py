@@ -4,15 +4,13 @@ asked back a little early with its ticket; either way the call is made at most o
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from giftsync.settings import Settings
 from mapping.tenant import TenantSettings
+from tests.runtimes import isolated_runtime
 from workers.errors import Throttled
 from workers.flows import gate
 from workers.runtime import Runtime
@@ -44,18 +42,8 @@ class ScriptedLimiter:
 
 @pytest.fixture
 def rt(redis_url: str) -> Iterator[Runtime]:
-    prefix = f"gate-{uuid.uuid4().hex[:8]}"
-    runtime = Runtime(
-        Settings(
-            redis_url=redis_url,
-            config_path=Path("x.toml"),
-            tenants={TENANT.name: TENANT},
-            key_prefix=prefix,
-            env={"TOKEN": "t"},
-        )
-    )
-    yield runtime
-    runtime.close()
+    with isolated_runtime(redis_url, TENANT, env={"TOKEN": "t"}) as runtime:
+        yield runtime
 
 
 @pytest.fixture
