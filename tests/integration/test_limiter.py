@@ -239,7 +239,7 @@ def test_calls_held_from_their_answers_never_overfill_a_window(
     for gap, where, took, named in steps:
         now += gap * window
         while True:
-            for at, call in sorted(a for a in answers if a[0] <= now):
+            for at, call in sorted((a for a in answers if a[0] <= now), key=lambda a: a[0]):
                 limiter._observe_at(
                     settings_, remaining=None, reset_seconds=None, limit=None, now=at, call=call
                 )
@@ -524,8 +524,9 @@ def test_waiters_are_told_to_wake_one_freed_token_apart(limiter: Limiter, unique
         for _ in range(5)
     ]
     wakes = [T0 + 0.5 + w.wait_seconds for w in waits]
-    # Each wakes exactly when its token frees; the fifth waits on a call not made yet.
-    assert wakes[:4] == pytest.approx([T0 + span + 0.1 * i for i in range(4)], abs=1e-5)
+    # Each wakes exactly when its token frees (to the 10 us an answer may add); the fifth
+    # waits on a call not made yet.
+    assert wakes[:4] == pytest.approx([T0 + span + 0.1 * i for i in range(4)], abs=2e-5)
     assert wakes[4] > wakes[3]
     for wake in wakes[:4]:
         assert take(limiter, settings_, wake).granted
@@ -561,7 +562,7 @@ def test_a_waiter_back_with_its_ticket_keeps_its_place_in_line(
     holder = limiter._acquire_at(
         settings_, kind="push", cost=1, now=now, ticket=True, held=wakes[3]
     )
-    assert now + holder.wait_seconds == pytest.approx(wakes[0] + span, abs=1e-5)
+    assert now + holder.wait_seconds == pytest.approx(wakes[0] + span, abs=3e-5)
     # ...where a newcomer queues behind every ticket given.
     behind = limiter._acquire_at(settings_, kind="push", cost=1, now=now, ticket=True)
     assert now + behind.wait_seconds > wakes[0] + span + 0.05

@@ -182,7 +182,12 @@ if refused then
         if #nxt > 0 then
           local score = tonumber(nxt[2])
           local granted = tonumber(string.match(nxt[1], '^[^:]+'))
-          local late = (granted and math.abs(granted - score) < 0.000002) and rtt or 0
+          -- Not answered yet: its answer, about `rtt` after its grant (once answers have
+          -- said how long they take), will move it to a guard before the answer.
+          local late = 0
+          if granted and math.abs(granted - score) < 0.000002 and st[11] then
+            late = rtt - (span - window)
+          end
           ticket = score + late + (cycle + 1) * span
           break
         end

@@ -29,13 +29,16 @@ grant still lies in a span the log accounts for. ``g = clamp(0.5% of W, 0.25 s, 
 A token is held from the answer, not the grant
 ----------------------------------------------
 Virtuous counts a call when it arrives, which may be well after its grant when a burst queues
-at the server. Every answer observed moves its call's log entry from its grant time to a guard
-before the answer's time (never earlier than the grant): the call surely arrived by the answer,
-so Virtuous counts it until a window after the answer at most, and that is when its token
-returns. The guard is spent only on calls not answered yet. Entries only ever move later, so
-the guarantee above holds as it is. The gate names the call each answer belongs to
-(:data:`calls_in_hand`); an answer nobody names moves the oldest call in flight to the
-answer's time instead, keeping the guard, since the named call may still be on its way.
+at the server, and surely by its answer. So every answer observed moves its call's log entry
+to a guard before the answer's time, before its grant if the answer came within the guard: a
+token frees a span after its entry, which is exactly a window after the answer, when Virtuous
+stops counting the call at the latest. The guard is spent only on calls not answered yet. The
+bound above still holds, read for arrivals: every call has arrived by a guard after its entry
+(by its grant's guard while in flight, by its answer once answered), so whichever of two calls
+in one window of Virtuous is granted later finds the other in the span it checks. The gate
+names the call each answer belongs to (:data:`calls_in_hand`); an answer nobody names moves
+the oldest call in flight to the answer's time instead, keeping the guard, as the named call
+may still be on its way.
 
 Virtuous's headers reveal only the others
 -----------------------------------------

@@ -47,16 +47,17 @@ else
 end
 if popped then
   local granted = tonumber(popped[2])
-  -- The call reached Virtuous by now, so its token is held until a window after now rather
-  -- than a span after its grant: a call that queued on its way (a burst waits its turn at the
-  -- server) still leaves Virtuous's window before its token returns. Known to be this very
-  -- call, it needs no guard (logged at now - guard, it frees at now + window); it stays a
-  -- little after its grant, so an answered call's entry never looks unanswered. Stood in for
-  -- by the oldest, the real one may still be on its way: the guard stays.
+  -- The call reached Virtuous by now, so Virtuous counts it until a window after now at most.
+  -- Known to be this very call, its entry moves to now - guard, earlier than its grant if it
+  -- was answered within the guard: a token frees a span after its entry, so this one frees
+  -- exactly a window after the answer. (Never exactly at its grant: an answered entry must
+  -- not look unanswered.) Stood in for by the oldest, the real one may still be on its way:
+  -- the entry moves to now, and the guard stays.
   local held = now
-  if call ~= '' then held = math.max(now - guard, granted + 0.00001) end
-  redis.call('ZADD', log, 'XX', 'GT', g(held), popped[1])
-  redis.call('ZADD', llog, 'XX', 'GT', g(held), popped[1])
+  if call ~= '' then held = now - guard end
+  if math.abs(held - granted) < 0.00001 then held = granted + 0.00001 end
+  redis.call('ZADD', log, 'XX', g(held), popped[1])
+  redis.call('ZADD', llog, 'XX', g(held), popped[1])
   -- How long calls take to be answered (a moving average), for wake-up tickets.
   local took = now - granted
   if took >= 0 and took < window then
