@@ -22,7 +22,7 @@ from workers.store.connection import Durability, connect
 from workers.store.cursor import PullCursors
 from workers.store.keys import Keys
 from workers.store.ledger import Ledger
-from workers.store.limiter import Limiter
+from workers.store.limiter import Limiter, calls_in_hand
 from workers.store.related import RelatedRecords
 from workers.store.retention import DAY_MS, Retention
 from workers.virtuous.client import RateLimitInfo, VirtuousClient
@@ -91,8 +91,15 @@ class Runtime:
             return client
 
     def _observe(self, tenant: TenantSettings, info: RateLimitInfo) -> None:
+        # The answer belongs to the oldest call the gate granted this thread and not answered.
+        in_hand = calls_in_hand.get()
+        call = in_hand.pop(0) if in_hand else None
         self.limiter.observe(
-            tenant, remaining=info.remaining, reset_seconds=info.reset_seconds, limit=info.limit
+            tenant,
+            remaining=info.remaining,
+            reset_seconds=info.reset_seconds,
+            limit=info.limit,
+            call=call,
         )
 
     def close(self) -> None:

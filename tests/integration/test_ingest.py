@@ -260,12 +260,24 @@ def test_a_body_of_exactly_the_limit_is_read(ingest: Ingest) -> None:
         (b'{"tenant": "alpha",', "invalid JSON"),
         (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
         (b'{"amount": NaN}', "NaN is not a JSON number"),
+        # The signature covers the bytes; which of two values counts is for no reader to pick.
+        (json.dumps(event(1)).encode()[:-1] + b', "tenant": "beta"}', "duplicate key 'tenant'"),
         (b"\xff\xfe{}", "not UTF-8"),
         (b"", "invalid JSON"),
         (b"[]", "non-empty list"),
         (json.dumps([{}] * (MAX_EVENTS + 1)).encode(), f"at most {MAX_EVENTS}"),
     ],
-    ids=["text", "truncated", "deep", "nan", "utf16", "empty", "empty-list", "too-many"],
+    ids=[
+        "text",
+        "truncated",
+        "deep",
+        "nan",
+        "duplicate-key",
+        "utf16",
+        "empty",
+        "empty-list",
+        "too-many",
+    ],
 )
 def test_a_body_that_is_not_events_gets_400_at_the_root(
     ingest: Ingest, body: bytes, reason: str

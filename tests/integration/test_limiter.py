@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mapping.tenant import TenantSettings
@@ -199,6 +199,85 @@ def test_no_timeline_breaks_the_bound(
     lookup_cap = max(1, int(cap * share))
     assert busiest_window([t for t, _ in lookups], window, [c for _, c in lookups]) <= lookup_cap
     limiter.reset(settings_.name)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    cap=st.integers(1, 40),
+    steps=st.lists(
+        st.tuples(
+            st.floats(0.0, 0.3),  # gap before the next attempt, in windows
+            # Where the call arrives between its grant and its answer (the ends most often).
+            st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)),
+            st.floats(0.0, 0.5),  # how long its answer takes, in windows
+            st.booleans(),  # whether the answer names its call
+        ),
+        min_size=1,
+        max_size=200,
+    ),
+)
+# The tightest case: a call arriving as it is answered, the next granted the moment its token
+# frees and arriving at once.
+@example(cap=1, steps=[(0.0, 1.0, 0.5, True), (0.0, 0.0, 0.0, True)])
+def test_calls_held_from_their_answers_never_overfill_a_window(
+    limiter: Limiter, unique: str, cap: int, steps: list[tuple[float, float, float, bool]]
+) -> None:
+    # Calls reach Virtuous anywhere between their grant and their answer (an unnamed answer's
+    # call within the guard of its grant, as the guard assumes), answers come back in any
+    # order, and a named answer frees its token a window after it, with no guard: Virtuous's
+    # window (its arrivals) never holds more than the cap.
+    window = 2.0
+    settings_ = tenant(f"held-{unique}-{time.monotonic_ns()}", calls_per_hour=cap)
+    guard = guard_seconds(settings_)
+    now = T0
+    answers: list[tuple[float, str | None]] = []
+    arrivals: list[float] = []
+    for gap, where, took, named in steps:
+        now += gap * window
+        while True:
+            for at, call in sorted(a for a in answers if a[0] <= now):
+                limiter._observe_at(
+                    settings_, remaining=None, reset_seconds=None, limit=None, now=at, call=call
+                )
+            answers = [a for a in answers if a[0] > now]
+            # A backlog: asks again right when told, so calls go the moment tokens free.
+            grant = limiter._acquire_at(settings_, kind="push", cost=1, now=now)
+            if grant.granted:
+                break
+            now += grant.wait_seconds
+        answered = now + took * window
+        latest = answered if named else min(answered, now + guard)
+        arrivals.append(now + where * (latest - now))
+        answers.append((answered, grant.calls[0] if named else None))
+    assert busiest_window(sorted(arrivals), window) <= cap
+    limiter.reset(settings_.name)
+
+
+def test_a_named_answer_frees_its_token_a_window_after_it(limiter: Limiter, unique: str) -> None:
+    settings_ = tenant(f"named-{unique}", calls_per_hour=2, rate_window_seconds=10.0)
+    guard = guard_seconds(settings_)
+    # Virtuous reports only our own calls: the others spend nothing.
+    first = limiter._acquire_at(settings_, kind="push", cost=1, now=T0)
+    limiter._observe_at(
+        settings_, remaining=1, reset_seconds=None, limit=2, now=T0 + 1, call=first.calls[0]
+    )
+    assert limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 1.5).granted
+    # The other call's answer names no call: the oldest in flight stands for it, guard kept.
+    limiter._observe_at(settings_, remaining=0, reset_seconds=None, limit=2, now=T0 + 2)
+    refused = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 10.5)
+    assert not refused.granted and refused.wait_seconds == pytest.approx(0.5, abs=1e-5)
+    third = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 11.0)
+    assert third.granted
+    limiter._observe_at(
+        settings_, remaining=0, reset_seconds=None, limit=2, now=T0 + 11.1, call=third.calls[0]
+    )
+    refused = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 11.5)
+    assert not refused.granted and refused.wait_seconds == pytest.approx(0.5 + guard, abs=1e-5)
+    assert limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 12 + guard).granted
 
 
 @pytest.mark.parametrize("cap", [10_000, 2_000, 200])

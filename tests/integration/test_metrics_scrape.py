@@ -10,11 +10,13 @@ of the worker holds both worker processes' counters (prometheus-client multiproc
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -318,6 +320,32 @@ def test_every_line_every_role_logged_is_json(running: Running, settled: Scrape)
         for line in (running.logs / "worker.log").read_text().splitlines()
     }
     assert {"httpx", "dramatiq.MainProcess"} <= loggers, loggers
+
+
+def _listening_on(port: int) -> set[str]:
+    """The local addresses of this network namespace's TCP sockets listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                continue
+            # The kernel writes each 32-bit word of the address in host (little-endian) order.
+            raw = b"".join(
+                bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8)
+            )
+            found.add(str(ipaddress.ip_address(raw)))
+    return found
+
+
+def test_the_worker_metrics_listen_on_loopback_only_by_default(running: Running) -> None:
+    # Its series name every tenant: with no GIFTSYNC_METRICS_HOST, nothing off this machine
+    # may reach it.
+    assert "GIFTSYNC_METRICS_HOST" not in running.dep.env
+    port = urlsplit(running.worker_url).port
+    assert port is not None
+    assert _listening_on(port) == {"127.0.0.1"}
 
 
 def test_the_worker_scrape_parses_as_openmetrics(running: Running, settled: Scrape) -> None:

@@ -24,7 +24,7 @@ from mapping.tenant import TenantSettings
 from workers.errors import AuthError, Throttled, ThrottledError
 from workers.observe import metrics
 from workers.runtime import Runtime
-from workers.store.limiter import Kind, held_ticket
+from workers.store.limiter import Kind, calls_in_hand, held_ticket
 from workers.store.scripts import decode
 from workers.virtuous.client import VirtuousClient
 
@@ -75,6 +75,7 @@ def _take_tokens(rt: Runtime, tenant: TenantSettings, kind: Kind, cost: int) -> 
         if grant.granted:
             # Spent: a later call of the same message queues like any other.
             held_ticket.set(None)
+            calls_in_hand.set(list(grant.calls))
             return
         wait = max(grant.wait_seconds, 0.001)
         held = grant.at + wait

@@ -6,6 +6,7 @@
 --       only), 10 take a wake-up ticket when refused (1|0), 11 probe hold s, 12 hold s (how
 --       long the highest foreign count seen is kept), 13 the ticket the caller holds (epoch s;
 --       '' = none): a waiter back, early or late, with the ticket it was given keeps its place
+-- Returns {granted 1|0, wait s, tokens left, now, the granted calls' log members}
 -- Invariant: every grant is logged at its time; a grant at t needs the calls logged in
 -- (t - span, t] plus `cost` to fit in cap - reserve - foreign, so no half-open interval of
 -- length span ever holds more than the cap (lookups and pulls also fit their own log under
@@ -45,6 +46,8 @@ local function g(x) return string.format('%.17g', x) end
 
 local st = redis.call('HMGET', state, 'limit', 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until',
   'seq', 'wtat', 'lwtat', 'f2_at', 'rtt')
+-- How long calls take to be answered (a moving average kept by observe).
+local rtt = tonumber(st[11]) or 0
 -- The organisation's cap is the one Virtuous reports; giftsync's own may be set lower.
 local org = tonumber(st[1])
 if not (org and org >= 1) then org = cap end
@@ -88,7 +91,14 @@ local function probe_wait()
   local recent = redis.call('ZRANGEBYSCORE', inflight, g(now - probe), '+inf', 'WITHSCORES',
     'LIMIT', 0, 1)
   if #recent == 0 then return nil end
-  return math.min(tonumber(recent[2]) + probe - now, probe / 10)
+  local sent = tonumber(recent[2])
+  -- Its answer is due about `rtt` after it went: look again then, and often after that.
+  local step = probe / 10
+  if rtt > 0 then
+    local due = sent + rtt - now
+    step = math.min(step, due > 0.005 and due or math.max(rtt / 4, 0.005))
+  end
+  return math.min(sent + probe - now, step)
 end
 
 local wait, left = 0, 0
@@ -150,7 +160,6 @@ if refused then
     local line = is_lookup and 'lwtat' or 'wtat'
     local last = tonumber(is_lookup and st[9] or st[8])
     -- A call not answered yet frees its token a span after its answer: about `rtt` later.
-    local rtt = tonumber(st[11]) or 0
     -- A caller a moment before a freeing (a waiter back a little early) waits for that one
     -- rather than joining the end of the line.
     local near = math.max(0.05, 2 * rtt)
@@ -192,6 +201,7 @@ end
 
 local seq = tonumber(st[7]) or 0
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
+local members = {}
 for _ = 1, cost do
   seq = seq + 1
   -- The time in the member keeps it unique even if the state (and seq) expired meanwhile.
@@ -199,6 +209,7 @@ for _ = 1, cost do
   redis.call('ZADD', log, g(now), member)
   redis.call('ZADD', inflight, g(now), member)
   if is_lookup then redis.call('ZADD', llog, g(now), member) end
+  members[#members + 1] = member
 end
 redis.call('HSET', state, 'seq', seq)
 -- Keys outlive their content by a margin (entries are pruned by time, not by expiry).
@@ -208,4 +219,5 @@ redis.call('PEXPIRE', log, math.ceil((span + KEEP_MARGIN) * 1000))
 if is_lookup then redis.call('PEXPIRE', llog, math.ceil((span + KEEP_MARGIN) * 1000)) end
 redis.call('PEXPIRE', inflight, math.ceil(inflight_ttl * 1000))
 
-return {1, f(0), f(math.max(0, left)), f(now)}
+-- The granted calls' names, so each answer can say which call it was (see observe).
+return {1, f(0), f(math.max(0, left)), f(now), members}

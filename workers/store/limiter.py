@@ -24,14 +24,18 @@ than ``C`` granted tokens, pushes, retries, lookups and pulls together; as ``W <
 does any rolling window of ``W``. The guard covers the spread between a grant and the moment
 the call reaches Virtuous, whose window counts arrivals: a call arriving up to ``g`` after its
 grant still lies in a span the log accounts for. ``g = clamp(0.5% of W, 0.25 s, 5 s)``, or
-``rate_guard_seconds``; its cost is ``g / S`` of the cap (0.14% at 10,000 an hour).
+``rate_guard_seconds``. It costs nothing once a call is answered (see below).
 
 A token is held from the answer, not the grant
 ----------------------------------------------
 Virtuous counts a call when it arrives, which may be well after its grant when a burst queues
-at the server. Every answer observed moves one call's log entry from its grant time to the
-answer's time (the call surely arrived by then), so its token returns a span after the
-answer. Entries only ever move later, so the guarantee above holds as it is.
+at the server. Every answer observed moves its call's log entry from its grant time to a guard
+before the answer's time (never earlier than the grant): the call surely arrived by the answer,
+so Virtuous counts it until a window after the answer at most, and that is when its token
+returns. The guard is spent only on calls not answered yet. Entries only ever move later, so
+the guarantee above holds as it is. The gate names the call each answer belongs to
+(:data:`calls_in_hand`); an answer nobody names moves the oldest call in flight to the
+answer's time instead, keeping the guard, since the named call may still be on its way.
 
 Virtuous's headers reveal only the others
 -----------------------------------------
@@ -94,6 +98,10 @@ Kind = Literal["push", "lookup", "pull"]
 # The wake-up ticket (Redis clock) the message being processed in this thread holds, if any:
 # set by the queue's middleware from the message, read by the gate.
 held_ticket: ContextVar[float | None] = ContextVar("giftsync_held_ticket", default=None)
+# The calls granted to this thread and not yet answered (log members), oldest first: set by
+# the gate at each grant, taken one per answer by the observer, so each answer moves its own
+# call's log entry (see limiter_observe.lua).
+calls_in_hand: ContextVar[list[str] | None] = ContextVar("giftsync_calls_in_hand", default=None)
 
 # The window is enforced this much longer, to cover grant-to-arrival spread (share of window)...
 GUARD_SHARE = 0.005
@@ -120,6 +128,8 @@ class Grant:
     tokens_left: float
     # The Redis clock at the decision (epoch seconds).
     at: float = 0.0
+    # The granted calls' names in the limiter's log, one per token.
+    calls: tuple[str, ...] = ()
 
 
 def _script(client: redis.Redis, name: str) -> Script:
@@ -215,10 +225,11 @@ class Limiter:
             if "exceeds the" in str(exc):
                 raise ValueError(f"tenant {name!r}: {exc}") from None
             raise
-        granted, wait, left, at = reply
+        granted, wait, left, at = reply[:4]
+        calls = tuple(bytes(m).decode() for m in reply[4]) if len(reply) > 4 else ()
         # Round the wait up to the microsecond so sleeping exactly that long is enough.
         wait_s = math.ceil(float(wait) * 1e6) / 1e6
-        return Grant(bool(int(granted)), wait_s, float(left), float(at))
+        return Grant(bool(int(granted)), wait_s, float(left), float(at), calls)
 
     def block(self, tenant_name: str, seconds: float) -> None:
         """Refuse every call for the tenant for ``seconds`` (a 429's Retry-After), never shorter."""
@@ -238,13 +249,17 @@ class Limiter:
         remaining: int | None,
         reset_seconds: float | None,
         limit: int | None = None,
+        call: str | None = None,
     ) -> None:
         """Fold one answer's X-RateLimit-* values in (call once per answer, whatever its status).
 
         ``reset_seconds`` is seconds until Virtuous's reset, or an epoch timestamp when larger
-        than 1e9 (read against the Redis clock).
+        than 1e9 (read against the Redis clock). ``call`` names the answered call (one of a
+        :class:`Grant`'s ``calls``); unnamed, the oldest call in flight stands for it.
         """
-        self._observe_at(tenant, remaining=remaining, reset_seconds=reset_seconds, limit=limit)
+        self._observe_at(
+            tenant, remaining=remaining, reset_seconds=reset_seconds, limit=limit, call=call
+        )
 
     def _observe_at(
         self,
@@ -254,6 +269,7 @@ class Limiter:
         reset_seconds: float | None,
         limit: int | None,
         now: float | None = None,
+        call: str | None = None,
     ) -> None:
         keys = [self._key(tenant.name, p) for p in ("state", "inflight", "calls", "lookups")]
         args: list[str | int] = [
@@ -264,6 +280,8 @@ class Limiter:
             _arg(tenant.rate_window_seconds),
             _arg(self._inflight_timeout),
             _arg(now),
+            _arg(guard_seconds(tenant)),
+            call or "",
             _arg(guard_seconds(tenant)),
         ]
         self._observe(keys=keys, args=args)

@@ -2,7 +2,8 @@
 -- KEYS: 1 state hash, 2 in-flight zset, 3 own-call log zset, 4 lookup log zset
 -- ARGV: 1 remaining ('' = not sent), 2 reset (seconds from now, or an epoch when > 1e9;
 --       '' = not sent), 3 limit ('' = not sent), 4 configured cap, 5 window s,
---       6 in-flight ttl s, 7 now override ('' = Redis TIME; tests only), 8 hold s
+--       6 in-flight ttl s, 7 now override ('' = Redis TIME; tests only), 8 hold s,
+--       9 the answered call's log member ('' = not known), 10 guard s
 -- What it learns: the other integrations' calls in Virtuous's window, limit - remaining - our
 -- own calls it had counted. Ours are those logged in the last window less the ones still in
 -- flight (they may not have arrived yet): that can only overstate the others, never
@@ -28,17 +29,36 @@ local function g(x) return string.format('%.17g', x) end
 -- How far past the window's start answered calls are checked for having arrived before it.
 local EDGE_SECONDS = math.min(window / 4, 5)
 
--- This answer's own call is no longer in flight; FIFO is exact enough because every in-flight
--- call is counted the same, whichever one answered. The call reached Virtuous by now, so its
--- token is held until now + span rather than grant + span: a call that queued on its way (a
--- burst waits its turn at the server) still leaves Virtuous's window before its token returns.
+-- This answer's own call is no longer in flight. Which call it was is known when the caller
+-- says (the gate names the call it was granted); otherwise the oldest in flight stands for it,
+-- as every in-flight call is counted the same.
+local call, guard = ARGV[9], tonumber(ARGV[10]) or 0
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
-local popped = redis.call('ZPOPMIN', inflight)
-if popped[1] then
-  redis.call('ZADD', log, 'XX', 'GT', g(now), popped[1])
-  redis.call('ZADD', llog, 'XX', 'GT', g(now), popped[1])
+local popped = nil
+if call ~= '' then
+  local granted_at = redis.call('ZSCORE', inflight, call)
+  if granted_at then
+    redis.call('ZREM', inflight, call)
+    popped = {call, granted_at}
+  end
+else
+  local oldest = redis.call('ZPOPMIN', inflight)
+  if oldest[1] then popped = oldest end
+end
+if popped then
+  local granted = tonumber(popped[2])
+  -- The call reached Virtuous by now, so its token is held until a window after now rather
+  -- than a span after its grant: a call that queued on its way (a burst waits its turn at the
+  -- server) still leaves Virtuous's window before its token returns. Known to be this very
+  -- call, it needs no guard (logged at now - guard, it frees at now + window); it stays a
+  -- little after its grant, so an answered call's entry never looks unanswered. Stood in for
+  -- by the oldest, the real one may still be on its way: the guard stays.
+  local held = now
+  if call ~= '' then held = math.max(now - guard, granted + 0.00001) end
+  redis.call('ZADD', log, 'XX', 'GT', g(held), popped[1])
+  redis.call('ZADD', llog, 'XX', 'GT', g(held), popped[1])
   -- How long calls take to be answered (a moving average), for wake-up tickets.
-  local took = now - tonumber(popped[2])
+  local took = now - granted
   if took >= 0 and took < window then
     local old = tonumber(redis.call('HGET', state, 'rtt'))
     redis.call('HSET', state, 'rtt', g(old and (0.8 * old + 0.2 * took) or took))
@@ -55,12 +75,14 @@ end
 local foreign, ends = 0, now + window
 if remaining then
   local edge = now - window
-  local own = redis.call('ZCOUNT', log, '(' .. g(edge), '+inf')
+  -- An answered call is logged up to a guard before its answer: look that much further back.
+  local from = edge - guard
+  local own = redis.call('ZCOUNT', log, '(' .. g(from), '+inf')
   -- A call answered inside the window may have arrived before it, so Virtuous no longer
   -- counts it: counting it as ours would understate the others. Those granted before the
   -- window's start are not counted (a call arrives after its grant); only recent answers are
   -- looked at, which covers every answer slower than the span looked at only partly.
-  local straddling = redis.call('ZRANGEBYSCORE', log, '(' .. g(edge), g(edge + EDGE_SECONDS))
+  local straddling = redis.call('ZRANGEBYSCORE', log, '(' .. g(from), g(edge + EDGE_SECONDS))
   for _, member in ipairs(straddling) do
     local granted = tonumber(string.match(member, '^[^:]+'))
     if granted and granted <= edge then own = own - 1 end
