@@ -248,13 +248,10 @@ def subscription_url(base_url: str, settings: Settings, tenant: TenantSettings) 
     return f"{base_url.rstrip('/')}/v1/virtuous/{tenant.name}/{token}"
 
 
-def subscribe(settings: Settings, tenant: TenantSettings, base_url: str) -> dict[str, Any]:
-    """Register the receiver with Virtuous (``POST /api/Webhook``) for the events it handles."""
-    webhook_secret = secret(
-        settings, tenant.webhook_secret_env, what=f"tenant {tenant.name!r} webhook"
-    )
-    payload = {
-        "payloadUrl": subscription_url(base_url, settings, tenant),
+def subscription_body(payload_url: str, webhook_secret: str) -> dict[str, Any]:
+    """The ``POST /api/Webhook`` body: the events the receiver acts on, no others."""
+    return {
+        "payloadUrl": payload_url,
         "secret": webhook_secret,
         "giftCreate": True,
         # A gift deleted in Virtuous is reported to the platform on the writeback stream.
@@ -264,4 +261,12 @@ def subscribe(settings: Settings, tenant: TenantSettings, base_url: str) -> dict
         "active": True,
         "name": "giftsync",
     }
+
+
+def subscribe(settings: Settings, tenant: TenantSettings, base_url: str) -> dict[str, Any]:
+    """Register the receiver with Virtuous (``POST /api/Webhook``) for the events it handles."""
+    webhook_secret = secret(
+        settings, tenant.webhook_secret_env, what=f"tenant {tenant.name!r} webhook"
+    )
+    payload = subscription_body(subscription_url(base_url, settings, tenant), webhook_secret)
     return call(runtime(), tenant, lambda c: c.create_webhook(payload))

@@ -181,10 +181,15 @@ ENDPOINTS = [
     Endpoint("GET", "/api/Contact/{int}", None, "seed 003; rb; ts; nucleus"),
     Endpoint("GET", "/api/Contact/{str}/{str}", None, "seed 003; n8n getByReference"),
     Endpoint("POST", "/api/Segment", dict.fromkeys(("name", "code", "description")), "nucleus"),
+    Endpoint("GET", "/api/Segment/Code/{str}", None, "nucleus getSegmentByCode; hook"),
+    Endpoint("GET", "/api/Segment/{int}", None, "ts segmentUrl '/Segment/5'"),
     Endpoint(
         "POST", "/api/Project", dict.fromkeys(("name", "projectCode", "description")), "seed 003"
     ),
+    Endpoint("GET", "/api/Project/{int}", None, "rb gift_designations.json projectUrl"),
     Endpoint("POST", "/api/Webhook", WEBHOOK, "seed 001; hook server.js (event names)"),
+    Endpoint("GET", "/api/Webhook", None, "sandbox choice: the subscriptions, for tests"),
+    Endpoint("DELETE", "/api/Webhook/{int}", None, "sandbox choice: unsubscribe, for tests"),
 ]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from giftsync.webhooks import subscription_body
 from mapping import preview
 from mapping.batch_entry import batch_entry, contact_payload
 from mapping.contacts import contact_create_payload
@@ -124,17 +125,12 @@ def _drive(client: VirtuousClient) -> set[str]:
     assert note("query_recurring_gifts").query_recurring_gifts(body)["total"] == 1
     note("create_segment").create_segment({"name": "Giving Day", "code": "WG-CAMPAIGN-9"})
     note("create_project").create_project({"name": "Food", "projectCode": "WG-FUND-9"})
-    note("create_webhook").create_webhook(
-        {
-            "payloadUrl": "http://127.0.0.1:9/hook",
-            "secret": "s",
-            "giftCreate": True,
-            "contactCreate": True,
-            "contactUpdate": True,
-            "active": True,
-            "name": "giftsync",
-        }
+    subscription = note("create_webhook").create_webhook(
+        subscription_body("http://127.0.0.1:9/hook", "s")
     )
+    # Only the events giftsync acts on: not the "send me everything" default.
+    assert subscription["giftCreate"] and subscription["giftDelete"]
+    assert not subscription["giftUpdate"]
     return called
 
 

@@ -103,6 +103,24 @@ def test_a_captured_delivery_with_a_fresh_delivery_header_is_a_replay(receiver: 
     assert receiver.healthy()
 
 
+def test_unknown_events_and_any_spelling_of_known_ones_are_answered_2xx(
+    receiver: Receiver,
+) -> None:
+    # Virtuous retries whatever is not 2xx: an event giftsync does not act on is still taken.
+    answers = {
+        event: receiver.deliver(json.dumps({**DELIVERY, "event": event}).encode())
+        for event in ("SomethingNew", "GIFTCREATE", "gift_delete", "contactUpdate")
+    }
+    assert {event: a.status_code for event, a in answers.items()} == dict.fromkeys(answers, 202)
+    assert [a.json()["event"] for a in answers.values()] == [
+        "other",
+        "giftCreate",
+        "giftDelete",
+        "contactUpdate",
+    ]
+    assert len(receiver.queued()) == len(answers)
+
+
 @pytest.mark.parametrize(
     ("body", "path", "reason"),
     [

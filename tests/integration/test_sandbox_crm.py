@@ -192,3 +192,32 @@ def test_invalid_recurring_gifts_are_refused(
     r = api.post("/api/RecurringGift", json=body)
     assert r.status_code == 400
     assert field in r.json()["modelState"]
+
+
+def test_recurring_statuses_are_answered_as_virtuous_returns_them(
+    api: httpx.Client, admin: httpx.Client
+) -> None:
+    contact = _ok(api.post("/api/Contact", json={"lastName": "Hopper", "firstName": "Grace"}))
+    base = {
+        "contactId": contact["id"],
+        "startDate": "2026-01-01",
+        "frequency": "semiannually",
+        "amount": "10.00",
+        "designations": [{"projectId": 101, "amountDesignated": "10.00"}],
+    }
+    items = [{**base, "status": s} for s in ("uptodate", "Behind", "canceled", "ACTIVE")]
+    made = _ok(
+        admin.post("/_admin/recurring-gifts", json={"org": "alpha", "recurringGifts": items})
+    )
+    rows = [_ok(api.get(f"/api/RecurringGift/{r['id']}")) for r in made["recurringGifts"]]
+    assert [r["status"] for r in rows] == ["UpToDate", "Behind", "Cancelled", "Active"]
+    assert {r["frequency"] for r in rows} == {"Semiannually"}
+    assert rows[2]["cancelDateTimeUtc"] is not None
+    # A full-replacement PUT keeps the status Virtuous reports.
+    kept = _ok(api.put(f"/api/RecurringGift/{rows[0]['id']}", json={**rows[0], "status": "Active"}))
+    assert kept["status"] == "UpToDate"
+    bad = admin.post(
+        "/_admin/recurring-gifts",
+        json={"org": "alpha", "recurringGifts": [{**base, "status": "Paused"}]},
+    )
+    assert bad.status_code == 400 and "status" in bad.text

@@ -124,3 +124,28 @@ def test_one_bad_entry_in_a_bulk_delivery_loses_none_after_it(rt: Runtime) -> No
     result = confirm.apply_webhook(rt, SETTINGS, bulk)
     assert result.outcomes == {"not_ours": 2, "confirmed": 2}
     assert (_state(rt, 4), _state(rt, 5)) == ("confirmed", "confirmed")
+
+
+def test_contact_events_link_the_tenants_donors_in_any_case_single_or_bulk(rt: Runtime) -> None:
+    reference = SETTINGS.reference_source
+    single: dict[str, Any] = {
+        "event": "ContactCreate",
+        "contact": {"id": 7001, "referenceSource": reference, "referenceId": "d-1"},
+    }
+    bulk = {
+        "event": "contact_update",
+        "models": [
+            # The sandbox's delivery shape (contactReferences of {source, id}).
+            {"contact": {"id": 7002, "contactReferences": [{"source": reference, "id": "d-2"}]}},
+            {"contact": {"id": 7003, "contactReferences": [{"source": "Other", "id": "d-3"}]}},
+            {"contact": {"id": "7004", "referenceSource": reference, "referenceId": "d-4"}},
+        ],
+    }
+    assert confirm.apply_webhook(rt, SETTINGS, single).outcomes == {"contact_linked": 1}
+    assert confirm.apply_webhook(rt, SETTINGS, bulk).outcomes == {"contact_linked": 1}
+    known = {d: rt.related.known_id(TENANT, "donor", d) for d in ("d-1", "d-2", "d-3", "d-4")}
+    assert known == {"d-1": 7001, "d-2": 7002, "d-3": None, "d-4": None}
+    # A gift event carrying a contact links nothing: only contact events do.
+    gift_event = {**single, "event": "GiftUpdate", "contact": {**single["contact"], "id": 7005}}
+    assert confirm.apply_webhook(rt, SETTINGS, gift_event).outcomes == {}
+    assert rt.related.known_id(TENANT, "donor", "d-1") == 7001

@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from giftsync.examples import transaction
 from mapping.decision import decide
 from mapping.events import Transaction, parse_event
@@ -268,3 +270,20 @@ def test_a_young_unrecognised_recurring_gift_waits_to_settle() -> None:
     assert p.counts == {"created": 1}
     assert p.last is not None and p.last.id == 501
     assert 19 < p.defer_seconds <= 20
+
+
+def test_a_frequency_wegive_lacks_is_skipped_with_its_reason_and_the_page_goes_on() -> None:
+    records = [
+        recurring(501, frequency="Bimonthly"),
+        recurring(502, frequency="semiannually"),
+        recurring(503, frequency="BIENNIALLY"),
+        recurring(504),
+    ]
+    with structlog.testing.capture_logs() as logs:
+        p = plan(RECURRING, records)
+    assert p.counts == {"skipped": 3, "created": 1}
+    assert entry(p)["virtuous_id"] == "504"
+    assert p.last is not None and p.last.id == 504
+    skipped = [line for line in logs if line["event"] == "pull_record_unmappable"]
+    assert [line["virtuous_id"] for line in skipped] == [501, 502, 503]
+    assert all("no WeGive equivalent" in line["reason"] for line in skipped)
