@@ -45,7 +45,7 @@ local function f(x) return string.format('%.6f', math.ceil(x * 1000000) / 100000
 local function g(x) return string.format('%.17g', x) end
 
 local st = redis.call('HMGET', state, 'limit', 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until',
-  'seq', 'wtat', 'lwtat', 'f2_at', 'rtt')
+  'seq', 'wtat', 'lwtat', 'f2_at', 'rtt', 'wpos', 'lwpos')
 -- How long calls take to be answered (a moving average kept by observe).
 local rtt = tonumber(st[11]) or 0
 -- The organisation's cap is the one Virtuous reports; giftsync's own may be set lower.
@@ -159,6 +159,12 @@ if refused then
     local ticket = now + wait
     local line = is_lookup and 'lwtat' or 'wtat'
     local last = tonumber(is_lookup and st[9] or st[8])
+    -- The last ticket's place in the log: its call's entry, a span (or more) on. A ticket is
+    -- that plus how late the call's answer will move it, so the next place is looked for from
+    -- here, not from the ticket, lest calls answered within that lateness be skipped.
+    local line_pos = is_lookup and 'lwpos' or 'wpos'
+    local pos = tonumber(is_lookup and st[13] or st[12]) or last
+    if pos and last and pos > last then pos = last end
     -- A call not answered yet frees its token a span after its answer: about `rtt` later.
     -- A caller a moment before a freeing (a waiter back a little early) waits for that one
     -- rather than joining the end of the line.
@@ -177,7 +183,7 @@ if refused then
       -- a span after the token it takes, so look for the next freeing a span (or more) back.
       ticket = nil
       for cycle = 0, 8 do
-        local nxt = redis.call('ZRANGEBYSCORE', key, '(' .. g(last - (cycle + 1) * span), '+inf',
+        local nxt = redis.call('ZRANGEBYSCORE', key, '(' .. g(pos - (cycle + 1) * span), '+inf',
           'WITHSCORES', 'LIMIT', 0, 1)
         if #nxt > 0 then
           local score = tonumber(nxt[2])
@@ -188,14 +194,18 @@ if refused then
           if granted and math.abs(granted - score) < 0.000002 and st[11] then
             late = rtt - (span - window)
           end
-          ticket = score + late + (cycle + 1) * span
+          pos = score + (cycle + 1) * span
+          ticket = pos + late
           break
         end
       end
-      ticket = math.max(ticket or (last + span / math.max(1, size)), now + wait)
+      if not ticket then pos = last + span / math.max(1, size) end
+      ticket = math.max(ticket or pos, now + wait)
+    else
+      pos = ticket
     end
     if ticket > (last or 0) then
-      redis.call('HSET', state, line, g(ticket))
+      redis.call('HSET', state, line, g(ticket), line_pos, g(math.min(pos, ticket)))
     end
     local life = math.ceil((ticket - now + 2 * span) * 1000)
     if redis.call('PTTL', state) < life then redis.call('PEXPIRE', state, life) end
@@ -207,13 +217,16 @@ end
 local seq = tonumber(st[7]) or 0
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
 local members = {}
-for _ = 1, cost do
+for i = 1, cost do
   seq = seq + 1
   -- The time in the member keeps it unique even if the state (and seq) expired meanwhile.
   local member = f(now) .. ':' .. seq
-  redis.call('ZADD', log, g(now), member)
-  redis.call('ZADD', inflight, g(now), member)
-  if is_lookup then redis.call('ZADD', llog, g(now), member) end
+  -- Calls granted together are logged a microsecond apart (each held that much longer), so
+  -- no two entries tie and the waiters' line can tell them apart.
+  local at = g(now + (i - 1) * 0.000001)
+  redis.call('ZADD', log, at, member)
+  redis.call('ZADD', inflight, at, member)
+  if is_lookup then redis.call('ZADD', llog, at, member) end
   members[#members + 1] = member
 end
 redis.call('HSET', state, 'seq', seq)
