@@ -27,6 +27,7 @@ from workers.flows.pull_plan import KINDS
 from workers.queue.messages import QUEUES
 from workers.runtime import Runtime
 from workers.store.connection import connect
+from workers.store.keys import dramatiq_messages
 from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.metrics")
@@ -131,8 +132,8 @@ class StateCollector(Collector):
         known = set(tenants)
         for queue in QUEUES:
             counts = dict.fromkeys([*tenants, NO_TENANT], 0)
-            for suffix in (".msgs", ".DQ.msgs"):
-                key = f"{self._namespace}:{queue}{suffix}"
+            for name in (queue, f"{queue}.DQ"):
+                key = dramatiq_messages(self._namespace, name)
                 for _, raw in self._rt.redis.hscan_iter(key, count=SCAN_COUNT):
                     found = _TENANT.search(raw)
                     name = found.group(1).decode("utf-8", "replace") if found else NO_TENANT

@@ -19,6 +19,7 @@ from dramatiq.broker import MessageProxy
 
 from workers.queue.retries import TICKET_OPTION
 from workers.runtime import runtime
+from workers.store.keys import dramatiq_dead, dramatiq_messages
 from workers.store.scripts import decode
 
 # What a replay forgets of the dead message: its spent retry budget, its error, and any wake-up
@@ -131,9 +132,9 @@ def _forget_in_dramatiq(broker: dramatiq.Broker, queue: str, message_id: str) ->
     client = getattr(broker, "client", None)
     if namespace is None or client is None:
         return
-    xq = f"{namespace}:{queue}.XQ"  # dramatiq's own layout under its namespace
-    for redis_id in client.zrange(xq, 0, -1):
-        raw = client.hget(f"{xq}.msgs", redis_id)
+    dead, bodies = dramatiq_dead(namespace, queue), dramatiq_messages(namespace, f"{queue}.XQ")
+    for redis_id in client.zrange(dead, 0, -1):
+        raw = client.hget(bodies, redis_id)
         if raw and json.loads(raw).get("message_id") == message_id:
-            client.zrem(xq, redis_id)
-            client.hdel(f"{xq}.msgs", redis_id)
+            client.zrem(dead, redis_id)
+            client.hdel(bodies, redis_id)

@@ -15,6 +15,23 @@ def member(kind: str, record_id: object) -> str:
     return f"{kind}:{record_id}"
 
 
+# dramatiq's own keys under its namespace (:attr:`Keys.dramatiq_namespace`), read where giftsync
+# counts or tidies its queues. The namespace is taken as given so a caller holding a broker
+# names that broker's keys.
+
+
+def dramatiq_messages(namespace: str, queue: str) -> str:
+    """HASH (dramatiq's): message id -> encoded message, for one queue (``{queue}.DQ`` for its
+    delayed messages)."""
+    return f"{namespace}:{queue}.msgs"
+
+
+def dramatiq_dead(namespace: str, queue: str) -> str:
+    """ZSET (dramatiq's): the ids of one queue's dead messages -> when they died; their bodies
+    are in ``dramatiq_messages(namespace, f"{queue}.XQ")``."""
+    return f"{namespace}:{queue}.XQ"
+
+
 @dataclass(frozen=True)
 class Keys:
     """Key names under one prefix."""
