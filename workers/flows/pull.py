@@ -3,9 +3,9 @@
 A pull reads one kind of record, ``gifts`` (``POST /api/Gift/Query/FullGift``) or ``recurring``
 (``POST /api/RecurringGift/Query``), 1000 a page in sweeps: every record dated on or after
 the sweep's lower bound, in Virtuous id order from a saved cursor, paging by key, never by
-skip (Virtuous answers a deep skip with a 500); see :class:`workers.flows.pull_plan.Cursor`. What
+skip (Virtuous answers a deep skip with a 500); see :class:`workers.flows.pull_paging.Cursor`. What
 each page writes back is decided by :mod:`workers.flows.pull_plan`; the format and the rules are in
-``workers/PULL.md``.
+``docs/pull.md``.
 
 Redis keys (see :class:`workers.store.keys.Keys`): the *cursor* hash (position, generation, totals),
 the *told index* (what the pull last told the platform about each Virtuous id, so an
@@ -40,22 +40,24 @@ from mapping.pull import wg_id_of
 from mapping.tenant import TenantSettings
 from workers.errors import Throttled
 from workers.flows.gate import call
+from workers.flows.pull_paging import (
+    MOVING_FIELDS,
+    Cursor,
+    after_cursor,
+    instant,
+    next_sweep,
+    page_query,
+)
 from workers.flows.pull_plan import (
     KINDS,
-    MOVING_FIELDS,
     OUTCOMES,
     PAGE_SIZE,
-    Cursor,
     KindSpec,
     PageFacts,
     PagePlan,
     Sent,
     Told,
-    after_cursor,
-    instant,
-    next_sweep,
     our_reference,
-    page_query,
     plan_page,
 )
 from workers.observe import metrics
