@@ -13,7 +13,6 @@ answers in a few seconds whatever Redis does.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 
@@ -113,10 +112,8 @@ class StateCollector(Collector):
             paused.add_metric([name], 1.0 if rt.redis.exists(rt.keys.paused(name)) else 0.0)
             window.add_metric([name], float(rt.limiter.calls_in_window(tenant)))
             cap.add_metric([name], float(tenant.calls_per_hour))
-            first = rt.redis.zrange(rt.keys.unconfirmed(name), 0, 0, withscores=True)
-            unconfirmed.add_metric(
-                [name], max(now - float(first[0][1]), 0) / 1000 if first else 0.0
-            )
+            first = rt.ledger.oldest_unconfirmed(name)
+            unconfirmed.add_metric([name], max(now - first[1], 0) / 1000 if first else 0.0)
         families += [age, size, states, paused, window, cap, unconfirmed]
         families.append(_pull_lag(rt, now))
         families.append(_dead_letters(rt, tenants))
@@ -152,8 +149,8 @@ def _dead_letters(rt: Runtime, tenants: list[str]) -> GaugeMetricFamily:
         labels=["tenant"],
     )
     counts = dict.fromkeys([*tenants, NO_TENANT], 0)
-    for raw in rt.redis.hvals(rt.keys.dead_letters):
-        name = str(json.loads(decode(raw)).get("tenant") or NO_TENANT)
+    for letter in rt.ledger.dead_letters():
+        name = str(letter.get("tenant") or NO_TENANT)
         counts[name if name in counts else NO_TENANT] += 1
     for name, count in counts.items():
         kept.add_metric([name], float(count))

@@ -20,7 +20,6 @@ from dramatiq.broker import MessageProxy
 from workers.queue.retries import TICKET_OPTION
 from workers.runtime import runtime
 from workers.store.keys import dramatiq_dead, dramatiq_messages
-from workers.store.scripts import decode
 
 # What a replay forgets of the dead message: its spent retry budget, its error, and any wake-up
 # ticket (see workers.queue.retries).
@@ -71,7 +70,7 @@ def record_dead_letter(message: MessageProxy, exception: BaseException) -> None:
         "kwargs": kwargs,
         "encoded": message._message.encode().decode("utf-8"),
     }
-    rt.redis.hset(rt.keys.dead_letters, message.message_id, json.dumps(letter))
+    rt.ledger.keep_dead_letter(message.message_id, letter)
     members = _members_of(kwargs)
     if tenant and members:
         _mark(tenant, "dead", f"dead letter: {reason}", members)
@@ -95,8 +94,7 @@ def list_dead_letters(tenant: str | None = None) -> list[DeadLetter]:
     """Every dead letter the ledger holds (optionally one tenant's), oldest first."""
     rt = runtime()
     letters = []
-    for raw in rt.redis.hvals(rt.keys.dead_letters):
-        data = json.loads(decode(raw))
+    for data in rt.ledger.dead_letters():
         if tenant is None or data["tenant"] == tenant:
             letters.append(DeadLetter(**data))
     return sorted(letters, key=lambda letter: letter.failed_ms)
@@ -120,7 +118,7 @@ def replay(letters: list[DeadLetter], broker: dramatiq.Broker) -> int:
                 members,
             )
         broker.enqueue(fresh)
-        rt.redis.hdel(rt.keys.dead_letters, letter.message_id)
+        rt.ledger.forget_dead_letter(letter.message_id)
         _forget_in_dramatiq(broker, fresh.queue_name, letter.message_id)
         replayed += 1
     return replayed

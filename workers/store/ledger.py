@@ -17,6 +17,7 @@ rest longer than the retention, see :mod:`workers.store.retention`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -204,6 +205,24 @@ class Ledger:
             for (member, score), reason in zip(newest, reasons, strict=True)
         ]
 
+    def in_review(self, tenant: str) -> list[tuple[str, str | None]]:
+        """The records waiting for a person: (member, the batch that carried it, if known)."""
+        members = decode(self._redis.zrange(self.keys.review(tenant), 0, -1))
+        if not members:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for member_name in members:
+            pipe.hget(self.keys.record(tenant, member_name), "batch_id")
+        return [
+            (member_name, decode(batch_id) if batch_id else None)
+            for member_name, batch_id in zip(members, pipe.execute(), strict=True)
+        ]
+
+    def oldest_unconfirmed(self, tenant: str) -> tuple[str, float] | None:
+        """The record submitted longest ago whose real Gift id is not known: (member, when ms)."""
+        oldest = self._redis.zrange(self.keys.unconfirmed(tenant), 0, 0, withscores=True)
+        return (decode(oldest[0][0]), float(oldest[0][1])) if oldest else None
+
     def quarantined_count(self, tenant: str) -> int:
         """How many of the tenant's records are quarantined."""
         return int(self._redis.zcard(self.keys.quarantine(tenant)))
@@ -306,6 +325,18 @@ class Ledger:
             args=[self.keys.prefix, tenant],
         )
         return [str(m) for m in decode(released)]
+
+    def keep_dead_letter(self, message_id: str, letter: Mapping[str, Any]) -> None:
+        """Keep a dead message (its JSON-ready fields) until it is replayed."""
+        self._redis.hset(self.keys.dead_letters, message_id, json.dumps(letter))
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter kept, as :meth:`keep_dead_letter` was given it (in no order)."""
+        return [json.loads(decode(raw)) for raw in self._redis.hvals(self.keys.dead_letters)]
+
+    def forget_dead_letter(self, message_id: str) -> None:
+        """Drop a dead letter (it has been replayed)."""
+        self._redis.hdel(self.keys.dead_letters, message_id)
 
     def mark(self, tenant: str, state: str, reason: str, members: list[str]) -> None:
         """Move records to ``state`` with ``reason`` (dead letters and their replay)."""
