@@ -27,7 +27,6 @@ from workers.queue.messages import QUEUES
 from workers.runtime import Runtime
 from workers.store.connection import connect
 from workers.store.keys import dramatiq_messages
-from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.metrics")
 
@@ -171,9 +170,7 @@ def _pull_lag(rt: Runtime, now_ms: int) -> GaugeMetricFamily:
         for kind, spec in KINDS.items():
             seconds = cursor_lag_seconds(rt, name, kind, now_ms)
             if seconds is None:
-                key = rt.keys.pull_waiting_since(name, kind)
-                rt.redis.set(key, now_ms, nx=True)
-                since = int(decode(rt.redis.get(key)) or now_ms)
+                since = rt.cursors.waiting_since(name, kind, now_ms)
                 seconds = max(now_ms - since, 0) / 1000
             lag.add_metric([name, spec.metric_kind], seconds)
     return lag

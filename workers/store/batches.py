@@ -219,6 +219,10 @@ class Batcher:
             pipe.hget(self.keys.batch(batch_id), "import_name")
         return {b: decode(n) for b, n in zip(batch_ids, pipe.execute(), strict=True) if n}
 
+    def batch_count(self, tenant: str) -> int:
+        """Batches of a tenant still kept (retention deletes settled ones in time)."""
+        return int(self._redis.zcard(self.keys.tenant_batches(tenant)))
+
     def buffer_size(self, tenant: str) -> int:
         """Entries waiting in a tenant's buffer."""
         return int(self._redis.zcard(self.keys.buffer_order(tenant)))

@@ -82,6 +82,12 @@ class PullCursors:
         """Clear the pending flag if this message still holds it."""
         release(self._redis, self.keys.pull_pending(tenant, kind), message_id)
 
+    def waiting_since(self, tenant: str, kind: str, now_ms: int) -> int:
+        """When a pull with no cursor yet was first seen waiting (``now_ms`` the first time)."""
+        key = self.keys.pull_waiting_since(tenant, kind)
+        self._redis.set(key, now_ms, nx=True)
+        return int(decode(self._redis.get(key)) or now_ms)
+
     def claim_schedule(
         self, tenant: str, kind: str, message_id: str, interval_ms: int, lease_ms: int
     ) -> ScheduleClaim:

@@ -107,6 +107,12 @@ class Keys:
         """HASH: message id -> dead letter JSON; kept until replayed (no expiry)."""
         return f"{self.prefix}:dead"
 
+    def limiter(self, tenant: str, part: str) -> str:
+        """One of the limiter's keys of a tenant (``state``, ``block``, ``inflight``, ``calls``,
+        ``lookups``; see limiter.py). ``{tenant}`` is a Redis Cluster hash tag, so each of its
+        scripts' keys share one slot."""
+        return f"{self.prefix}:limiter:{{{tenant}}}:{part}"
+
     def paused(self, tenant: str) -> str:
         """STRING: why a tenant is paused (Virtuous said 401); absent when running."""
         return f"{self.prefix}:paused:{tenant}"
