@@ -108,7 +108,7 @@ class StateCollector(Collector):
             size.add_metric([name], float(rt.batcher.buffer_size(name)))
             for state, count in rt.ledger.state_counts(name).items():
                 states.add_metric([name, state], float(count))
-            paused.add_metric([name], 1.0 if rt.redis.exists(rt.keys.paused(name)) else 0.0)
+            paused.add_metric([name], 1.0 if rt.marks.paused_reason(name) is not None else 0.0)
             window.add_metric([name], float(rt.limiter.calls_in_window(tenant)))
             cap.add_metric([name], float(tenant.calls_per_hour))
             first = rt.ledger.oldest_unconfirmed(name)
