@@ -18,7 +18,7 @@ rest longer than the retention, see :mod:`workers.store.retention`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -27,6 +27,7 @@ import redis
 
 from workers.store.connection import Durability
 from workers.store.keys import Keys
+from workers.store.keys import member as member_of
 from workers.store.scripts import decode, load_script
 
 Route = Literal["batch", "skip", "hold", "realtime"]
@@ -131,6 +132,42 @@ class Ledger:
         """The ledger hash of one record ({} when unknown)."""
         raw = self._redis.hgetall(self.keys.record(tenant, member_name))
         return {decode(k): decode(v) for k, v in raw.items()}
+
+    def fields(self, records: Sequence[tuple[str, str]], *names: str) -> list[list[str | None]]:
+        """The named fields of each (tenant, member) record, None where absent; one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for tenant, member_name in records:
+            pipe.hmget(self.keys.record(tenant, member_name), list(names))
+        return [[decode(v) if v is not None else None for v in row] for row in pipe.execute()]
+
+    def known(self, tenant: str, members: Sequence[str]) -> list[bool]:
+        """Whether the ledger holds each record; one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for member_name in members:
+            pipe.exists(self.keys.record(tenant, member_name))
+        return [bool(hit) for hit in pipe.execute()]
+
+    def scan_field(self, tenant: str, kind: str, name: str) -> Iterator[tuple[str, str]]:
+        """(member, value) of every ``kind`` record of the tenant holding field ``name``: one
+        SCAN of the tenant's ledger (it keeps no reverse index), read 1000 records at a time."""
+        start = len(self.keys.record(tenant, ""))
+        chunk: list[bytes] = []
+        for key in self._redis.scan_iter(
+            match=self.keys.record(tenant, member_of(kind, "*")), count=1000
+        ):
+            chunk.append(key)
+            if len(chunk) >= 1000:
+                yield from self._field_of(chunk, name, start)
+                chunk = []
+        yield from self._field_of(chunk, name, start)
+
+    def _field_of(self, keys: list[bytes], name: str, start: int) -> Iterator[tuple[str, str]]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(key, name)
+        for key, value in zip(keys, pipe.execute(), strict=True):
+            if value is not None:
+                yield decode(key)[start:], decode(value)
 
     def state_counts(self, tenant: str) -> dict[str, int]:
         """Records per state for one tenant (states never entered are absent)."""
