@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from workers.store.keys import Keys
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("giftsync", "mapping", "producers", "workers", "sandbox")
 # The most function-level imports of project modules the project keeps, each with its reason
@@ -212,3 +214,25 @@ def test_importing_producers_loads_no_metrics_no_broker_and_reads_no_settings() 
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+# A script learns some keys only as it runs (a batch's members, a split's new halves), so it
+# builds them from the prefix; each such spelling must be the one keys.py writes.
+LUA_BUILT_KEY = re.compile(r"\b(prefix|batch|child|counts) \.\. '(:[a-z_-]+:?)'")
+
+
+def test_the_keys_lua_scripts_build_are_spelled_as_keys_py_spells_them() -> None:
+    keys = Keys("P")
+    spelled = {
+        ("prefix", ":rec:"): (keys.record("T", "M"), "P:rec:T:M"),
+        ("prefix", ":batch:"): (keys.batch("B"), "P:batch:B"),
+        ("batch", ":entries"): (keys.batch_entries("B"), "P:batch:B:entries"),
+        ("batch", ":members"): (keys.batch_members("B"), "P:batch:B:members"),
+        ("counts", ":terminal"): (keys.terminal("T"), keys.state_counts("T") + ":terminal"),
+    }
+    for ours, lua in spelled.values():
+        assert ours == lua
+    for script in (ROOT / "workers" / "store").glob("*.lua"):
+        for base, segment in LUA_BUILT_KEY.findall(script.read_text(encoding="utf-8")):
+            base = "batch" if base == "child" else base  # a split's half is a batch too
+            assert (base, segment) in spelled, f"{script.name} builds a {base} .. {segment} key"

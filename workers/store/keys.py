@@ -3,6 +3,10 @@
 All keys start with the settings' prefix (default ``giftsync``), so several deployments or
 test runs can share one Redis. A *member* names one platform record inside a tenant:
 ``"{kind}:{id}"`` such as ``"transaction:1234"``.
+
+Some Lua scripts learn keys only as they run (a batch's members, a split's new halves) and
+build them from the prefix the way :meth:`Keys.record`, :meth:`Keys.batch` and its
+``:entries``/``:members`` do; ``tests/unit/test_architecture.py`` holds them to this module.
 """
 
 from __future__ import annotations
