@@ -163,7 +163,7 @@ def _drive(
         report = tenant_status(rt, rt.settings.tenant(name))
         states = ", ".join(f"{k} {v}" for k, v in report["states"].items() if v)
         print(f"  {name} ({report['mode']}): {states}")
-        batches = rt.redis.zcard(rt.keys.tenant_batches(name))
+        batches = rt.batcher.batch_count(name)
         if batches:
             print(f"    batches sent: {batches}")
         org = stats.get("orgs", {}).get(name, {})

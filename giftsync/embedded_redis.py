@@ -14,11 +14,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+from giftsync.waiting import WaitTimeout, wait_for
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -121,18 +122,22 @@ def start_embedded_redis(
 
 def _await_ping(server: EmbeddedRedis) -> None:
     client = redis.Redis(host=server.host, port=server.port, socket_connect_timeout=0.2)
-    deadline = time.monotonic() + 10
+
+    def answers() -> bool:
+        if server.process.poll() is not None:
+            stderr = server.process.stderr
+            error = stderr.read().decode(errors="replace") if stderr else ""
+            raise EmbeddedRedisError(f"redis-server exited at start: {error.strip()[:300]}")
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
     try:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                stderr = server.process.stderr
-                error = stderr.read().decode(errors="replace") if stderr else ""
-                raise EmbeddedRedisError(f"redis-server exited at start: {error.strip()[:300]}")
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
+        wait_for(answers, timeout=10, what=f"redis-server on port {server.port}")
+    except WaitTimeout:
+        raise EmbeddedRedisError(
+            f"redis-server did not answer on port {server.port} within 10 s"
+        ) from None
     finally:
         client.close()
-    raise EmbeddedRedisError(f"redis-server did not answer on port {server.port} within 10 s")

@@ -46,6 +46,7 @@ from workers.observe.metrics import EVENTS_INVALID
 from workers.queue.broker import build_broker, get_broker
 from workers.store.connection import connect
 from workers.store.keys import Keys
+from workers.store.marks import Marks
 
 __all__ = [
     "INGEST_REQUESTS",
@@ -106,6 +107,10 @@ def check_event(
     return errors
 
 
+def _digest(caller: signing.SignedRequest) -> str:
+    return caller.signature.removeprefix(signing.SIGNATURE_PREFIX)
+
+
 class IngestService:
     """The checks and the work behind the routes, over one settings object and broker."""
 
@@ -113,6 +118,7 @@ class IngestService:
         self.settings = settings
         self.broker = broker
         self.redis = client
+        self.marks = Marks(client, Keys(settings.key_prefix))
 
     def secret_of(self, name: str) -> bytes | None:
         """The tenant's ingest secret, or None when it has none (or does not exist).
@@ -132,7 +138,7 @@ class IngestService:
 
     def first_use(self, caller: signing.SignedRequest) -> bool:
         """Remember the signature; False when it was seen before (a replay)."""
-        return bool(self.redis.set(self._seen_key(caller), 1, nx=True, ex=REPLAY_TTL_SECONDS))
+        return self.marks.first_ingest(caller.tenant, _digest(caller), REPLAY_TTL_SECONDS)
 
     def forget(self, caller: signing.SignedRequest) -> None:
         """Let an exact retry through after Redis failed mid-request.
@@ -140,11 +146,7 @@ class IngestService:
         Events enqueued before the failure may then arrive twice; workers drop a change not
         newer than the one they applied, so that is harmless.
         """
-        self.redis.delete(self._seen_key(caller))
-
-    def _seen_key(self, caller: signing.SignedRequest) -> str:
-        digest = caller.signature.removeprefix(signing.SIGNATURE_PREFIX)
-        return Keys(self.settings.key_prefix).ingest_seen(caller.tenant, digest)
+        self.marks.forget_ingest(caller.tenant, _digest(caller))
 
     def accept(self, signer: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """Decode, validate and enqueue the events of a verified body: (status, answer)."""

@@ -40,6 +40,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from giftsync.waiting import WaitTimeout, wait_for
+
 __all__ = [
     "BodyGuard",
     "Limits",
@@ -297,12 +299,17 @@ def serve_in_thread(
     server = uvicorn.Server(_config(app, host, port, limits or Limits()))
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
+
+    def started() -> bool:
+        if not server.started and not thread.is_alive():
             raise RuntimeError(f"{name} did not start")
-        time.sleep(0.01)
+        return bool(server.started)
+
+    try:
+        wait_for(started, timeout=10, interval=0.01, what=f"{name} to start")
+    except (WaitTimeout, RuntimeError):
+        server.should_exit = True
+        raise RuntimeError(f"{name} did not start") from None
     bound = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://{host}:{bound}"

@@ -158,14 +158,14 @@ def _accept(tenant: TenantSettings, body: bytes, payload: dict[str, Any], event:
     fresh one is still the same delivery.
     """
     rt = runtime()
-    seen_key = rt.keys.webhook_seen(tenant.name, hashlib.sha256(body).hexdigest())
-    if not rt.redis.set(seen_key, "1", nx=True, ex=REPLAY_WINDOW_SECONDS):
+    digest = hashlib.sha256(body).hexdigest()
+    if not rt.marks.first_webhook(tenant.name, digest, REPLAY_WINDOW_SECONDS):
         return False
     try:
         messages.enqueue(messages.confirm_webhook(tenant.name, payload, event))
     except BaseException:
         # Not queued: forget it, so Virtuous's retry of this delivery gets in.
-        rt.redis.delete(seen_key)
+        rt.marks.forget_webhook(tenant.name, digest)
         raise
     return True
 

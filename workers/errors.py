@@ -23,6 +23,11 @@ Waiting, not failing (the retry middleware re-enqueues the message with the dela
     ContactPending             .donor_id: the donor's Contact is still in Virtuous's holding
                                state; the record is held until its id is learned
 
+Redis, from the store (a connection error to redis-py, so retried like one)::
+
+    redis.ConnectionError
+     └─ NotReplicated          a write reached the primary but no replica confirmed it in time
+
 Bad input, from the pure layer (:mod:`mapping.errors`, which imports nothing of the project)::
 
     ValueError
@@ -30,6 +35,11 @@ Bad input, from the pure layer (:mod:`mapping.errors`, which imports nothing of 
      ├─ EventValidationError   .errors: a change event breaks the contract (each FieldError)
      ├─ SettingsError          a tenants file or env var is wrong
      └─ InvalidEvents          some events of ``publish_many`` were invalid; the rest went on
+
+Outside the workers, each beside the one module that raises it and never seen by a worker:
+``producers.signing.Unauthorized`` (a signed request refused; producers import nothing of the
+workers but the message builders), ``giftsync.waiting.WaitTimeout`` (a ``wait_for`` deadline)
+and ``giftsync.embedded_redis.EmbeddedRedisError`` (the demo's redis-server did not start).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from __future__ import annotations
 import re
 
 import dramatiq
+import redis
 
 from mapping.errors import EventValidationError, InvalidEvents, MappingError, SettingsError
 
@@ -48,6 +59,7 @@ __all__ = [
     "InvalidEvents",
     "MappingError",
     "NotFoundError",
+    "NotReplicated",
     "RejectedError",
     "SettingsError",
     "Throttled",
@@ -62,6 +74,10 @@ __all__ = [
 _ALREADY = re.compile(r"already been submitted|already exists|already submitted|duplicate", re.I)
 # Longest reason kept in an error message; Virtuous's reasons are short, pages are not.
 MAX_MESSAGE_CHARS = 500
+
+
+class NotReplicated(redis.ConnectionError):
+    """A write reached the primary but no replica confirmed it in time: not safe to acknowledge."""
 
 
 class VirtuousError(Exception):

@@ -23,6 +23,7 @@ from workers.store.cursor import PullCursors
 from workers.store.keys import Keys
 from workers.store.ledger import Ledger
 from workers.store.limiter import Limiter, calls_in_hand
+from workers.store.marks import Marks
 from workers.store.related import RelatedRecords
 from workers.store.retention import DAY_MS, Retention
 from workers.virtuous.client import RateLimitInfo, VirtuousClient
@@ -67,6 +68,10 @@ class Runtime:
     @cached_property
     def retention(self) -> Retention:
         return Retention(self.redis, self.keys, round(self.settings.retention_days * DAY_MS))
+
+    @cached_property
+    def marks(self) -> Marks:
+        return Marks(self.redis, self.keys)
 
     @cached_property
     def limiter(self) -> Limiter:

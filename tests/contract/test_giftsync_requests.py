@@ -37,7 +37,7 @@ from tests.unit.test_mapping_factories import (
     tx,
     tx_data,
 )
-from workers.flows.pull_plan import Cursor, page_query
+from workers.flows.pull_paging import Cursor, page_query
 from workers.virtuous.client import VirtuousClient, encode
 
 pytest_plugins = ["tests.sandbox_fixtures"]

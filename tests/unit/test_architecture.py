@@ -7,12 +7,17 @@ cannot hide a cycle or a forbidden edge.
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from workers.store.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("giftsync", "mapping", "producers", "workers", "sandbox")
@@ -97,7 +102,6 @@ def test_there_is_no_import_cycle_counting_function_level_imports() -> None:
     graph: dict[str, set[str]] = {}
     for edge in EDGES:
         graph.setdefault(edge.source, set()).add(edge.target)
-    # Imports of a package's __init__ run the package first: count parent packages too.
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -133,7 +137,16 @@ def test_producers_import_only_the_message_builders_of_the_workers() -> None:
 
 
 def test_nothing_imports_the_actors_module() -> None:
-    importers = [e for e in EDGES if e.target == "workers.queue.actors"]
+    # Tests and benchmarks too: they run workers through the entry point like production.
+    sources = dict(MODULES)
+    for folder in ("tests", "benchmarks"):
+        sources |= {_module_name(path): path for path in (ROOT / folder).rglob("*.py")}
+    importers = [
+        f"{e.path.relative_to(ROOT)}:{e.line}"
+        for module, path in sources.items()
+        for e in _edges(module, path)
+        if e.target == "workers.queue.actors"
+    ]
     assert importers == []
 
 
@@ -172,7 +185,8 @@ def test_every_lua_script_lives_in_the_store_beside_the_module_that_runs_it() ->
         assert any(Path(r).stem.startswith(stem) for r in runners[script.name]), script.name
 
 
-KEY_SPELLING = re.compile(r"f[\"'][^\"']*\{[^}]*prefix[^}]*\}:")
+# A key built from giftsync's prefix or dramatiq's namespace (``f"{prefix}:..."``).
+KEY_SPELLING = re.compile(r"f[\"'][^\"']*\{[^}]*(prefix|namespace)[^}]*\}:")
 
 
 def test_no_redis_key_is_spelled_outside_the_store() -> None:
@@ -182,3 +196,43 @@ def test_no_redis_key_is_spelled_outside_the_store() -> None:
                 continue
             text = path.read_text(encoding="utf-8")
             assert not KEY_SPELLING.search(text), f"{path.relative_to(ROOT)} spells a Redis key"
+
+
+def test_importing_producers_loads_no_metrics_no_broker_and_reads_no_settings() -> None:
+    # A fresh interpreter: what a platform's process gets from ``import producers``, with no
+    # tenants file to read.
+    probe = (
+        "import sys, producers, dramatiq.broker, giftsync.settings\n"
+        "assert 'prometheus_client' not in sys.modules, 'metrics'\n"
+        "assert dramatiq.broker.global_broker is None, 'broker'\n"
+        "assert giftsync.settings.get_settings.cache_info().currsize == 0, 'settings'\n"
+        "assert not [m for m in sys.modules if m.startswith('workers.')\n"
+        "            and m not in ('workers.queue', 'workers.queue.messages')], 'workers'\n"
+    )
+    env = {**os.environ, "GIFTSYNC_CONFIG": str(ROOT / "no-such-tenants-file.toml")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# A script learns some keys only as it runs (a batch's members, a split's new halves), so it
+# builds them from the prefix; each such spelling must be the one keys.py writes.
+LUA_BUILT_KEY = re.compile(r"\b(prefix|batch|child|counts) \.\. '(:[a-z_-]+:?)'")
+
+
+def test_the_keys_lua_scripts_build_are_spelled_as_keys_py_spells_them() -> None:
+    keys = Keys("P")
+    spelled = {
+        ("prefix", ":rec:"): (keys.record("T", "M"), "P:rec:T:M"),
+        ("prefix", ":batch:"): (keys.batch("B"), "P:batch:B"),
+        ("batch", ":entries"): (keys.batch_entries("B"), "P:batch:B:entries"),
+        ("batch", ":members"): (keys.batch_members("B"), "P:batch:B:members"),
+        ("counts", ":terminal"): (keys.terminal("T"), keys.state_counts("T") + ":terminal"),
+    }
+    for ours, lua in spelled.values():
+        assert ours == lua
+    for script in (ROOT / "workers" / "store").glob("*.lua"):
+        for base, segment in LUA_BUILT_KEY.findall(script.read_text(encoding="utf-8")):
+            base = "batch" if base == "child" else base  # a split's half is a batch too
+            assert (base, segment) in spelled, f"{script.name} builds a {base} .. {segment} key"

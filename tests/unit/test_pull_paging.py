@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sandbox.query import GIFT_PARAMETERS, RECURRING_PARAMETERS, run_query
-from workers.flows.pull_plan import (
+from workers.flows.pull_paging import (
     CLOCK_MARGIN_SECONDS,
     Cursor,
     after_cursor,

@@ -13,9 +13,9 @@ from mapping.decision import decide
 from mapping.events import Transaction, parse_event
 from mapping.realtime import realtime_desired
 from tests.unit.test_mapping_factories import tenant
+from workers.flows.pull_paging import Cursor
 from workers.flows.pull_plan import (
     KINDS,
-    Cursor,
     PageFacts,
     PagePlan,
     Sent,

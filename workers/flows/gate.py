@@ -25,7 +25,6 @@ from workers.errors import AuthError, Throttled, ThrottledError
 from workers.observe import metrics
 from workers.runtime import Runtime
 from workers.store.limiter import Kind, calls_in_hand, held_ticket
-from workers.store.scripts import decode
 from workers.virtuous.client import VirtuousClient
 
 log = structlog.get_logger("giftsync.sending")
@@ -46,20 +45,19 @@ INLINE_WAIT_SECONDS = 0.8
 
 def pause(rt: Runtime, tenant: TenantSettings, reason: str) -> None:
     """Pause every send of ``tenant`` (kept, not failed) for PAUSE_SECONDS."""
-    rt.redis.set(rt.keys.paused(tenant.name), reason, ex=PAUSE_SECONDS)
+    rt.marks.pause(tenant.name, reason, PAUSE_SECONDS)
     metrics.TENANT_PAUSES.labels(tenant.name).inc()
     log.error("tenant_paused", tenant=tenant.name, reason=reason)
 
 
 def resume(rt: Runtime, tenant_name: str) -> bool:
     """Lift a pause now; True if the tenant was paused."""
-    return bool(rt.redis.delete(rt.keys.paused(tenant_name)))
+    return rt.marks.resume(tenant_name)
 
 
 def paused_reason(rt: Runtime, tenant_name: str) -> str | None:
     """Why the tenant is paused, or None."""
-    value = rt.redis.get(rt.keys.paused(tenant_name))
-    return decode(value) if value is not None else None
+    return rt.marks.paused_reason(tenant_name)
 
 
 def _take_tokens(rt: Runtime, tenant: TenantSettings, kind: Kind, cost: int) -> None:

@@ -43,7 +43,6 @@ from workers.queue import messages
 from workers.runtime import Runtime
 from workers.store.keys import member
 from workers.store.ledger import Ledger, Route, parse_accepted, version_number
-from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.intake")
 
@@ -82,16 +81,13 @@ class IntakeResult:
 def _known_ids(ledger: Ledger, events: list[tuple[int, ChangeEvent]]) -> list[str | None]:
     """The id each record is known by in Virtuous: its Gift id, its ``btch_`` id, or the id of
     the batch it is in flight in (a refund of a gift on its way is a refund of a batch gift)."""
-    pipe = ledger.pipeline()
-    for _, event in events:
-        key = ledger.keys.record(event.tenant, member(event.kind, event.record.id))
-        pipe.hmget(key, ["virtuous_id", "batch_id", "state"])
+    records = [(event.tenant, member(event.kind, event.record.id)) for _, event in events]
     known: list[str | None] = []
-    for virtuous_id, batch_id, state in pipe.execute():
+    for virtuous_id, batch_id, state in ledger.fields(records, "virtuous_id", "batch_id", "state"):
         if virtuous_id:
-            known.append(decode(virtuous_id))
-        elif batch_id and decode(state) in HANDED_OVER:
-            known.append(decode(batch_id))
+            known.append(virtuous_id)
+        elif batch_id and state in HANDED_OVER:
+            known.append(batch_id)
         else:
             known.append(None)
     return known

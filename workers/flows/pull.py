@@ -3,9 +3,9 @@
 A pull reads one kind of record, ``gifts`` (``POST /api/Gift/Query/FullGift``) or ``recurring``
 (``POST /api/RecurringGift/Query``), 1000 a page in sweeps: every record dated on or after
 the sweep's lower bound, in Virtuous id order from a saved cursor, paging by key, never by
-skip (Virtuous answers a deep skip with a 500); see :class:`workers.flows.pull_plan.Cursor`. What
+skip (Virtuous answers a deep skip with a 500); see :class:`workers.flows.pull_paging.Cursor`. What
 each page writes back is decided by :mod:`workers.flows.pull_plan`; the format and the rules are in
-``workers/PULL.md``.
+``docs/pull.md``.
 
 Redis keys (see :class:`workers.store.keys.Keys`): the *cursor* hash (position, generation, totals),
 the *told index* (what the pull last told the platform about each Virtuous id, so an
@@ -40,22 +40,24 @@ from mapping.pull import wg_id_of
 from mapping.tenant import TenantSettings
 from workers.errors import Throttled
 from workers.flows.gate import call
+from workers.flows.pull_paging import (
+    MOVING_FIELDS,
+    Cursor,
+    after_cursor,
+    instant,
+    next_sweep,
+    page_query,
+)
 from workers.flows.pull_plan import (
     KINDS,
-    MOVING_FIELDS,
     OUTCOMES,
     PAGE_SIZE,
-    Cursor,
     KindSpec,
     PageFacts,
     PagePlan,
     Sent,
     Told,
-    after_cursor,
-    instant,
-    next_sweep,
     our_reference,
-    page_query,
     plan_page,
 )
 from workers.observe import metrics
@@ -78,26 +80,11 @@ def pushed_ids(rt: Runtime, tenant: str, record_kind: str) -> dict[int, str]:
 
     One SCAN of the tenant's ledger per pull run (the ledger keeps no reverse index).
     """
-    start = len(rt.keys.record(tenant, ""))
     found: dict[int, str] = {}
-    pattern = rt.keys.record(tenant, member(record_kind, "*"))
-    chunk: list[bytes] = []
-
-    def resolve() -> None:
-        pipe = rt.redis.pipeline(transaction=False)
-        for key in chunk:
-            pipe.hget(key, "virtuous_id")
-        for key, value in zip(chunk, pipe.execute(), strict=True):
-            gift_id = real_gift_id(decode(value)) if value is not None else None
-            if gift_id is not None:
-                found[gift_id] = decode(key)[start:]
-        chunk.clear()
-
-    for key in rt.redis.scan_iter(match=pattern, count=1000):
-        chunk.append(key)
-        if len(chunk) >= 1000:
-            resolve()
-    resolve()
+    for name, value in rt.ledger.scan_field(tenant, record_kind, "virtuous_id"):
+        gift_id = real_gift_id(value)
+        if gift_id is not None:
+            found[gift_id] = name
     return found
 
 
@@ -111,17 +98,15 @@ def gather_facts(
     """Read, in a few round trips, what Redis knows about this page's records."""
     records = list(records)
     ids = [vid for vid in (real_gift_id(r.get("id")) for r in records) if vid is not None]
-    raw = rt.redis.hmget(rt.keys.pull_told(tenant.name, spec.name), ids) if ids else []
+    raw = rt.cursors.told(tenant.name, spec.name, ids)
     told = {vid: t for vid, value in zip(ids, raw, strict=True) if (t := Told.loads(value))}
     ledger_ids: set[str] = set()
     cancelled: set[str] = set()
-    pipe = rt.redis.pipeline(transaction=False)
     sent: dict[int, Sent] = {}
     if spec.name == "gifts":
         wanted = sorted({c for r in records for c in (wg_id_of(r), our_reference(r, tenant)) if c})
-        for platform_id in wanted:
-            pipe.exists(rt.keys.record(tenant.name, member("transaction", platform_id)))
-        ledger_ids = {p for p, hit in zip(wanted, pipe.execute(), strict=True) if hit}
+        hits = rt.ledger.known(tenant.name, [member("transaction", p) for p in wanted])
+        ledger_ids = {p for p, hit in zip(wanted, hits, strict=True) if hit}
         sent = _sent_gifts(rt, tenant, records, pushed, ledger_ids)
     else:
         members = set()
@@ -130,9 +115,8 @@ def gather_facts(
             if r.get("cancelDateTimeUtc") and vid is not None and vid in pushed:
                 members.add(pushed[vid])
         ordered = sorted(members)
-        for name in ordered:
-            pipe.hget(rt.keys.record(tenant.name, name), "payload")
-        for name, payload in zip(ordered, pipe.execute(), strict=True):
+        payloads = rt.ledger.fields([(tenant.name, name) for name in ordered], "payload")
+        for name, (payload,) in zip(ordered, payloads, strict=True):
             if _platform_status(payload) == "cancelled":
                 cancelled.add(name)
     return PageFacts(pushed, frozenset(ledger_ids), frozenset(cancelled), told, sent)
@@ -162,13 +146,15 @@ def _sent_gifts(
         name = next((c for c in candidates if c), None)
         if name is not None:
             owners[vid] = name
-    pipe = rt.redis.pipeline(transaction=False)
-    for name in owners.values():
-        key = rt.keys.record(tenant.name, name)
-        pipe.hmget(key, "state", "version", "applied_version", "payload")
+    rows = rt.ledger.fields(
+        [(tenant.name, name) for name in owners.values()],
+        "state",
+        "version",
+        "applied_version",
+        "payload",
+    )
     sent: dict[int, Sent] = {}
-    for (vid, name), fields in zip(owners.items(), pipe.execute(), strict=True):
-        state, version, applied, payload = (decode(f) if f is not None else None for f in fields)
+    for (vid, name), (state, version, applied, payload) in zip(owners.items(), rows, strict=True):
         if state in AT_REST and payload and version is not None and version == applied:
             sent[vid] = Sent(name.split(":", 1)[1], payload)
     return sent

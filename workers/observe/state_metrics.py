@@ -13,7 +13,6 @@ answers in a few seconds whatever Redis does.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 
@@ -27,7 +26,7 @@ from workers.flows.pull_plan import KINDS
 from workers.queue.messages import QUEUES
 from workers.runtime import Runtime
 from workers.store.connection import connect
-from workers.store.scripts import decode
+from workers.store.keys import dramatiq_messages
 
 log = structlog.get_logger("giftsync.metrics")
 
@@ -109,13 +108,11 @@ class StateCollector(Collector):
             size.add_metric([name], float(rt.batcher.buffer_size(name)))
             for state, count in rt.ledger.state_counts(name).items():
                 states.add_metric([name, state], float(count))
-            paused.add_metric([name], 1.0 if rt.redis.exists(rt.keys.paused(name)) else 0.0)
+            paused.add_metric([name], 1.0 if rt.marks.paused_reason(name) is not None else 0.0)
             window.add_metric([name], float(rt.limiter.calls_in_window(tenant)))
             cap.add_metric([name], float(tenant.calls_per_hour))
-            first = rt.redis.zrange(rt.keys.unconfirmed(name), 0, 0, withscores=True)
-            unconfirmed.add_metric(
-                [name], max(now - float(first[0][1]), 0) / 1000 if first else 0.0
-            )
+            first = rt.ledger.oldest_unconfirmed(name)
+            unconfirmed.add_metric([name], max(now - first[1], 0) / 1000 if first else 0.0)
         families += [age, size, states, paused, window, cap, unconfirmed]
         families.append(_pull_lag(rt, now))
         families.append(_dead_letters(rt, tenants))
@@ -131,8 +128,8 @@ class StateCollector(Collector):
         known = set(tenants)
         for queue in QUEUES:
             counts = dict.fromkeys([*tenants, NO_TENANT], 0)
-            for suffix in (".msgs", ".DQ.msgs"):
-                key = f"{self._namespace}:{queue}{suffix}"
+            for name in (queue, f"{queue}.DQ"):
+                key = dramatiq_messages(self._namespace, name)
                 for _, raw in self._rt.redis.hscan_iter(key, count=SCAN_COUNT):
                     found = _TENANT.search(raw)
                     name = found.group(1).decode("utf-8", "replace") if found else NO_TENANT
@@ -151,8 +148,8 @@ def _dead_letters(rt: Runtime, tenants: list[str]) -> GaugeMetricFamily:
         labels=["tenant"],
     )
     counts = dict.fromkeys([*tenants, NO_TENANT], 0)
-    for raw in rt.redis.hvals(rt.keys.dead_letters):
-        name = str(json.loads(decode(raw)).get("tenant") or NO_TENANT)
+    for letter in rt.ledger.dead_letters():
+        name = str(letter.get("tenant") or NO_TENANT)
         counts[name if name in counts else NO_TENANT] += 1
     for name, count in counts.items():
         kept.add_metric([name], float(count))
@@ -173,9 +170,7 @@ def _pull_lag(rt: Runtime, now_ms: int) -> GaugeMetricFamily:
         for kind, spec in KINDS.items():
             seconds = cursor_lag_seconds(rt, name, kind, now_ms)
             if seconds is None:
-                key = rt.keys.pull_waiting_since(name, kind)
-                rt.redis.set(key, now_ms, nx=True)
-                since = int(decode(rt.redis.get(key)) or now_ms)
+                since = rt.cursors.waiting_since(name, kind, now_ms)
                 seconds = max(now_ms - since, 0) / 1000
             lag.add_metric([name, spec.metric_kind], seconds)
     return lag

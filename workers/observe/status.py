@@ -6,13 +6,11 @@ tests read the same thing; :func:`render` turns it into text for a terminal.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mapping.tenant import TenantSettings
 from workers.flows.gate import paused_reason
 from workers.runtime import Runtime
-from workers.store.scripts import decode
 
 # The states an operator asks about first, in the order a gift moves through them.
 HEADLINE_STATES = (
@@ -37,15 +35,9 @@ SHOWN_IDS = 20
 
 
 def _review_batches(rt: Runtime, tenant: str) -> dict[str, int]:
-    members = decode(rt.redis.zrange(rt.keys.review(tenant), 0, -1))
     batches: dict[str, int] = {}
-    if not members:
-        return batches
-    pipe = rt.redis.pipeline(transaction=False)
-    for member_name in members:
-        pipe.hget(rt.keys.record(tenant, member_name), "batch_id")
-    for batch_id in pipe.execute():
-        name = decode(batch_id) if batch_id else "unknown"
+    for _, batch_id in rt.ledger.in_review(tenant):
+        name = batch_id or "unknown"
         batches[name] = batches.get(name, 0) + 1
     return batches
 
@@ -53,20 +45,12 @@ def _review_batches(rt: Runtime, tenant: str) -> dict[str, int]:
 def review_imports(rt: Runtime, tenant: str) -> list[dict[str, Any]]:
     """The gifts waiting for a person, by Import Tool import as Virtuous names it: each with
     the transactionIds to look for in it, so staff know what to open and what to find."""
-    members = decode(rt.redis.zrange(rt.keys.review(tenant), 0, -1))
-    if not members:
+    waiting = rt.ledger.in_review(tenant)
+    if not waiting:
         return []
-    pipe = rt.redis.pipeline(transaction=False)
-    for member_name in members:
-        pipe.hget(rt.keys.record(tenant, member_name), "batch_id")
-    batch_ids = [decode(b) if b else None for b in pipe.execute()]
-    known = sorted({b for b in batch_ids if b})
-    pipe = rt.redis.pipeline(transaction=False)
-    for batch_id in known:
-        pipe.hget(rt.keys.batch(batch_id), "import_name")
-    names = {b: decode(n) for b, n in zip(known, pipe.execute(), strict=True) if n}
+    names = rt.batcher.import_names(sorted({b for _, b in waiting if b}))
     by_import: dict[str, list[str]] = {}
-    for member_name, batch_id in zip(members, batch_ids, strict=True):
+    for member_name, batch_id in waiting:
         name = names.get(batch_id or "") or "(import unknown)"
         by_import.setdefault(name, []).append(member_name.split(":", 1)[-1])
     return [
@@ -83,7 +67,7 @@ def tenant_status(rt: Runtime, tenant: TenantSettings) -> dict[str, Any]:
     """One tenant's state counts, oldest unconfirmed gift, review backlog and budget."""
     now = rt.batcher.server_ms()
     counts = rt.ledger.state_counts(tenant.name)
-    oldest = rt.redis.zrange(rt.keys.unconfirmed(tenant.name), 0, 0, withscores=True)
+    oldest = rt.ledger.oldest_unconfirmed(tenant.name)
     buffered_since = rt.batcher.oldest_buffered_ms(tenant.name)
     return {
         "tenant": tenant.name,
@@ -91,8 +75,8 @@ def tenant_status(rt: Runtime, tenant: TenantSettings) -> dict[str, Any]:
         "states": {state: counts.get(state, 0) for state in HEADLINE_STATES}
         | {k: v for k, v in counts.items() if k not in HEADLINE_STATES},
         "oldest_unconfirmed": {
-            "member": decode(oldest[0][0]),
-            "age_seconds": round((now - float(oldest[0][1])) / 1000, 1),
+            "member": oldest[0],
+            "age_seconds": round((now - oldest[1]) / 1000, 1),
         }
         if oldest
         else None,
@@ -106,9 +90,7 @@ def tenant_status(rt: Runtime, tenant: TenantSettings) -> dict[str, Any]:
         "window_seconds": tenant.rate_window_seconds,
         "paused": paused_reason(rt, tenant.name),
         "dead_letters": sum(
-            1
-            for raw in rt.redis.hvals(rt.keys.dead_letters)
-            if json.loads(decode(raw)).get("tenant") == tenant.name
+            1 for letter in rt.ledger.dead_letters() if letter.get("tenant") == tenant.name
         ),
     }
 

@@ -19,7 +19,7 @@ from dramatiq.broker import MessageProxy
 
 from workers.queue.retries import TICKET_OPTION
 from workers.runtime import runtime
-from workers.store.scripts import decode
+from workers.store.keys import dramatiq_dead, dramatiq_messages
 
 # What a replay forgets of the dead message: its spent retry budget, its error, and any wake-up
 # ticket (see workers.queue.retries).
@@ -70,7 +70,7 @@ def record_dead_letter(message: MessageProxy, exception: BaseException) -> None:
         "kwargs": kwargs,
         "encoded": message._message.encode().decode("utf-8"),
     }
-    rt.redis.hset(rt.keys.dead_letters, message.message_id, json.dumps(letter))
+    rt.ledger.keep_dead_letter(message.message_id, letter)
     members = _members_of(kwargs)
     if tenant and members:
         _mark(tenant, "dead", f"dead letter: {reason}", members)
@@ -94,8 +94,7 @@ def list_dead_letters(tenant: str | None = None) -> list[DeadLetter]:
     """Every dead letter the ledger holds (optionally one tenant's), oldest first."""
     rt = runtime()
     letters = []
-    for raw in rt.redis.hvals(rt.keys.dead_letters):
-        data = json.loads(decode(raw))
+    for data in rt.ledger.dead_letters():
         if tenant is None or data["tenant"] == tenant:
             letters.append(DeadLetter(**data))
     return sorted(letters, key=lambda letter: letter.failed_ms)
@@ -119,7 +118,7 @@ def replay(letters: list[DeadLetter], broker: dramatiq.Broker) -> int:
                 members,
             )
         broker.enqueue(fresh)
-        rt.redis.hdel(rt.keys.dead_letters, letter.message_id)
+        rt.ledger.forget_dead_letter(letter.message_id)
         _forget_in_dramatiq(broker, fresh.queue_name, letter.message_id)
         replayed += 1
     return replayed
@@ -131,9 +130,9 @@ def _forget_in_dramatiq(broker: dramatiq.Broker, queue: str, message_id: str) ->
     client = getattr(broker, "client", None)
     if namespace is None or client is None:
         return
-    xq = f"{namespace}:{queue}.XQ"  # dramatiq's own layout under its namespace
-    for redis_id in client.zrange(xq, 0, -1):
-        raw = client.hget(f"{xq}.msgs", redis_id)
+    dead, bodies = dramatiq_dead(namespace, queue), dramatiq_messages(namespace, f"{queue}.XQ")
+    for redis_id in client.zrange(dead, 0, -1):
+        raw = client.hget(bodies, redis_id)
         if raw and json.loads(raw).get("message_id") == message_id:
-            client.zrem(xq, redis_id)
-            client.hdel(f"{xq}.msgs", redis_id)
+            client.zrem(dead, redis_id)
+            client.hdel(bodies, redis_id)

@@ -212,6 +212,17 @@ class Batcher:
                 found.append((batch_id, decode(tried) or ""))
         return found
 
+    def import_names(self, batch_ids: list[str]) -> dict[str, str]:
+        """The Import Tool import each batch went in as, for the batches that have one."""
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in batch_ids:
+            pipe.hget(self.keys.batch(batch_id), "import_name")
+        return {b: decode(n) for b, n in zip(batch_ids, pipe.execute(), strict=True) if n}
+
+    def batch_count(self, tenant: str) -> int:
+        """Batches of a tenant still kept (retention deletes settled ones in time)."""
+        return int(self._redis.zcard(self.keys.tenant_batches(tenant)))
+
     def buffer_size(self, tenant: str) -> int:
         """Entries waiting in a tenant's buffer."""
         return int(self._redis.zcard(self.keys.buffer_order(tenant)))

@@ -30,6 +30,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from giftsync.settings import Settings
+from workers.errors import NotReplicated
 
 log = structlog.get_logger("giftsync.redis")
 
@@ -171,10 +172,6 @@ def where(settings: Settings) -> str:
     parts = parse_url(settings.redis_url)  # type: ignore[no-untyped-call]
     host = parts.get("path") or f"{parts.get('host', '127.0.0.1')}:{parts.get('port', 6379)}"
     return f"redis at {host} db {parts.get('db', 0)}"
-
-
-class NotReplicated(redis.ConnectionError):
-    """A write reached the primary but no replica confirmed it in time: not safe to acknowledge."""
 
 
 class Durability:

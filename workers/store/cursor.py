@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -81,6 +82,16 @@ class PullCursors:
     def release_pending(self, tenant: str, kind: str, message_id: str) -> None:
         """Clear the pending flag if this message still holds it."""
         release(self._redis, self.keys.pull_pending(tenant, kind), message_id)
+
+    def told(self, tenant: str, kind: str, ids: Sequence[int]) -> list[Any]:
+        """The told index's raw entries for these Virtuous ids (None where there is none)."""
+        return self._redis.hmget(self.keys.pull_told(tenant, kind), ids) if ids else []
+
+    def waiting_since(self, tenant: str, kind: str, now_ms: int) -> int:
+        """When a pull with no cursor yet was first seen waiting (``now_ms`` the first time)."""
+        key = self.keys.pull_waiting_since(tenant, kind)
+        self._redis.set(key, now_ms, nx=True)
+        return int(decode(self._redis.get(key)) or now_ms)
 
     def claim_schedule(
         self, tenant: str, kind: str, message_id: str, interval_ms: int, lease_ms: int

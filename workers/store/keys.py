@@ -3,6 +3,10 @@
 All keys start with the settings' prefix (default ``giftsync``), so several deployments or
 test runs can share one Redis. A *member* names one platform record inside a tenant:
 ``"{kind}:{id}"`` such as ``"transaction:1234"``.
+
+Some Lua scripts learn keys only as they run (a batch's members, a split's new halves) and
+build them from the prefix the way :meth:`Keys.record`, :meth:`Keys.batch` and its
+``:entries``/``:members`` do; ``tests/unit/test_architecture.py`` holds them to this module.
 """
 
 from __future__ import annotations
@@ -13,6 +17,23 @@ from dataclasses import dataclass
 def member(kind: str, record_id: object) -> str:
     """The member name of one platform record."""
     return f"{kind}:{record_id}"
+
+
+# dramatiq's own keys under its namespace (:attr:`Keys.dramatiq_namespace`), read where giftsync
+# counts or tidies its queues. The namespace is taken as given so a caller holding a broker
+# names that broker's keys.
+
+
+def dramatiq_messages(namespace: str, queue: str) -> str:
+    """HASH (dramatiq's): message id -> encoded message, for one queue (``{queue}.DQ`` for its
+    delayed messages)."""
+    return f"{namespace}:{queue}.msgs"
+
+
+def dramatiq_dead(namespace: str, queue: str) -> str:
+    """ZSET (dramatiq's): the ids of one queue's dead messages -> when they died; their bodies
+    are in ``dramatiq_messages(namespace, f"{queue}.XQ")``."""
+    return f"{namespace}:{queue}.XQ"
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,12 @@ class Keys:
     def dead_letters(self) -> str:
         """HASH: message id -> dead letter JSON; kept until replayed (no expiry)."""
         return f"{self.prefix}:dead"
+
+    def limiter(self, tenant: str, part: str) -> str:
+        """One of the limiter's keys of a tenant (``state``, ``block``, ``inflight``, ``calls``,
+        ``lookups``; see limiter.py). ``{tenant}`` is a Redis Cluster hash tag, so each of its
+        scripts' keys share one slot."""
+        return f"{self.prefix}:limiter:{{{tenant}}}:{part}"
 
     def paused(self, tenant: str) -> str:
         """STRING: why a tenant is paused (Virtuous said 401); absent when running."""

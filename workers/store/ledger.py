@@ -17,7 +17,8 @@ rest longer than the retention, see :mod:`workers.store.retention`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -26,6 +27,7 @@ import redis
 
 from workers.store.connection import Durability
 from workers.store.keys import Keys
+from workers.store.keys import member as member_of
 from workers.store.scripts import decode, load_script
 
 Route = Literal["batch", "skip", "hold", "realtime"]
@@ -131,6 +133,42 @@ class Ledger:
         raw = self._redis.hgetall(self.keys.record(tenant, member_name))
         return {decode(k): decode(v) for k, v in raw.items()}
 
+    def fields(self, records: Sequence[tuple[str, str]], *names: str) -> list[list[str | None]]:
+        """The named fields of each (tenant, member) record, None where absent; one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for tenant, member_name in records:
+            pipe.hmget(self.keys.record(tenant, member_name), list(names))
+        return [[decode(v) if v is not None else None for v in row] for row in pipe.execute()]
+
+    def known(self, tenant: str, members: Sequence[str]) -> list[bool]:
+        """Whether the ledger holds each record; one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for member_name in members:
+            pipe.exists(self.keys.record(tenant, member_name))
+        return [bool(hit) for hit in pipe.execute()]
+
+    def scan_field(self, tenant: str, kind: str, name: str) -> Iterator[tuple[str, str]]:
+        """(member, value) of every ``kind`` record of the tenant holding field ``name``: one
+        SCAN of the tenant's ledger (it keeps no reverse index), read 1000 records at a time."""
+        start = len(self.keys.record(tenant, ""))
+        chunk: list[bytes] = []
+        for key in self._redis.scan_iter(
+            match=self.keys.record(tenant, member_of(kind, "*")), count=1000
+        ):
+            chunk.append(key)
+            if len(chunk) >= 1000:
+                yield from self._field_of(chunk, name, start)
+                chunk = []
+        yield from self._field_of(chunk, name, start)
+
+    def _field_of(self, keys: list[bytes], name: str, start: int) -> Iterator[tuple[str, str]]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(key, name)
+        for key, value in zip(keys, pipe.execute(), strict=True):
+            if value is not None:
+                yield decode(key)[start:], decode(value)
+
     def state_counts(self, tenant: str) -> dict[str, int]:
         """Records per state for one tenant (states never entered are absent)."""
         raw = self._redis.hgetall(self.keys.state_counts(tenant))
@@ -203,6 +241,24 @@ class Ledger:
             (decode(member), decode(reason) if reason else "", int(score))
             for (member, score), reason in zip(newest, reasons, strict=True)
         ]
+
+    def in_review(self, tenant: str) -> list[tuple[str, str | None]]:
+        """The records waiting for a person: (member, the batch that carried it, if known)."""
+        members = decode(self._redis.zrange(self.keys.review(tenant), 0, -1))
+        if not members:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for member_name in members:
+            pipe.hget(self.keys.record(tenant, member_name), "batch_id")
+        return [
+            (member_name, decode(batch_id) if batch_id else None)
+            for member_name, batch_id in zip(members, pipe.execute(), strict=True)
+        ]
+
+    def oldest_unconfirmed(self, tenant: str) -> tuple[str, float] | None:
+        """The record submitted longest ago whose real Gift id is not known: (member, when ms)."""
+        oldest = self._redis.zrange(self.keys.unconfirmed(tenant), 0, 0, withscores=True)
+        return (decode(oldest[0][0]), float(oldest[0][1])) if oldest else None
 
     def quarantined_count(self, tenant: str) -> int:
         """How many of the tenant's records are quarantined."""
@@ -306,6 +362,18 @@ class Ledger:
             args=[self.keys.prefix, tenant],
         )
         return [str(m) for m in decode(released)]
+
+    def keep_dead_letter(self, message_id: str, letter: Mapping[str, Any]) -> None:
+        """Keep a dead message (its JSON-ready fields) until it is replayed."""
+        self._redis.hset(self.keys.dead_letters, message_id, json.dumps(letter))
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter kept, as :meth:`keep_dead_letter` was given it (in no order)."""
+        return [json.loads(decode(raw)) for raw in self._redis.hvals(self.keys.dead_letters)]
+
+    def forget_dead_letter(self, message_id: str) -> None:
+        """Drop a dead letter (it has been replayed)."""
+        self._redis.hdel(self.keys.dead_letters, message_id)
 
     def mark(self, tenant: str, state: str, reason: str, members: list[str]) -> None:
         """Move records to ``state`` with ``reason`` (dead letters and their replay)."""

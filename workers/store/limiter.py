@@ -79,8 +79,8 @@ Hence every answer of every worker must be observed: wire ``VirtuousClient(on_ra
 to ``observe`` and acquire right before the call. The log costs Redis about 100 bytes per call
 in the window (about 1 MB for a tenant calling at 10,000 an hour).
 
-Keys are ``{prefix}:limiter:{tenant}:...`` with ``{tenant}`` as a Redis Cluster hash tag, so
-each script's keys share one slot.
+Keys are :meth:`workers.store.keys.Keys.limiter`'s, with the tenant as a Redis Cluster hash
+tag, so each script's keys share one slot.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ import redis
 from redis.commands.core import Script
 
 from mapping.tenant import TenantSettings
+from workers.store.keys import Keys
 from workers.store.scripts import load_script
 
 Kind = Literal["push", "lookup", "pull"]
@@ -163,7 +164,7 @@ class Limiter:
         probe_seconds: float = PROBE_SECONDS,
     ) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._keys = Keys(prefix)
         self._inflight_timeout = inflight_timeout
         self._probe_seconds = probe_seconds
         self._acquire = _script(redis, "limiter.lua")
@@ -171,7 +172,7 @@ class Limiter:
         self._block = _script(redis, "limiter_block.lua")
 
     def _key(self, tenant_name: str, part: str) -> str:
-        return f"{self._prefix}:limiter:{{{tenant_name}}}:{part}"
+        return self._keys.limiter(tenant_name, part)
 
     def acquire(
         self,
