@@ -27,16 +27,19 @@ TENANT = TenantSettings(
 
 
 class ScriptedLimiter:
-    """Refuses with the given waits, in order, then grants; records every ask."""
+    """Refuses with the given waits (places in the line unless ``in_line`` is False), in
+    order, then grants; records every ask."""
 
-    def __init__(self, waits: list[float]) -> None:
+    def __init__(self, waits: list[float], *, in_line: bool = True) -> None:
         self.waits = list(waits)
+        self.in_line = in_line
         self.asked: list[dict[str, Any]] = []
 
     def acquire(self, tenant: TenantSettings, **kwargs: Any) -> Grant:
         self.asked.append(kwargs)
         if self.waits:
-            return Grant(granted=False, wait_seconds=self.waits.pop(0), tokens_left=0.0, at=100.0)
+            wait = self.waits.pop(0)
+            return Grant(False, wait, 0.0, at=100.0, in_line=self.in_line)
         return Grant(granted=True, wait_seconds=0.0, tokens_left=1.0, at=100.0)
 
 
@@ -82,6 +85,15 @@ def test_a_newcomer_refused_goes_back_to_the_queue_with_its_ticket(rt: Runtime) 
     assert [a["held"] for a in limiter.asked] == [None]
     assert raised.value.ticket_at == pytest.approx(100.05)
     assert raised.value.delay_seconds == pytest.approx(0.001)
+
+
+def test_a_wait_that_is_no_place_in_line_goes_back_holding_no_ticket(rt: Runtime) -> None:
+    # A probe's answer awaited: every waiter is told the same short wait; none holds a place.
+    limiter = ScriptedLimiter([0.05], in_line=False)
+    rt.__dict__["limiter"] = limiter
+    with pytest.raises(Throttled) as raised:
+        gate.call(rt, TENANT, lambda client: None)
+    assert raised.value.ticket_at is None
 
 
 def test_a_longer_wait_goes_back_to_the_queue_asked_back_early(rt: Runtime) -> None:

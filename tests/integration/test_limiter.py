@@ -371,8 +371,9 @@ def test_a_backlog_fills_what_the_others_leave_under_every_header_reading(
 def test_an_unknown_spend_is_probed_one_call_at_a_time(limiter: Limiter, unique: str) -> None:
     settings_ = tenant(f"probe-{unique}", calls_per_hour=10_000, rate_window_seconds=3600.0)
     assert limiter._acquire_at(settings_, kind="push", cost=1, now=T0).granted
-    second = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.001)
+    second = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.001, ticket=True)
     assert not second.granted and 0 < second.wait_seconds <= 0.2
+    assert not second.in_line  # every waiter is told alike: no ticket to hold
     # The answer: the others hold 9,990 of the organisation's 10,000.
     limiter._observe_at(settings_, remaining=9, reset_seconds=None, limit=10_000, now=T0 + 0.01)
     grants = [limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.02) for _ in range(10)]
@@ -441,6 +442,42 @@ def test_calls_in_flight_count_as_ours_only_once_answered(limiter: Limiter, uniq
     # An answer that overtook others reports fewer: the higher count holds for the guard.
     limiter._observe_at(settings_, remaining=5, reset_seconds=None, limit=20, now=T0 + 0.3)
     assert not limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.4).granted
+
+
+def test_a_count_swollen_by_our_calls_in_flight_is_looked_at_again_when_they_answer(
+    limiter: Limiter, unique: str
+) -> None:
+    # Virtuous counts our calls that arrived but are not answered yet; the limiter can only
+    # take them for the others' until they answer. A waiter then looks again when the next
+    # answer is due, not when our own next token frees a window later.
+    settings_ = tenant(f"swollen-{unique}", calls_per_hour=10, rate_window_seconds=10.0)
+    probe = limiter._acquire_at(settings_, kind="push", cost=1, now=T0)
+    limiter._observe_at(
+        settings_, remaining=9, reset_seconds=None, limit=10, now=T0 + 0.01, call=probe.calls[0]
+    )
+    calls = [limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.02) for _ in range(9)]
+    assert all(c.granted for c in calls)
+    # One answers: Virtuous holds all ten, eight of them still unanswered to us.
+    limiter._observe_at(
+        settings_, remaining=0, reset_seconds=None, limit=10, now=T0 + 0.03, call=calls[0].calls[0]
+    )
+    waiter = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.035, ticket=True)
+    assert not waiter.granted and waiter.wait_seconds < 0.1
+    for call in calls[1:]:
+        limiter._observe_at(
+            settings_, remaining=0, reset_seconds=None, limit=10, now=T0 + 0.04, call=call.calls[0]
+        )
+    # All answered, nothing is in flight: the highest count is kept for the guard (answers
+    # may overtake one another), then the count is ours alone and the next token is the
+    # first call's, a window after its answer.
+    guard = guard_seconds(settings_)
+    later = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.05, ticket=True)
+    assert not later.granted
+    assert T0 + 0.05 + later.wait_seconds == pytest.approx(T0 + 0.03 + guard, abs=1e-4)
+    after = T0 + 0.03 + guard + 0.002
+    last = limiter._acquire_at(settings_, kind="push", cost=1, now=after)
+    assert not last.granted
+    assert after + last.wait_seconds == pytest.approx(T0 + 10.01, abs=1e-4)
 
 
 def test_a_reserve_is_left_unused(limiter: Limiter, unique: str) -> None:

@@ -76,7 +76,9 @@ def _take_tokens(rt: Runtime, tenant: TenantSettings, kind: Kind, cost: int) -> 
             calls_in_hand.set(list(grant.calls))
             return
         wait = max(grant.wait_seconds, 0.001)
-        held = grant.at + wait
+        # A wait that is no place in the line (a probe's answer awaited) is no ticket either:
+        # held, it would take a token the line promised to another waiter.
+        held = grant.at + wait if grant.in_line else None
         if time.monotonic() + wait > deadline:
             raise Throttled(max(wait - EARLY_WAKE_SECONDS, 0.001), "limiter", ticket_at=held)
         time.sleep(wait)

@@ -6,7 +6,8 @@
 --       only), 10 take a wake-up ticket when refused (1|0), 11 probe hold s, 12 hold s (how
 --       long the highest foreign count seen is kept), 13 the ticket the caller holds (epoch s;
 --       '' = none): a waiter back, early or late, with the ticket it was given keeps its place
--- Returns {granted 1|0, wait s, tokens left, now, the granted calls' log members}
+-- Returns {granted 1|0, wait s, tokens left, now, the granted calls' log members when granted
+--         or, when refused, 1|0: the wait is a place in the line}
 -- Invariant: every grant is logged at its time; a grant at t needs the calls logged in
 -- (t - span, t] plus `cost` to fit in cap - reserve - foreign, so no half-open interval of
 -- length span ever holds more than the cap (lookups and pulls also fit their own log under
@@ -126,6 +127,16 @@ if avail < cost then
     local until_own, until_change = math.huge, math.huge
     if need <= own then until_own = release(need) - now end
     if changes then until_change = math.max(changes - now, EPS) end
+    if foreign and foreign > 0 then
+      -- The others' count also holds our calls that reached Virtuous unanswered: each answer
+      -- may lower it. Look again when the next answer is due, and often after that.
+      redis.call('ZREMRANGEBYSCORE', inflight, '-inf', g(now - inflight_ttl))
+      local oldest = redis.call('ZRANGE', inflight, 0, 0, 'WITHSCORES')
+      if #oldest > 0 and rtt > 0 then
+        local due = tonumber(oldest[2]) + rtt - now
+        until_change = math.min(until_change, due > 0.005 and due or math.max(rtt / 4, 0.005))
+      end
+    end
     wait = math.max(wait, math.min(until_own, until_change))
     -- Nothing we know of frees up (a reserve leaving no room): look again in a span.
     if wait == math.huge then wait = span end
@@ -211,7 +222,8 @@ if refused then
     if redis.call('PTTL', state) < life then redis.call('PEXPIRE', state, life) end
     wait = ticket - now
   end
-  return {0, f(wait), f(math.max(0, left)), f(now)}
+  -- The last element says whether the wait is a place in the line (a ticket to hold).
+  return {0, f(wait), f(math.max(0, left)), f(now), (ticketed and not probing) and 1 or 0}
 end
 
 local seq = tonumber(st[7]) or 0

@@ -134,6 +134,8 @@ class Grant:
     at: float = 0.0
     # The granted calls' names in the limiter's log, one per token.
     calls: tuple[str, ...] = ()
+    # Refused with a place in the waiters' line: ``at + wait_seconds`` is a ticket to hold.
+    in_line: bool = False
 
 
 def _script(client: redis.Redis, name: str) -> Script:
@@ -229,11 +231,13 @@ class Limiter:
             if "exceeds the" in str(exc):
                 raise ValueError(f"tenant {name!r}: {exc}") from None
             raise
-        granted, wait, left, at = reply[:4]
-        calls = tuple(bytes(m).decode() for m in reply[4]) if len(reply) > 4 else ()
+        granted, wait, left, at, extra = reply
         # Round the wait up to the microsecond so sleeping exactly that long is enough.
         wait_s = math.ceil(float(wait) * 1e6) / 1e6
-        return Grant(bool(int(granted)), wait_s, float(left), float(at), calls)
+        if int(granted):
+            calls = tuple(bytes(m).decode() for m in extra)
+            return Grant(True, wait_s, float(left), float(at), calls)
+        return Grant(False, wait_s, float(left), float(at), in_line=bool(int(extra)))
 
     def block(self, tenant_name: str, seconds: float) -> None:
         """Refuse every call for the tenant for ``seconds`` (a 429's Retry-After), never shorter."""

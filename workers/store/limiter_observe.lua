@@ -95,16 +95,32 @@ if remaining then
   end
 end
 
-local st = redis.call('HMGET', state, 'f1', 'f1_at', 'f1_until')
+local st = redis.call('HMGET', state, 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until', 'f2_call')
 local f1, f1_at, f1_until = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
-local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now)}
+local f2, f2_until = tonumber(st[4]), tonumber(st[5])
+-- The call this answer belongs to, when the caller named it: calls are ordered by their
+-- grant, then by their number (members are "grant:seq").
+local function order(member)
+  local at, n = string.match(member or '', '^([^:]+):(%d+)$')
+  if not at then return nil end
+  return {tonumber(at), tonumber(n)}
+end
+local this = (call ~= '' and popped) and order(call) or nil
+local latest = order(st[6])
+local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_call', this and call or ''}
+-- An answer that overtook a later call's answer was counted by Virtuous before that call, so
+-- it cannot see our calls that arrived in between, which we count as ours already: it may
+-- raise the latest count, never lower it.
+local overtaken = this and latest
+  and (this[1] < latest[1] or (this[1] == latest[1] and this[2] < latest[2]))
+if overtaken and f2 and f2_until and f2_until > now and foreign < f2 then fields = {} end
 local f1_valid = f1 and f1_at and f1_until and f1_until > now and now - f1_at <= hold
 if not f1_valid or foreign >= f1 then
   table.insert(fields, 'f1'); table.insert(fields, foreign)
   table.insert(fields, 'f1_at'); table.insert(fields, g(now))
   table.insert(fields, 'f1_until'); table.insert(fields, g(ends))
 end
-redis.call('HSET', state, unpack(fields))
+if #fields > 0 then redis.call('HSET', state, unpack(fields)) end
 
 -- Never shorten the state's life (it may hold a ticket line further out).
 local keep = math.ceil((math.max(ends - now, 0) + 2 * window + 600) * 1000)
