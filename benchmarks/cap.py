@@ -11,9 +11,8 @@ sampled every 50 ms in process and the limiter's call log every second.
 Figures per reading: the share of what the other integrations leave that giftsync used while
 the backlog lasted (the mean, over every rolling window between the first and the last call,
 of giftsync's calls in it / (cap - others)), the 429s Virtuous served, the busiest rolling
-window of all calls (exact, from the sandbox), and the gap from a token freeing (a span after
-its call was answered, see workers/store/limiter.py) to the call that took it. The limiter's design
-gives up ``g / (W + g)`` of the cap to the guard (1.2% at 20 s, 0.14% at a real hour).
+window of all calls (exact, from the sandbox), and the gap from a token freeing (a window after
+its call was answered, see workers/store/limiter.py) to the call that took it.
 Beside the table: ``cap-windows.png``, the calls in the rolling window over each run.
 """
 
@@ -93,9 +92,10 @@ def rolling_shares(samples: list[tuple[float, int]], window: float, cap: int) ->
 
 
 def token_gaps(grants: dict[str, tuple[float, float]], span: float) -> list[float]:
-    """Seconds from a token freeing (a span after its call was answered) to the call that
-    took it: tokens are taken in the order they freed. Grants made while a token had been
-    free since before the backlog (the opening burst) are not counted."""
+    """Seconds from a token freeing (a span after its log entry: a window after its call was
+    answered, see workers/store/limiter.py) to the call that took it: tokens are taken in the
+    order they freed. Grants made while a token had been free since before the backlog (the
+    opening burst) are not counted."""
     events = sorted(
         [(h + span, 0) for _, h in grants.values()] + [(g, 1) for g, _ in grants.values()]
     )

@@ -301,9 +301,10 @@ class Limiter:
         return int(self._redis.zcount(self._key(tenant.name, "calls"), f"({edge!r}", "+inf"))
 
     def grant_times(self, tenant: TenantSettings) -> list[tuple[str, float, float]]:
-        """(call id, grant time, held from) of every call still holding a token, oldest first.
+        """(call id, grant time, log time) of every call still holding a token, oldest first.
 
-        A call holds its token from its grant until it is answered, then from its answer."""
+        A call's log time is its grant until it is answered, then a guard before its answer
+        (its answer itself when the answer named no call); its token frees a span after it."""
         rows: Any = self._redis.zrange(self._key(tenant.name, "calls"), 0, -1, withscores=True)
         out = []
         for member, score in rows:
