@@ -22,6 +22,7 @@ from workers.queue.broker import get_broker
 from workers.queue.deadletters import record_dead_letter
 from workers.queue.messages import (
     BATCH_QUEUE,
+    BULK_CHANGES_QUEUE,
     CHANGES_QUEUE,
     CONFIRM_QUEUE,
     PULL_QUEUE,
@@ -34,6 +35,13 @@ log = structlog.get_logger("giftsync.actors")
 # dramatiq runs a lower number first among the messages a worker process has fetched: a thread
 # that frees up while batch sends wait takes a real-time send (priority 0) before them.
 BATCH_PRIORITY = 10
+# Batch-mode tenants' changes run behind everything real time: a thread that frees up while a
+# backfill's chunks wait takes a real-time tenant's change or send first, so a backfill costs
+# the others at most the chunk a thread is already working on. They run ahead of batch sends
+# all the same: intake is quick Redis work that gets the backfill into the ledger (its state
+# and writeback, whatever the cap), while a batch send waits on its tenant's limiter anyway,
+# and the batches it would send are cut from what intake buffers.
+BULK_CHANGES_PRIORITY = 5
 
 
 class ProcessSetup(Middleware):
@@ -68,6 +76,12 @@ def _message_id() -> str:
 @dramatiq.actor(queue_name=CHANGES_QUEUE)
 def map_changes(events: list[Any], published_ms: int = 0) -> None:
     """Validate, decide, map and route a chunk of change events (see workers.flows.intake)."""
+    intake.run(runtime(), events, published_ms)
+
+
+@dramatiq.actor(queue_name=BULK_CHANGES_QUEUE, priority=BULK_CHANGES_PRIORITY)
+def map_bulk_changes(events: list[Any], published_ms: int = 0) -> None:
+    """The same intake for a chunk of batch-mode tenants' change events."""
     intake.run(runtime(), events, published_ms)
 
 
