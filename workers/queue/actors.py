@@ -9,6 +9,7 @@ series are set up when the worker process boots (:class:`ProcessSetup`).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import dramatiq
@@ -42,6 +43,12 @@ BATCH_PRIORITY = 10
 # and writeback, whatever the cap), while a batch send waits on its tenant's limiter anyway,
 # and the batches it would send are cut from what intake buffers.
 BULK_CHANGES_PRIORITY = 5
+# Threads of one process that may run bulk intake at once. Intake is mostly Python, and a
+# process's threads share one GIL: with every thread on a backfill chunk, a real-time change
+# would get an eighth of the interpreter. Two keep Redis busy (the backfill's pace is set by
+# the cap, not by intake) and leave the rest to real-time work.
+BULK_INTAKE_THREADS = 2
+_bulk_intake = threading.BoundedSemaphore(BULK_INTAKE_THREADS)
 
 
 class ProcessSetup(Middleware):
@@ -82,7 +89,8 @@ def map_changes(events: list[Any], published_ms: int = 0) -> None:
 @dramatiq.actor(queue_name=BULK_CHANGES_QUEUE, priority=BULK_CHANGES_PRIORITY)
 def map_bulk_changes(events: list[Any], published_ms: int = 0) -> None:
     """The same intake for a chunk of batch-mode tenants' change events."""
-    intake.run(runtime(), events, published_ms)
+    with _bulk_intake:
+        intake.run(runtime(), events, published_ms)
 
 
 @dramatiq.actor(queue_name=BATCH_QUEUE, priority=BATCH_PRIORITY)
