@@ -28,6 +28,7 @@ import redis
 from giftsync.settings import load_settings
 from sandbox import OrgConfig, SandboxConfig, start_sandbox
 from sandbox.config import demo_config
+from workers.queue.messages import CHANGE_QUEUES
 from workers.store.connection import connect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,6 +124,10 @@ class Deployment:
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
+
+    def changes_waiting(self) -> int:
+        """Messages of change events not yet taken off either changes queue."""
+        return sum(int(self.redis.hlen(self.key("dramatiq", f"{q}.msgs"))) for q in CHANGE_QUEUES)
 
     def state_counts(self, tenant: str) -> dict[str, int]:
         raw = self.redis.hgetall(self.key("states", tenant))

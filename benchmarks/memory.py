@@ -2,7 +2,7 @@
 
 Buffer: 40 batch tenants whose max wait is a day each get 99 gifts, one short of a
 batch, so nothing can flush. Redis's ``used_memory`` is read once the workers are up and
-again when every gift is ``buffered`` and the changes queue is empty: the difference per gift
+again when every gift is ``buffered`` and the changes queues are empty: the difference per gift
 (less the client connections' buffers, which come and go with the traffic) is what
 buffering keeps, the ledger record included. It is measured twice: once for the second half
 of the gifts (the marginal cost, into buffers that exist) and once for all of them (including
@@ -69,7 +69,6 @@ def buffered_bytes(tenant_count: int) -> dict[str, float]:
     ):
         dep.start_worker(processes=1, threads=8)
         wait_for_consumers(dep, 1)
-        queue = dep.key("dramatiq", "changes.msgs")
         marks = [_kept_bytes(dep.redis.info("memory"))]
         half = PER_TENANT // 2
         # Two rounds: the second adds gifts to buffers that exist, so its cost per gift is
@@ -83,7 +82,7 @@ def buffered_bytes(tenant_count: int) -> dict[str, float]:
             done = last * tenant_count
 
             def buffered(done: int = done) -> bool:
-                return submitted(dep, names, "buffered") >= done and not dep.redis.hlen(queue)
+                return submitted(dep, names, "buffered") >= done and not dep.changes_waiting()
 
             wait_for(buffered, timeout=120, what="every gift buffered")
             marks.append(_kept_bytes(dep.redis.info("memory")))

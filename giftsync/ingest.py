@@ -169,7 +169,7 @@ class IngestService:
                 results.append({"index": index, "status": "accepted"})
                 valid.append(event)
         if valid:
-            enqueue_valid(valid, broker=self.broker)
+            enqueue_valid(valid, broker=self.broker, tenants=self.settings.tenants)
         invalid = len(events) - len(valid)
         if invalid:
             EVENTS_INVALID.labels(tenant=signer).inc(invalid)

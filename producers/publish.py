@@ -1,10 +1,13 @@
 """``publish()``: how platform code hands giftsync a change.
 
 Each event is validated against the change-event contract at the door, so nothing
-half-formed reaches a queue. Valid events are enqueued on the ``changes`` queue in chunks
-(one message carries up to ``CHUNK_SIZE`` events, which is what lets a backfill of 200,000
-events through in seconds); each message is stamped with the publish time, for the
-publish-to-submission latency metric.
+half-formed reaches a queue. Valid events are enqueued in chunks (one message carries up to
+``CHUNK_SIZE`` events, which is what lets a backfill of 200,000 events through in seconds);
+each message is stamped with the publish time, for the publish-to-submission latency metric.
+
+Real-time tenants' events go on the ``changes`` queue, batch-mode tenants' on
+``changes_bulk``, which workers take after real-time work: one tenant's backfill then waits
+behind the others' gifts instead of in front of them. A message carries events of one mode.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from giftsync.settings import get_settings
 from mapping.errors import EventValidationError, FieldError
 from mapping.errors import InvalidEvents as InvalidEvents
 from mapping.routing import check_change
+from mapping.tenant import TenantSettings
 from workers.queue import messages
 
-# Events per message on the changes queue.
+# Events per message on a changes queue.
 CHUNK_SIZE = 100
 
 __all__ = [
@@ -101,8 +105,16 @@ def decode_json(raw: bytes) -> object:
     raise EventValidationError([FieldError("$", reason)])
 
 
-def _enqueue(events: list[Any], broker: dramatiq.Broker | None = None) -> None:
-    messages.enqueue(messages.map_changes(events, int(time.time() * 1000)), broker)
+def _is_bulk(event: Mapping[str, Any], tenants: Mapping[str, TenantSettings]) -> bool:
+    """Whether ``event`` belongs on the bulk queue: its tenant is in batch mode."""
+    name = event.get("tenant")
+    tenant = tenants.get(name) if isinstance(name, str) else None
+    return tenant is not None and tenant.mode == "batch"
+
+
+def _enqueue(events: list[Any], bulk: bool, broker: dramatiq.Broker | None = None) -> None:
+    build = messages.map_bulk_changes if bulk else messages.map_changes
+    messages.enqueue(build(events, int(time.time() * 1000)), broker)
 
 
 def as_json(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,7 +138,7 @@ def as_json(event: Mapping[str, Any]) -> dict[str, Any]:
 def publish(event: Mapping[str, Any]) -> None:
     """Validate one change event and enqueue it; an invalid event raises and enqueues nothing."""
     validate(event)
-    _enqueue([as_json(event)])
+    _enqueue([as_json(event)], _is_bulk(event, get_settings().tenants))
 
 
 def enqueue_valid(
@@ -134,23 +146,30 @@ def enqueue_valid(
     *,
     chunk_size: int = CHUNK_SIZE,
     broker: dramatiq.Broker | None = None,
+    tenants: Mapping[str, TenantSettings] | None = None,
 ) -> int:
     """Enqueue events that already passed validation, ``chunk_size`` per message.
 
-    Consumes ``events`` lazily, holding one chunk at a time, so a generator over a huge file
-    streams through. Returns how many events were enqueued.
+    Each event goes to its tenant's mode's queue (``tenants``: the process's settings by
+    default). Consumes ``events`` lazily, holding at most one chunk per queue, so a generator
+    over a huge file streams through. Returns how many events were enqueued.
     """
-    chunk: list[Any] = []
+    known = get_settings().tenants if tenants is None else tenants
+    # Chunks being filled, by whether they go to the bulk queue.
+    chunks: dict[bool, list[Any]] = {False: [], True: []}
     accepted = 0
     for event in events:
+        bulk = _is_bulk(event, known)
+        chunk = chunks[bulk]
         chunk.append(event)
         if len(chunk) >= chunk_size:
-            _enqueue(chunk, broker)
+            _enqueue(chunk, bulk, broker)
             accepted += len(chunk)
-            chunk = []
-    if chunk:
-        _enqueue(chunk, broker)
-        accepted += len(chunk)
+            chunks[bulk] = []
+    for bulk, chunk in chunks.items():
+        if chunk:
+            _enqueue(chunk, bulk, broker)
+            accepted += len(chunk)
     return accepted
 
 

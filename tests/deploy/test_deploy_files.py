@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from tests.deploy import deploy_files as d
+from workers.queue.messages import CHANGE_QUEUES, QUEUES
 
 
 def parse_command(argv: tuple[str, ...]) -> str:
@@ -287,6 +289,12 @@ def test_workers_scale_on_queue_depth() -> None:
     assert scaled["spec"]["scaleTargetRef"]["name"] == "giftsync-worker"
     assert scaled["spec"]["minReplicaCount"] >= 1
     assert any("giftsync_queue_depth" in q for q in d.scaling_exprs())
+
+
+def test_workers_scale_on_every_changes_queue() -> None:
+    (query,) = d.scaling_exprs()
+    (pattern,) = re.findall(r'queue=~"([^"]*)"', query)
+    assert {q for q in QUEUES if re.fullmatch(pattern, q)} == set(CHANGE_QUEUES)
 
 
 def test_kustomize_builds_the_manifests() -> None:

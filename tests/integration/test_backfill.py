@@ -24,6 +24,7 @@ import redis
 from giftsync.cli import main
 from giftsync.examples import transaction
 from producers import backfill
+from workers.queue.messages import CHANGE_QUEUES
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,9 @@ class Wired:
         self.redis = client
 
     def queued(self) -> list[list[dict[str, Any]]]:
-        raw = self.redis.hvals(f"{self.prefix}:dramatiq:changes.msgs")
+        raw = [
+            m for q in CHANGE_QUEUES for m in self.redis.hvals(f"{self.prefix}:dramatiq:{q}.msgs")
+        ]
         return [json.loads(message)["kwargs"]["events"] for message in raw]
 
     def queued_ids(self) -> list[int]:

@@ -29,6 +29,7 @@ from giftsync.examples import transaction
 from mapping.events import EventValidationError, parse_event
 from producers.publish import InvalidEvents, publish, publish_many
 from tests.integration.test_ingest_fuzz import BASES, bad_event
+from workers.queue.messages import CHANGE_QUEUES
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +85,8 @@ def dep(tmp_path: Path, redis_url: str) -> Iterator[Deployment]:
 
 
 def queued(dep: Deployment) -> list[dict[str, Any]]:
-    """Every event waiting on the changes queue."""
-    raw = dep.redis.hvals(dep.key("dramatiq", "changes.msgs"))
+    """Every event waiting on the changes queues."""
+    raw = [m for q in CHANGE_QUEUES for m in dep.redis.hvals(dep.key("dramatiq", f"{q}.msgs"))]
     return [event for message in raw for event in json.loads(message)["kwargs"]["events"]]
 
 

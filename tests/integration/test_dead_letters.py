@@ -98,6 +98,35 @@ def rt(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
         yield runtime
 
 
+def test_a_bulk_chunk_that_fails_every_retry_is_kept_and_replayed_to_its_queue(
+    tmp_path: Path, redis_url: str
+) -> None:
+    env = {"GIFTSYNC_MAX_RETRIES": "2", "GIFTSYNC_MIN_BACKOFF_MS": "50"}
+    tenants = lambda url: tenant_table("hope-shelter", url, "VIRTUOUS_TOKEN_HOPE")  # noqa: E731
+    with deployment(tmp_path, redis_url, tenants=tenants, env=env) as dep:
+        # A chunk the intake cannot read: it fails on every attempt.
+        broken = messages.map_bulk_changes([], 0).copy(kwargs={"events": 5, "published_ms": 0})
+        messages.enqueue(broken)
+        dep.start_worker(processes=1, threads=2)
+
+        def letters() -> list[dict[str, Any]]:
+            listed = giftsync(dep, "dlq", "list", "--json")
+            assert listed.returncode == 0, listed.stderr
+            found: list[dict[str, Any]] = json.loads(listed.stdout)
+            return found
+
+        [letter] = wait_for(letters, what="the chunk's dead letter")
+        assert letter["actor"] == "map_bulk_changes" and letter["attempts"] == 3
+        assert letter["queue"].removesuffix(".DQ") == messages.BULK_CHANGES_QUEUE
+
+        # Replayed to the bulk queue with a fresh budget: tried three times again there.
+        again = giftsync(dep, "dlq", "replay", letter["message_id"])
+        assert again.returncode == 0, again.stderr
+        [letter] = wait_for(letters, what="the replayed chunk dead again")
+        assert letter["actor"] == "map_bulk_changes" and letter["attempts"] == 3
+        assert letter["queue"].removesuffix(".DQ") == messages.BULK_CHANGES_QUEUE
+
+
 def test_a_dead_letter_strands_only_records_still_waiting_on_a_message(rt: Runtime) -> None:
     member = "transaction:1"
 

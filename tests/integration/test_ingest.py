@@ -24,6 +24,7 @@ from giftsync.examples import transaction
 from giftsync.ingest import MAX_ERRORS_PER_EVENT, MAX_EVENTS, start_ingest
 from giftsync.settings import Settings, load_settings
 from producers import signing
+from workers.queue.messages import BULK_CHANGES_QUEUE, CHANGES_QUEUE
 
 pytestmark = pytest.mark.integration
 
@@ -99,10 +100,16 @@ class Ingest:
         return self.http.post("/v1/changes", content=body, headers={**signed, **(headers or {})})
 
     def queued(self) -> list[list[dict[str, Any]]]:
-        """The events of every message on the changes queue, one list per message."""
-        key = f"{self.settings.key_prefix}:dramatiq:changes.msgs"
-        messages = [json.loads(raw) for raw in self.redis.hvals(key)]
-        assert all(m["actor_name"] == "map_changes" for m in messages)
+        """The events of every message on the changes queues, one list per message."""
+        messages = []
+        for queue, actor in (
+            (CHANGES_QUEUE, "map_changes"),
+            (BULK_CHANGES_QUEUE, "map_bulk_changes"),
+        ):
+            key = f"{self.settings.key_prefix}:dramatiq:{queue}.msgs"
+            found = [json.loads(raw) for raw in self.redis.hvals(key)]
+            assert all(m["actor_name"] == actor for m in found)
+            messages += found
         return [m["kwargs"]["events"] for m in messages]
 
     def queued_events(self) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from giftsync.ingest import start_ingest
 from giftsync.settings import Settings, load_settings
 from mapping.fields import MAX_CENTS
 from producers import signing
+from workers.queue.messages import CHANGE_QUEUES
 
 pytestmark = pytest.mark.integration
 
@@ -365,8 +366,9 @@ def test_malformed_input_gets_a_clear_4xx_and_good_events_still_go_through(
 
         # Exactly the good events were enqueued, nothing of the bad ones.
         client = redis.Redis.from_url(redis_url)
-        key = f"{ingest_settings.key_prefix}:dramatiq:changes.msgs"
-        queued = [e for raw in client.hvals(key) for e in json.loads(raw)["kwargs"]["events"]]
+        keys = [f"{ingest_settings.key_prefix}:dramatiq:{q}.msgs" for q in CHANGE_QUEUES]
+        raws = [raw for key in keys for raw in client.hvals(key)]
+        queued = [e for raw in raws for e in json.loads(raw)["kwargs"]["events"]]
         client.close()
         assert sorted(e["record"]["id"] for e in queued) == sorted(good_ids)
 

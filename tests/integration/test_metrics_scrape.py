@@ -305,7 +305,7 @@ def test_redis_held_gauges_agree_with_the_ledger(running: Running, settled: Scra
         what="the gift gauges to agree with the ledger",
     )
     queues = {labels["queue"] for labels, _ in settled.samples["giftsync_queue_depth"]}
-    assert queues == {"changes", "send", "batches", "confirm", "pull"}
+    assert queues == {"changes", "changes_bulk", "send", "batches", "confirm", "pull"}
 
 
 def test_every_line_every_role_logged_is_json(running: Running, settled: Scrape) -> None:

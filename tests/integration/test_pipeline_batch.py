@@ -82,11 +82,9 @@ def test_thousand_changes_from_three_tenants_become_exactly_a_thousand_entries(
         ]
         publish_many(events + older)
         wait_for(
-            lambda: (
-                sum(dep.redis.hlen(dep.key("dramatiq", q + ".msgs")) for q in ("changes",)) == 0
-            ),
+            lambda: dep.changes_waiting() == 0,
             timeout=30,
-            what="the changes queue to drain",
+            what="the changes queues to drain",
         )
         assert len(import_entries(dep)) == 1000
         assert len([w for w in dep.writeback() if w["type"] == "gift.submitted"]) == 1000

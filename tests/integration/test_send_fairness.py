@@ -47,10 +47,7 @@ def test_a_real_time_gift_is_not_queued_behind_another_tenants_batches(
         dep.start_worker(processes=1, threads=2)
         publish_many(transaction(BIG, i, version=version_at(i)) for i in range(1, GIFTS + 1))
         wait_for(
-            lambda: (
-                sum(dep.state_counts(BIG).values()) >= GIFTS
-                and not dep.redis.hlen(dep.key("dramatiq", "changes.msgs"))
-            ),
+            lambda: sum(dep.state_counts(BIG).values()) >= GIFTS and not dep.changes_waiting(),
             timeout=60,
             what="the batch tenant's gifts in the ledger",
         )

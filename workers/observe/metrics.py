@@ -123,7 +123,7 @@ PULL_RUNS = Counter(
 
 # Label values known up front, so dashboards and alerts see zeros, not missing series.
 _PATHS = ("batch", "real_time", "recurring")
-_ACTORS = ("map_changes", "send_batch", "send_gift", "send_recurring")
+_ACTORS = ("map_changes", "map_bulk_changes", "send_batch", "send_gift", "send_recurring")
 # The tenant label of a message that names none (a chunk of changes names its events').
 NO_TENANT = "none"
 

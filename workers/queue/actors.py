@@ -9,6 +9,7 @@ series are set up when the worker process boots (:class:`ProcessSetup`).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import dramatiq
@@ -22,6 +23,7 @@ from workers.queue.broker import get_broker
 from workers.queue.deadletters import record_dead_letter
 from workers.queue.messages import (
     BATCH_QUEUE,
+    BULK_CHANGES_QUEUE,
     CHANGES_QUEUE,
     CONFIRM_QUEUE,
     PULL_QUEUE,
@@ -34,6 +36,19 @@ log = structlog.get_logger("giftsync.actors")
 # dramatiq runs a lower number first among the messages a worker process has fetched: a thread
 # that frees up while batch sends wait takes a real-time send (priority 0) before them.
 BATCH_PRIORITY = 10
+# Batch-mode tenants' changes run behind everything real time: a thread that frees up while a
+# backfill's chunks wait takes a real-time tenant's change or send first, so a backfill costs
+# the others at most the chunk a thread is already working on. They run ahead of batch sends
+# all the same: intake is quick Redis work that gets the backfill into the ledger (its state
+# and writeback, whatever the cap), while a batch send waits on its tenant's limiter anyway,
+# and the batches it would send are cut from what intake buffers.
+BULK_CHANGES_PRIORITY = 5
+# Threads of one process that may run bulk intake at once. Intake is mostly Python, and a
+# process's threads share one GIL: with every thread on a backfill chunk, a real-time change
+# would get an eighth of the interpreter. Two keep Redis busy (the backfill's pace is set by
+# the cap, not by intake) and leave the rest to real-time work.
+BULK_INTAKE_THREADS = 2
+_bulk_intake = threading.BoundedSemaphore(BULK_INTAKE_THREADS)
 
 
 class ProcessSetup(Middleware):
@@ -69,6 +84,13 @@ def _message_id() -> str:
 def map_changes(events: list[Any], published_ms: int = 0) -> None:
     """Validate, decide, map and route a chunk of change events (see workers.flows.intake)."""
     intake.run(runtime(), events, published_ms)
+
+
+@dramatiq.actor(queue_name=BULK_CHANGES_QUEUE, priority=BULK_CHANGES_PRIORITY)
+def map_bulk_changes(events: list[Any], published_ms: int = 0) -> None:
+    """The same intake for a chunk of batch-mode tenants' change events."""
+    with _bulk_intake:
+        intake.run(runtime(), events, published_ms)
 
 
 @dramatiq.actor(queue_name=BATCH_QUEUE, priority=BATCH_PRIORITY)
