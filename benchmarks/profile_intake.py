@@ -1,0 +1,169 @@
+"""CPU cost per event of intake and the batch send, in Python and in Redis, without the network.
+
+Not a benchmark of the suite: a profiling aid for the throughput target. The worker's two hot
+paths run in this process against a ``redis-server`` of its own (so Redis's CPU figures are
+this run's alone): ``workers.flows.intake.run`` on chunks of 100 published events over three
+batch tenants, then ``workers.flows.batch_send.run`` on every batch that intake cut, with the
+HTTP POST answered 200 in this process (the sandbox's cost is not giftsync's). Each phase reports
+process CPU (``time.process_time``) and Redis CPU (``INFO`` used_cpu_user + used_cpu_sys) per
+1,000 events, and Redis's commands by time spent (``INFO commandstats``).
+
+```
+python -m benchmarks.profile_intake                  # 20,000 events
+python -m benchmarks.profile_intake --events 5000 --profile intake   # cProfile of one phase
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import logging
+import pstats
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import structlog
+
+from benchmarks.publisher import events
+from giftsync.embedded_redis import start_embedded_redis
+from giftsync.settings import Settings
+from mapping.tenant import TenantSettings
+from producers.publish import as_json
+from workers.flows import batch_send, intake
+from workers.queue import messages
+from workers.runtime import Runtime
+from workers.virtuous.client import VirtuousClient
+
+TENANTS = ("hope-shelter", "river-arts", "north-food-bank")
+CHUNK = 100
+
+
+def _tenant(name: str) -> TenantSettings:
+    return TenantSettings(
+        name=name,
+        virtuous_base_url="http://127.0.0.1:9",
+        virtuous_token_env="PROFILE_TOKEN",
+        timezone="America/Chicago",
+        mode="batch",
+        batch_max_wait_seconds=1,
+        calls_per_hour=100_000_000,
+    )
+
+
+def _redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    stats = client.info("commandstats")
+    return {name: (int(v["calls"]), int(v["usec"])) for name, v in stats.items()}
+
+
+@contextmanager
+def _phase(name: str, client: redis.Redis, count: int, profile: str | None) -> Iterator[None]:
+    stats_before = _commandstats(client)
+    redis_before = _redis_cpu(client)
+    profiler = cProfile.Profile() if profile == name else None
+    cpu_before = time.process_time()
+    wall_before = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    yield
+    if profiler is not None:
+        profiler.disable()
+    wall = time.perf_counter() - wall_before
+    cpu = time.process_time() - cpu_before
+    redis_cpu = _redis_cpu(client) - redis_before
+    stats_after = _commandstats(client)
+    per = 1000 / count
+    print(
+        f"{name}: python {cpu * per * 1000:.1f} ms / 1,000 events, "
+        f"redis {redis_cpu * per * 1000:.1f} ms / 1,000 events, wall {wall:.2f} s"
+    )
+    rows = []
+    for command, (calls, usec) in stats_after.items():
+        calls0, usec0 = stats_before.get(command, (0, 0))
+        if calls > calls0:
+            rows.append((usec - usec0, calls - calls0, command))
+    for usec, calls, command in sorted(rows, reverse=True)[:8]:
+        print(
+            f"    {command:28} {calls * per:8.1f} calls / 1,000 events, "
+            f"{usec * per / 1000:7.1f} ms / 1,000 events"
+        )
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
+
+def run(count: int, profile: str | None) -> None:
+    """Intake then send ``count`` events; print the CPU figures of each phase."""
+    server = start_embedded_redis()
+    sent: list[messages.Message] = []
+    real_enqueue: Callable[[messages.Message], Any] = messages.enqueue
+    messages.enqueue = sent.append  # type: ignore[assignment]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    tenants = {name: _tenant(name) for name in TENANTS}
+    rt = Runtime(
+        Settings(
+            redis_url=server.url,
+            config_path=Path("tenants.toml"),
+            tenants=tenants,
+            key_prefix="profile",
+            env={"PROFILE_TOKEN": "token"},
+        )
+    )
+    for tenant in tenants.values():
+        # Every call answered 200 at once, with the hooks a real client has.
+        rt._clients[tenant.name] = VirtuousClient(
+            tenant.virtuous_base_url,
+            "token",
+            transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})),
+            on_rate_limit=functools.partial(rt._observe, tenant),
+        )
+    try:
+        client = rt.redis
+        chunks = [
+            [as_json(e) for e in events(CHUNK, start, TENANTS)]
+            for start in range(1, count + 1, CHUNK)
+        ]
+        published = int(time.time() * 1000)
+        with _phase("intake", client, count, profile):
+            for chunk in chunks:
+                intake.run(rt, chunk, published)
+        batches = [m for m in sent if m.actor_name == "send_batch"]
+        entries = 0
+        with _phase("batch_send", client, count, profile):
+            for message in batches:
+                kwargs = message.kwargs
+                outcome = batch_send.run(
+                    rt, tenants[kwargs["tenant"]], kwargs["batch_id"], message.message_id
+                )
+                if outcome == "submitted":
+                    entries += CHUNK
+        counts = {t: rt.ledger.state_counts(t) for t in TENANTS}
+        print(f"{len(batches)} batches sent; states: {counts}")
+    finally:
+        messages.enqueue = real_enqueue  # type: ignore[assignment]
+        rt.close()
+        server.stop()
+
+
+def main() -> None:
+    """Command line: ``--events N`` and ``--profile intake|batch_send``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--profile", choices=("intake", "batch_send"), default=None)
+    args = parser.parse_args()
+    run(args.events, args.profile)
+
+
+if __name__ == "__main__":
+    main()
