@@ -42,7 +42,13 @@ from workers.observe import metrics
 from workers.queue import messages
 from workers.runtime import Runtime
 from workers.store.keys import member
-from workers.store.ledger import Ledger, Route, parse_accepted, version_number
+from workers.store.ledger import (
+    Accepted,
+    Ledger,
+    Route,
+    parse_accepted_many,
+    version_number,
+)
 from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.intake")
@@ -227,22 +233,33 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
             pipe.zadd(
                 ledger.keys.donors_pending(item.tenant.name), {item.new_donor: first_seen}, nx=True
             )
-    for item in planned:
-        ledger.accept(
-            item.tenant.name,
-            item.member,
-            version=item.version,
-            route=item.route,
-            payload=item.payload,
-            reason=item.reason,
+    # One script call per tenant, each tenant's changes in the chunk's order.
+    by_tenant: dict[str, list[int]] = {}
+    for index, item in enumerate(planned):
+        by_tenant.setdefault(item.tenant.name, []).append(index)
+    for tenant_name, indexes in by_tenant.items():
+        ledger.accept_many(
+            tenant_name,
+            [
+                (
+                    planned[i].member,
+                    planned[i].version,
+                    planned[i].route,
+                    planned[i].payload,
+                    planned[i].reason,
+                    planned[i].state,
+                    planned[i].event,
+                )
+                for i in indexes
+            ],
             published_ms=published_ms,
-            state=item.state,
-            event=item.event,
             pipe=pipe,
         )
-    replies = pipe.execute()[-len(planned) :]
-    for item, raw in zip(planned, replies, strict=True):
-        accepted = parse_accepted(raw)
+    accepted_at: dict[int, Accepted] = {}
+    for indexes, raw in zip(by_tenant.values(), pipe.execute()[-len(by_tenant) :], strict=True):
+        accepted_at.update(zip(indexes, parse_accepted_many(raw), strict=True))
+    for index, item in enumerate(planned):
+        accepted = accepted_at[index]
         tenant = item.tenant.name
         result.outcomes[accepted.outcome] = result.outcomes.get(accepted.outcome, 0) + 1
         if accepted.outcome == "stale":

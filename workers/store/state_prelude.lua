@@ -15,8 +15,11 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function set_state(rec, counts, new_state)
-  local old = redis.call('HGET', rec, 'state')
+-- known_old: the record's state as the caller just read it (false when it has none), to spare
+-- reading it again; omitted, it is read here.
+local function set_state(rec, counts, new_state, known_old)
+  local old = known_old
+  if old == nil then old = redis.call('HGET', rec, 'state') end
   if TERMINAL[new_state] then
     -- Entering a terminal state, or being put there again, (re)starts the retention clock.
     redis.call('ZADD', counts .. ':terminal', now_ms(), rec)
