@@ -25,7 +25,6 @@ from typing import Any
 
 import structlog
 
-from mapping.batch_entry import batch_entry
 from mapping.errors import MappingError
 from mapping.events import (
     ChangeEvent,
@@ -35,7 +34,7 @@ from mapping.events import (
     parse_event,
     real_gift_id,
 )
-from mapping.routing import check_mappable
+from mapping.routing import map_transaction
 from mapping.tenant import TenantSettings
 from workers.flows.batch_send import cut_and_enqueue
 from workers.observe import metrics
@@ -49,13 +48,10 @@ from workers.store.ledger import (
     parse_accepted_many,
     version_number,
 )
-from workers.store.scripts import decode
 
 log = structlog.get_logger("giftsync.intake")
 
 _COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
-# States of a record whose batch reached (or is on its way to) Virtuous.
-HANDED_OVER = frozenset({"batched", "submitted", "needs_review", "update_held", "held", "dead"})
 
 
 @dataclass(frozen=True)
@@ -85,24 +81,6 @@ class IntakeResult:
     full_buffers: set[str] = field(default_factory=set)
 
 
-def _known_ids(ledger: Ledger, events: list[tuple[int, ChangeEvent]]) -> list[str | None]:
-    """The id each record is known by in Virtuous: its Gift id, its ``btch_`` id, or the id of
-    the batch it is in flight in (a refund of a gift on its way is a refund of a batch gift)."""
-    pipe = ledger.pipeline()
-    for _, event in events:
-        key = ledger.keys.record(event.tenant, member(event.kind, event.record.id))
-        pipe.hmget(key, ["virtuous_id", "batch_id", "state"])
-    known: list[str | None] = []
-    for virtuous_id, batch_id, state in pipe.execute():
-        if virtuous_id:
-            known.append(decode(virtuous_id))
-        elif batch_id and decode(state) in HANDED_OVER:
-            known.append(decode(batch_id))
-        else:
-            known.append(None)
-    return known
-
-
 def _with_known_id(tx: Transaction, known: str | None) -> Transaction:
     # The ledger may know more than the event: the platform may not yet have read the btch_
     # id giftsync gave it, or confirmation may have learned the real Gift id since.
@@ -116,12 +94,8 @@ def _with_known_id(tx: Transaction, known: str | None) -> Transaction:
 def _plan_transaction(
     tx: Transaction, tenant: TenantSettings, raw: str
 ) -> tuple[Route, str, str, str]:
-    routing = check_mappable(tx, tenant)
-    if routing.route == "batch":
-        entry = batch_entry(tx, tenant, routing.decision)
-        payload = json.dumps(entry, **_COMPACT)  # type: ignore[arg-type]
-    else:
-        payload = raw
+    routing, entry = map_transaction(tx, tenant)
+    payload = raw if entry is None else json.dumps(entry, **_COMPACT)  # type: ignore[arg-type]
     return routing.route, payload, routing.reason, routing.state
 
 
@@ -152,7 +126,7 @@ def plan(
             valid.append((index, data, parse_event(data, tenants=tenants.keys())))
         except Exception as exc:
             _invalid(index, data, tenants, exc, invalid)
-    known = _known_ids(ledger, [(0, event) for _, _, event in valid]) if valid else []
+    known = ledger.known_ids([(e.tenant, member(e.kind, e.record.id)) for _, _, e in valid])
     planned: list[_Planned] = []
     for (index, data, event), known_id in zip(valid, known, strict=True):
         try:

@@ -85,6 +85,7 @@ class Ledger:
         self._wait = load_script(client, "ledger_wait.lua")
         self._release = load_script(client, "ledger_release.lua")
         self._mark = load_script(client, "ledger_mark.lua")
+        self._known = load_script(client, "ledger_known.lua", prelude=False)
 
     def accept_many(
         self,
@@ -115,6 +116,14 @@ class Ledger:
         if pipe is not None:
             return None
         return parse_accepted_many(result)
+
+    def known_ids(self, records: Sequence[tuple[str, str]]) -> list[str | None]:
+        """The id each (tenant, member) is known by in Virtuous: its Gift id, or its ``btch_``
+        id once handed over (see ledger_known.lua); None when neither."""
+        if not records:
+            return []
+        known = self._known(keys=[self.keys.record(t, m) for t, m in records], args=[])
+        return [decode(value) or None for value in known]
 
     def pipeline(self) -> redis.client.Pipeline:
         """A non-transactional pipeline on the ledger's Redis, for batching round trips."""
