@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
+import hashlib
 import logging
 import pstats
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,39 @@ def _commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
     return {name: (int(v["calls"]), int(v["usec"])) for name, v in stats.items()}
 
 
+def _script_names() -> dict[str, str]:
+    """The SHA1 of every script as loaded (with and without the state prelude) -> its file."""
+    names: dict[str, str] = {}
+    folder = resources.files("workers.store")
+    prelude = folder.joinpath("state_prelude.lua").read_text(encoding="utf-8")
+    for path in folder.iterdir():
+        if path.name.endswith(".lua"):
+            text = path.read_text(encoding="utf-8")
+            for source in (text, prelude + "\n" + text):
+                names[hashlib.sha1(source.encode()).hexdigest()] = path.name
+    return names
+
+
+def _script_times(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    """Calls and microseconds by script, from the slow log (every command is logged)."""
+    names = _script_names()
+    times: dict[str, tuple[int, int]] = {}
+    for entry in client.slowlog_get(1_000_000):
+        command = entry["command"]
+        words = command.split() if isinstance(command, bytes) else str(command).split()
+        if not words or words[0].upper() not in (b"EVALSHA", "EVALSHA"):
+            continue
+        sha = words[1].decode() if isinstance(words[1], bytes) else words[1]
+        name = names.get(sha, sha[:8])
+        calls, usec = times.get(name, (0, 0))
+        times[name] = (calls + 1, usec + int(entry["duration"]))
+    client.slowlog_reset()
+    return times
+
+
 @contextmanager
 def _phase(name: str, client: redis.Redis, count: int, profile: str | None) -> Iterator[None]:
+    client.slowlog_reset()
     stats_before = _commandstats(client)
     redis_before = _redis_cpu(client)
     profiler = cProfile.Profile() if profile == name else None
@@ -96,6 +129,11 @@ def _phase(name: str, client: redis.Redis, count: int, profile: str | None) -> I
     for usec, calls, command in sorted(rows, reverse=True)[:8]:
         print(
             f"    {command:28} {calls * per:8.1f} calls / 1,000 events, "
+            f"{usec * per / 1000:7.1f} ms / 1,000 events"
+        )
+    for script, (calls, usec) in sorted(_script_times(client).items(), key=lambda kv: -kv[1][1]):
+        print(
+            f"    {script:28} {calls * per:8.1f} calls / 1,000 events, "
             f"{usec * per / 1000:7.1f} ms / 1,000 events"
         )
     if profiler is not None:
@@ -130,6 +168,9 @@ def run(count: int, profile: str | None) -> None:
         )
     try:
         client = rt.redis
+        # Every command in the slow log: its durations by script are the figures per script.
+        client.config_set("slowlog-log-slower-than", 0)
+        client.config_set("slowlog-max-len", 1_000_000)
         chunks = [
             [as_json(e) for e in events(CHUNK, start, TENANTS)]
             for start in range(1, count + 1, CHUNK)

@@ -29,34 +29,40 @@ local send_now = {}
 for _, mem in ipairs(members) do
   local rec = prefix .. ':rec:' .. tenant .. ':' .. mem
   local kind, id = string.match(mem, '^([^:]+):(.*)$')
-  local newest = tonumber(redis.call('HGET', rec, 'version') or '-1')
-  local cut = redis.call('HGET', rec, 'cut_version') or tostring(newest)
+  local fields = redis.call('HMGET', rec, 'version', 'cut_version', 'confirmed_ms',
+    'published_ms', 'state')
+  local newest = tonumber(fields[1] or '-1')
+  local cut = fields[2] or tostring(newest)
   local newer = newest > tonumber(cut)
-  redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now)
+  local old_state = fields[5]
   if outcome == 'submitted' then
-    local confirmed = redis.call('HGET', rec, 'confirmed_ms')
-    redis.call('HSET', rec, 'applied_version', cut, 'submitted_ms', now, 'reason', reason)
-    redis.call('HDEL', rec, 'pending_entry')
-    if not confirmed then
-      redis.call('HSET', rec, 'virtuous_id', batch_id)
+    local confirmed = fields[3]
+    if confirmed then
+      redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now, 'applied_version', cut,
+        'submitted_ms', now, 'reason', reason)
+    else
+      redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now, 'applied_version', cut,
+        'submitted_ms', now, 'reason', reason, 'virtuous_id', batch_id)
       redis.call('ZADD', unconfirmed, 'NX', now, mem)
     end
-    published[#published + 1] = redis.call('HGET', rec, 'published_ms') or '0'
+    redis.call('HDEL', rec, 'pending_entry')
+    published[#published + 1] = fields[4] or '0'
     writeback(stream, 'type', 'gift.submitted', 'tenant', tenant, 'kind', kind, 'id', id,
       'virtuous_id', batch_id, 'batch_id', batch_id, 'version', cut, 'at_ms', now)
     if newer and confirmed then
-      set_state(rec, counts, 'queued')
+      set_state(rec, counts, 'queued', old_state)
       send_now[#send_now + 1] = mem
     elseif newer then
-      set_state(rec, counts, 'update_held')
+      set_state(rec, counts, 'update_held', old_state)
       redis.call('HSET', rec, 'reason', 'a newer change waits for the real Gift id')
     elseif confirmed then
-      set_state(rec, counts, 'confirmed')
+      set_state(rec, counts, 'confirmed', old_state)
     else
-      set_state(rec, counts, 'submitted')
+      set_state(rec, counts, 'submitted', old_state)
     end
   else
-    redis.call('HSET', rec, 'reason', reason, 'last_error', reason, 'applied_version', cut)
+    redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now, 'reason', reason,
+      'last_error', reason, 'applied_version', cut)
     writeback(stream, 'type', 'gift.quarantined', 'tenant', tenant, 'kind', kind, 'id', id,
       'batch_id', batch_id, 'reason', reason, 'version', cut, 'at_ms', now)
     local corrected = redis.call('HGET', rec, 'pending_entry')
@@ -66,10 +72,10 @@ for _, mem in ipairs(members) do
       redis.call('HSET', entries, mem, corrected)
       redis.call('ZADD', order, 'NX', now, mem)
       redis.call('SADD', tenants, tenant)
-      set_state(rec, counts, 'buffered')
+      set_state(rec, counts, 'buffered', old_state)
     else
       redis.call('ZADD', quarantine, now, mem)
-      set_state(rec, counts, 'quarantined')
+      set_state(rec, counts, 'quarantined', old_state)
     end
   end
 end

@@ -20,6 +20,10 @@
 local counts, entries, order, tenants = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tenant, published = ARGV[1], ARGV[2]
 local FIELDS = 7
+-- One clock reading and one buffer count for the whole call: nothing else runs meanwhile.
+local now = now_ms()
+local buffer_size = redis.call('ZCARD', order)
+local any_buffered = false
 
 local function accept(rec, a)
   local version = tonumber(ARGV[a])
@@ -32,14 +36,16 @@ local function accept(rec, a)
     return 'stale', state or ''
   end
 
-  local now = now_ms()
+  local changed = {'version', ARGV[a], 'reason', reason, 'updated_ms', now}
   if published ~= '0' then
-    redis.call('HSET', rec, 'version', ARGV[a], 'reason', reason, 'updated_ms', now,
-      'published_ms', published)
-  else
-    redis.call('HSET', rec, 'version', ARGV[a], 'reason', reason, 'updated_ms', now)
+    changed[#changed + 1] = 'published_ms'
+    changed[#changed + 1] = published
   end
-  if not fields[3] then redis.call('HSET', rec, 'first_ms', now) end
+  if not fields[3] then
+    changed[#changed + 1] = 'first_ms'
+    changed[#changed + 1] = now
+  end
+  redis.call('HSET', rec, unpack(changed))
 
   local in_flight = state == 'batched'
   local handed_over = in_flight or state == 'submitted' or state == 'confirmed'
@@ -57,16 +63,16 @@ local function accept(rec, a)
       return 'held', 'update_held'
     end
     redis.call('HSET', entries, mem, payload)
-    redis.call('ZADD', order, 'NX', now, mem)
-    redis.call('SADD', tenants, tenant)
+    buffer_size = buffer_size + redis.call('ZADD', order, 'NX', now, mem)
+    any_buffered = true
     set_state(rec, counts, 'buffered', state)
-    return 'buffered', tostring(redis.call('ZCARD', order))
+    return 'buffered', tostring(buffer_size)
   end
 
   -- Every other route takes the record out of the buffer if a previous version waited there.
   if state == 'buffered' then
     redis.call('HDEL', entries, mem)
-    redis.call('ZREM', order, mem)
+    buffer_size = buffer_size - redis.call('ZREM', order, mem)
   end
   redis.call('HDEL', rec, 'pending_entry')
 
@@ -94,4 +100,5 @@ for i = 5, #KEYS do
   replies[#replies + 1] = outcome
   replies[#replies + 1] = detail
 end
+if any_buffered then redis.call('SADD', tenants, tenant) end
 return replies
