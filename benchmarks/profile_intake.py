@@ -11,6 +11,7 @@ process CPU (``time.process_time``) and Redis CPU (``INFO`` used_cpu_user + used
 ```
 python -m benchmarks.profile_intake                  # 20,000 events
 python -m benchmarks.profile_intake --events 5000 --profile intake   # cProfile of one phase
+python -m benchmarks.profile_intake --scripts       # and Redis's time by script (slow log)
 ```
 """
 
@@ -141,7 +142,7 @@ def _phase(name: str, client: redis.Redis, count: int, profile: str | None) -> I
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
 
-def run(count: int, profile: str | None) -> None:
+def run(count: int, profile: str | None, scripts: bool = False) -> None:
     """Intake then send ``count`` events; print the CPU figures of each phase."""
     server = start_embedded_redis()
     sent: list[messages.Message] = []
@@ -168,9 +169,11 @@ def run(count: int, profile: str | None) -> None:
         )
     try:
         client = rt.redis
-        # Every command in the slow log: its durations by script are the figures per script.
-        client.config_set("slowlog-log-slower-than", 0)
-        client.config_set("slowlog-max-len", 1_000_000)
+        if scripts:
+            # Every command in the slow log: its durations by script are the figures per
+            # script (logging them costs Redis CPU of its own, so only when asked).
+            client.config_set("slowlog-log-slower-than", 0)
+            client.config_set("slowlog-max-len", 1_000_000)
         chunks = [
             [as_json(e) for e in events(CHUNK, start, TENANTS)]
             for start in range(1, count + 1, CHUNK)
@@ -198,12 +201,13 @@ def run(count: int, profile: str | None) -> None:
 
 
 def main() -> None:
-    """Command line: ``--events N`` and ``--profile intake|batch_send``."""
+    """Command line: ``--events N``, ``--profile intake|batch_send``, ``--scripts``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--profile", choices=("intake", "batch_send"), default=None)
+    parser.add_argument("--scripts", action="store_true", help="Redis time by script")
     args = parser.parse_args()
-    run(args.events, args.profile)
+    run(args.events, args.profile, args.scripts)
 
 
 if __name__ == "__main__":
