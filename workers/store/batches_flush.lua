@@ -34,6 +34,7 @@ redis.call('RPUSH', batch .. ':entries', unpack(body_entries))
 redis.call('RPUSH', batch .. ':members', unpack(members))
 redis.call('HDEL', entries_key, unpack(members))
 redis.call('ZREMRANGEBYRANK', order, 0, #members - 1)
+defer_counts()
 for _, mem in ipairs(members) do
   local rec = prefix .. ':rec:' .. tenant .. ':' .. mem
   local fields = redis.call('HMGET', rec, 'state', 'version')
@@ -42,6 +43,7 @@ for _, mem in ipairs(members) do
   redis.call('HSET', rec, 'batch_id', batch_id, 'cut_version', fields[2])
   redis.call('HDEL', rec, 'pending_entry')
 end
+flush_counts()
 if n == #members then redis.call('SREM', tenants, tenant) end
 
 local import_name = import_prefix .. ' ' .. batch_id

@@ -26,6 +26,7 @@ local members = redis.call('LRANGE', batch .. ':members', 0, -1)
 local now = now_ms()
 local published = {}
 local send_now = {}
+defer_counts()
 for _, mem in ipairs(members) do
   local rec = prefix .. ':rec:' .. tenant .. ':' .. mem
   local kind, id = string.match(mem, '^([^:]+):(.*)$')
@@ -79,6 +80,7 @@ for _, mem in ipairs(members) do
     end
   end
 end
+flush_counts()
 redis.call('HSET', batch, 'state', outcome, 'settled_ms', now, 'reason', reason)
 redis.call('ZREM', unsent, batch_id)
 local reply = {'settled', tostring(now), tostring(#published)}

@@ -95,10 +95,12 @@ local function accept(rec, a)
 end
 
 local replies = {}
+defer_counts()
 for i = 5, #KEYS do
   local outcome, detail = accept(KEYS[i], 3 + (i - 5) * FIELDS)
   replies[#replies + 1] = outcome
   replies[#replies + 1] = detail
 end
 if any_buffered then redis.call('SADD', tenants, tenant) end
+flush_counts()
 return replies

@@ -15,6 +15,19 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Count changes a script that moves many records applies once at its end (defer_counts, then
+-- flush_counts before it returns), so the counts still change in the same atomic step.
+local deferred = nil
+
+local function defer_counts() deferred = {} end
+
+local function flush_counts()
+  for counts, changes in pairs(deferred) do
+    for state, n in pairs(changes) do redis.call('HINCRBY', counts, state, n) end
+  end
+  deferred = nil
+end
+
 -- known_old: the record's state as the caller just read it (false when it has none), to spare
 -- reading it again; omitted, it is read here.
 local function set_state(rec, counts, new_state, known_old)
@@ -27,8 +40,18 @@ local function set_state(rec, counts, new_state, known_old)
     redis.call('ZREM', counts .. ':terminal', rec)
   end
   if old == new_state then return end
-  if old then redis.call('HINCRBY', counts, old, -1) end
-  redis.call('HINCRBY', counts, new_state, 1)
+  if deferred then
+    local changes = deferred[counts]
+    if not changes then
+      changes = {}
+      deferred[counts] = changes
+    end
+    if old then changes[old] = (changes[old] or 0) - 1 end
+    changes[new_state] = (changes[new_state] or 0) + 1
+  else
+    if old then redis.call('HINCRBY', counts, old, -1) end
+    redis.call('HINCRBY', counts, new_state, 1)
+  end
   redis.call('HSET', rec, 'state', new_state)
 end
 
