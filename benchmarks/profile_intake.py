@@ -22,7 +22,10 @@ import cProfile
 import functools
 import hashlib
 import logging
+import os
 import pstats
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -207,6 +210,11 @@ def main() -> None:
     parser.add_argument("--profile", choices=("intake", "batch_send"), default=None)
     parser.add_argument("--scripts", action="store_true", help="Redis time by script")
     args = parser.parse_args()
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # As in `giftsync worker`: the counters live in files shared by the worker processes,
+        # and they must be set up before the metrics module is imported.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="giftsync-profile-")
+        os.execv(sys.executable, [sys.executable, "-m", "benchmarks.profile_intake", *sys.argv[1:]])
     run(args.events, args.profile, args.scripts)
 
 
