@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,11 +129,16 @@ def plan(
             _invalid(index, data, tenants, exc, invalid)
     known = ledger.known_ids([(e.tenant, member(e.kind, e.record.id)) for _, _, e in valid])
     planned: list[_Planned] = []
+    received: Counter[tuple[str, str]] = Counter()
     for (index, data, event), known_id in zip(valid, known, strict=True):
+        received[(event.tenant, event.kind)] += 1
         try:
             planned.append(_plan_one(data, event, known_id, tenants[event.tenant]))
         except Exception as exc:
             _invalid(index, data, tenants, exc, invalid)
+    # Counted once per chunk: each inc of a worker's shared counters costs a file write.
+    for (tenant_name, kind), count in received.items():
+        metrics.EVENTS_RECEIVED.labels(tenant_name, kind).inc(count)
     return planned, invalid
 
 
@@ -160,7 +166,6 @@ def _plan_one(
     data: Any, event: ChangeEvent, known_id: str | None, tenant: TenantSettings
 ) -> _Planned:
     record = event.record
-    metrics.EVENTS_RECEIVED.labels(tenant.name, event.kind).inc()
     route: Route
     tx = _with_known_id(record, known_id) if isinstance(record, Transaction) else None
     raw = _raw_json(data, known_id, tx)
@@ -232,27 +237,30 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
     accepted_at: dict[int, Accepted] = {}
     for indexes, raw in zip(by_tenant.values(), pipe.execute()[-len(by_tenant) :], strict=True):
         accepted_at.update(zip(indexes, parse_accepted_many(raw), strict=True))
+    counted: Counter[tuple[Any, tuple[str, ...]]] = Counter()
     for index, item in enumerate(planned):
         accepted = accepted_at[index]
         tenant = item.tenant.name
         result.outcomes[accepted.outcome] = result.outcomes.get(accepted.outcome, 0) + 1
         if accepted.outcome == "stale":
-            metrics.EVENTS_STALE.labels(tenant).inc()
+            counted[(metrics.EVENTS_STALE, (tenant,))] += 1
             if accepted.state == "queued":
                 # Still waiting for its send: this chunk may be a redelivery after the worker
                 # died between the ledger change and enqueuing that send, which would then be
                 # lost. Enqueue it again; a send that finds nothing newer to apply does nothing.
                 result.sends.append((tenant, item.member, item.kind))
         elif accepted.outcome == "buffered":
-            metrics.GIFTS_BUFFERED.labels(tenant).inc()
+            counted[(metrics.GIFTS_BUFFERED, (tenant,))] += 1
             if accepted.buffered >= 100:
                 result.full_buffers.add(tenant)
         elif accepted.outcome == "skipped":
-            metrics.EVENTS_SKIPPED.labels(tenant, item.reason.split(":")[0]).inc()
+            counted[(metrics.EVENTS_SKIPPED, (tenant, item.reason.split(":")[0]))] += 1
         elif accepted.outcome in ("held", "hold"):
-            metrics.GIFTS_HELD.labels(tenant, item.reason.split(":")[0]).inc()
+            counted[(metrics.GIFTS_HELD, (tenant, item.reason.split(":")[0]))] += 1
         elif accepted.outcome == "realtime":
             result.sends.append((tenant, item.member, item.kind))
+    for (counter, labels), count in counted.items():
+        counter.labels(*labels).inc(count)
     return result
 
 
