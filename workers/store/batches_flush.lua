@@ -38,9 +38,12 @@ defer_counts()
 for _, mem in ipairs(members) do
   local rec = prefix .. ':rec:' .. tenant .. ':' .. mem
   local fields = redis.call('HMGET', rec, 'state', 'version')
-  set_state(rec, counts, 'batched', fields[1])
   -- The version this batch carries: settling compares it with the newest wanted one.
-  redis.call('HSET', rec, 'batch_id', batch_id, 'cut_version', fields[2])
+  if state_change(rec, counts, 'batched', fields[1]) then
+    redis.call('HSET', rec, 'batch_id', batch_id, 'cut_version', fields[2], 'state', 'batched')
+  else
+    redis.call('HSET', rec, 'batch_id', batch_id, 'cut_version', fields[2])
+  end
   redis.call('HDEL', rec, 'pending_entry')
 end
 flush_counts()

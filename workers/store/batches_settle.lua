@@ -38,29 +38,31 @@ for _, mem in ipairs(members) do
   local old_state = fields[5]
   if outcome == 'submitted' then
     local confirmed = fields[3]
-    if confirmed then
-      redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now, 'applied_version', cut,
-        'submitted_ms', now, 'reason', reason)
-    else
-      redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now, 'applied_version', cut,
-        'submitted_ms', now, 'reason', reason, 'virtuous_id', batch_id)
+    local new_state, new_reason = 'submitted', reason
+    if newer and confirmed then
+      new_state = 'queued'
+      send_now[#send_now + 1] = mem
+    elseif newer then
+      new_state, new_reason = 'update_held', 'a newer change waits for the real Gift id'
+    elseif confirmed then
+      new_state = 'confirmed'
+    end
+    local changed = {'batch_id', batch_id, 'updated_ms', now, 'applied_version', cut,
+      'submitted_ms', now, 'reason', new_reason}
+    if not confirmed then
+      changed[#changed + 1] = 'virtuous_id'
+      changed[#changed + 1] = batch_id
       redis.call('ZADD', unconfirmed, 'NX', now, mem)
     end
+    if state_change(rec, counts, new_state, old_state) then
+      changed[#changed + 1] = 'state'
+      changed[#changed + 1] = new_state
+    end
+    redis.call('HSET', rec, unpack(changed))
     redis.call('HDEL', rec, 'pending_entry')
     published[#published + 1] = fields[4] or '0'
     writeback(stream, 'type', 'gift.submitted', 'tenant', tenant, 'kind', kind, 'id', id,
       'virtuous_id', batch_id, 'batch_id', batch_id, 'version', cut, 'at_ms', now)
-    if newer and confirmed then
-      set_state(rec, counts, 'queued', old_state)
-      send_now[#send_now + 1] = mem
-    elseif newer then
-      set_state(rec, counts, 'update_held', old_state)
-      redis.call('HSET', rec, 'reason', 'a newer change waits for the real Gift id')
-    elseif confirmed then
-      set_state(rec, counts, 'confirmed', old_state)
-    else
-      set_state(rec, counts, 'submitted', old_state)
-    end
   else
     redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now, 'reason', reason,
       'last_error', reason, 'applied_version', cut)

@@ -45,28 +45,33 @@ local function accept(rec, a)
     changed[#changed + 1] = 'first_ms'
     changed[#changed + 1] = now
   end
-  redis.call('HSET', rec, unpack(changed))
 
   local in_flight = state == 'batched'
   local handed_over = in_flight or state == 'submitted' or state == 'confirmed'
     or state == 'needs_review' or state == 'update_held'
     or ((state == 'held' or state == 'dead') and redis.call('HEXISTS', rec, 'cut_version') == 1)
 
-  if route == 'batch' then
-    if handed_over then
-      -- Kept whole: the event for an update by Gift id, the entry in case Virtuous refuses the
-      -- batch in flight (then the newest entry goes out in a later batch).
-      redis.call('HSET', rec, 'payload', event, 'pending_entry', payload,
-        'reason', 'update_waits_for_real_gift_id')
-      if in_flight then return 'held', state end
-      set_state(rec, counts, 'update_held', state)
-      return 'held', 'update_held'
-    end
+  if route == 'batch' and not handed_over then
     redis.call('HSET', entries, mem, payload)
     buffer_size = buffer_size + redis.call('ZADD', order, 'NX', now, mem)
     any_buffered = true
-    set_state(rec, counts, 'buffered', state)
+    if state_change(rec, counts, 'buffered', state) then
+      changed[#changed + 1] = 'state'
+      changed[#changed + 1] = 'buffered'
+    end
+    redis.call('HSET', rec, unpack(changed))
     return 'buffered', tostring(buffer_size)
+  end
+  redis.call('HSET', rec, unpack(changed))
+
+  if route == 'batch' then
+    -- Kept whole: the event for an update by Gift id, the entry in case Virtuous refuses the
+    -- batch in flight (then the newest entry goes out in a later batch).
+    redis.call('HSET', rec, 'payload', event, 'pending_entry', payload,
+      'reason', 'update_waits_for_real_gift_id')
+    if in_flight then return 'held', state end
+    set_state(rec, counts, 'update_held', state)
+    return 'held', 'update_held'
   end
 
   -- Every other route takes the record out of the buffer if a previous version waited there.

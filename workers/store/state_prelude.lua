@@ -1,6 +1,7 @@
 -- Shared by every script that changes a record's state.
 -- Invariant: HGETALL states:{tenant} counts exactly the records in each state, because no
--- record's 'state' field changes anywhere except through set_state.
+-- record's 'state' field changes anywhere except through set_state (or, in the same step, by
+-- the caller of state_change that it told to write it).
 -- Invariant: the terminal index (the counts key + ':terminal', a ZSET of record keys) holds
 -- exactly the records in a TERMINAL state, scored by when set_state last put them there, so
 -- the retention sweep (retention_records.lua) finds what may expire without a scan. It is
@@ -28,9 +29,11 @@ local function flush_counts()
   deferred = nil
 end
 
--- known_old: the record's state as the caller just read it (false when it has none), to spare
--- reading it again; omitted, it is read here.
-local function set_state(rec, counts, new_state, known_old)
+-- state_change: all that a change of state keeps in step (the counts, the terminal index), for a
+-- caller that writes the 'state' field itself in the same HSET as its other fields: it must
+-- write 'state' = new_state when this returns true. known_old: the record's state as the caller
+-- just read it (false when it has none), to spare reading it again; omitted, it is read here.
+local function state_change(rec, counts, new_state, known_old)
   local old = known_old
   if old == nil then old = redis.call('HGET', rec, 'state') end
   if TERMINAL[new_state] then
@@ -39,7 +42,7 @@ local function set_state(rec, counts, new_state, known_old)
   elseif old and TERMINAL[old] then
     redis.call('ZREM', counts .. ':terminal', rec)
   end
-  if old == new_state then return end
+  if old == new_state then return false end
   if deferred then
     local changes = deferred[counts]
     if not changes then
@@ -52,7 +55,13 @@ local function set_state(rec, counts, new_state, known_old)
     if old then redis.call('HINCRBY', counts, old, -1) end
     redis.call('HINCRBY', counts, new_state, 1)
   end
-  redis.call('HSET', rec, 'state', new_state)
+  return true
+end
+
+local function set_state(rec, counts, new_state, known_old)
+  if state_change(rec, counts, new_state, known_old) then
+    redis.call('HSET', rec, 'state', new_state)
+  end
 end
 
 local function writeback(stream, ...)
