@@ -52,7 +52,8 @@ from workers.store.ledger import (
 
 log = structlog.get_logger("giftsync.intake")
 
-_COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
+# One encoder for every event and entry: json.dumps with options builds a new one per call.
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def _plan_transaction(
     tx: Transaction, tenant: TenantSettings, raw: str
 ) -> tuple[Route, str, str, str]:
     routing, entry = map_transaction(tx, tenant)
-    payload = raw if entry is None else json.dumps(entry, **_COMPACT)  # type: ignore[arg-type]
+    payload = raw if entry is None else _compact_json(entry)
     return routing.route, payload, routing.reason, routing.state
 
 
@@ -109,7 +110,7 @@ def _raw_json(data: Any, known: str | None, tx: Transaction | None) -> str:
         and tx.virtuous_id != data["record"].get("virtuous_id")
     ):
         data = {**data, "record": {**data["record"], "virtuous_id": known}}
-    return json.dumps(data, **_COMPACT)  # type: ignore[arg-type]
+    return _compact_json(data)
 
 
 def plan(
