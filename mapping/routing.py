@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from mapping.batch_entry import batch_entry
 from mapping.decision import SendDecision, decide
@@ -79,9 +79,17 @@ def check_change(data: object, tenants: Mapping[str, TenantSettings]) -> ChangeE
 
 def check_mappable(tx: Transaction, tenant: TenantSettings) -> Routing:
     """Route ``tx`` and build what its route sends; raises MappingError when it cannot be."""
+    return map_transaction(tx, tenant)[0]
+
+
+def map_transaction(
+    tx: Transaction, tenant: TenantSettings
+) -> tuple[Routing, dict[str, Any] | None]:
+    """Route ``tx`` and build what its route sends: the batch entry on the batch route (None
+    on the others); raises MappingError when it cannot be."""
     routing = route_transaction(tx, tenant)
     if routing.route == "batch":
-        batch_entry(tx, tenant, routing.decision)
-    elif routing.route == "realtime" and not routing.decision.zero_amount:
+        return routing, batch_entry(tx, tenant, routing.decision)
+    if routing.route == "realtime" and not routing.decision.zero_amount:
         realtime_desired(tx, tenant, routing.decision)
-    return routing
+    return routing, None

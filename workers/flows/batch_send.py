@@ -59,8 +59,9 @@ def send(rt: Runtime, tenant: TenantSettings, batch: Batch, owner: str) -> str:
         return "already_settled"
     metrics.GIFTS_SUBMITTED.labels(tenant.name, "batch").inc(batch.count)
     metrics.BATCH_SIZE.labels(tenant.name).observe(batch.count)
+    publish_to_submit = metrics.PUBLISH_TO_SUBMIT.labels(tenant.name, "batch")
     for delay in settled.delays:
-        metrics.PUBLISH_TO_SUBMIT.labels(tenant.name, "batch").observe(delay / 1000)
+        publish_to_submit.observe(delay / 1000)
     _send_now(tenant, settled)
     log.info("batch_submitted", entries=batch.count)
     return "submitted"

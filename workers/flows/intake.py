@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from mapping.batch_entry import batch_entry
 from mapping.errors import MappingError
 from mapping.events import (
     ChangeEvent,
@@ -35,20 +35,25 @@ from mapping.events import (
     parse_event,
     real_gift_id,
 )
-from mapping.routing import check_mappable
+from mapping.routing import map_transaction
 from mapping.tenant import TenantSettings
 from workers.flows.batch_send import cut_and_enqueue
 from workers.observe import metrics
 from workers.queue import messages
 from workers.runtime import Runtime
 from workers.store.keys import member
-from workers.store.ledger import Ledger, Route, parse_accepted, version_number
+from workers.store.ledger import (
+    Accepted,
+    Ledger,
+    Route,
+    parse_accepted_many,
+    version_number,
+)
 
 log = structlog.get_logger("giftsync.intake")
 
-_COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
-# States of a record whose batch reached (or is on its way to) Virtuous.
-HANDED_OVER = frozenset({"batched", "submitted", "needs_review", "update_held", "held", "dead"})
+# One encoder for every event and entry: json.dumps with options builds a new one per call.
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -78,21 +83,6 @@ class IntakeResult:
     full_buffers: set[str] = field(default_factory=set)
 
 
-def _known_ids(ledger: Ledger, events: list[tuple[int, ChangeEvent]]) -> list[str | None]:
-    """The id each record is known by in Virtuous: its Gift id, its ``btch_`` id, or the id of
-    the batch it is in flight in (a refund of a gift on its way is a refund of a batch gift)."""
-    records = [(event.tenant, member(event.kind, event.record.id)) for _, event in events]
-    known: list[str | None] = []
-    for virtuous_id, batch_id, state in ledger.fields(records, "virtuous_id", "batch_id", "state"):
-        if virtuous_id:
-            known.append(virtuous_id)
-        elif batch_id and state in HANDED_OVER:
-            known.append(batch_id)
-        else:
-            known.append(None)
-    return known
-
-
 def _with_known_id(tx: Transaction, known: str | None) -> Transaction:
     # The ledger may know more than the event: the platform may not yet have read the btch_
     # id giftsync gave it, or confirmation may have learned the real Gift id since.
@@ -106,12 +96,8 @@ def _with_known_id(tx: Transaction, known: str | None) -> Transaction:
 def _plan_transaction(
     tx: Transaction, tenant: TenantSettings, raw: str
 ) -> tuple[Route, str, str, str]:
-    routing = check_mappable(tx, tenant)
-    if routing.route == "batch":
-        entry = batch_entry(tx, tenant, routing.decision)
-        payload = json.dumps(entry, **_COMPACT)  # type: ignore[arg-type]
-    else:
-        payload = raw
+    routing, entry = map_transaction(tx, tenant)
+    payload = raw if entry is None else _compact_json(entry)
     return routing.route, payload, routing.reason, routing.state
 
 
@@ -124,7 +110,7 @@ def _raw_json(data: Any, known: str | None, tx: Transaction | None) -> str:
         and tx.virtuous_id != data["record"].get("virtuous_id")
     ):
         data = {**data, "record": {**data["record"], "virtuous_id": known}}
-    return json.dumps(data, **_COMPACT)  # type: ignore[arg-type]
+    return _compact_json(data)
 
 
 def plan(
@@ -142,13 +128,18 @@ def plan(
             valid.append((index, data, parse_event(data, tenants=tenants.keys())))
         except Exception as exc:
             _invalid(index, data, tenants, exc, invalid)
-    known = _known_ids(ledger, [(0, event) for _, _, event in valid]) if valid else []
+    known = ledger.known_ids([(e.tenant, member(e.kind, e.record.id)) for _, _, e in valid])
     planned: list[_Planned] = []
+    received: Counter[tuple[str, str]] = Counter()
     for (index, data, event), known_id in zip(valid, known, strict=True):
+        received[(event.tenant, event.kind)] += 1
         try:
             planned.append(_plan_one(data, event, known_id, tenants[event.tenant]))
         except Exception as exc:
             _invalid(index, data, tenants, exc, invalid)
+    # Counted once per chunk: each inc of a worker's shared counters costs a file write.
+    for (tenant_name, kind), count in received.items():
+        metrics.EVENTS_RECEIVED.labels(tenant_name, kind).inc(count)
     return planned, invalid
 
 
@@ -176,7 +167,6 @@ def _plan_one(
     data: Any, event: ChangeEvent, known_id: str | None, tenant: TenantSettings
 ) -> _Planned:
     record = event.record
-    metrics.EVENTS_RECEIVED.labels(tenant.name, event.kind).inc()
     route: Route
     tx = _with_known_id(record, known_id) if isinstance(record, Transaction) else None
     raw = _raw_json(data, known_id, tx)
@@ -223,41 +213,55 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
             pipe.zadd(
                 ledger.keys.donors_pending(item.tenant.name), {item.new_donor: first_seen}, nx=True
             )
-    for item in planned:
-        ledger.accept(
-            item.tenant.name,
-            item.member,
-            version=item.version,
-            route=item.route,
-            payload=item.payload,
-            reason=item.reason,
+    # One script call per tenant, each tenant's changes in the chunk's order.
+    by_tenant: dict[str, list[int]] = {}
+    for index, item in enumerate(planned):
+        by_tenant.setdefault(item.tenant.name, []).append(index)
+    for tenant_name, indexes in by_tenant.items():
+        ledger.accept_many(
+            tenant_name,
+            [
+                (
+                    planned[i].member,
+                    planned[i].version,
+                    planned[i].route,
+                    planned[i].payload,
+                    planned[i].reason,
+                    planned[i].state,
+                    planned[i].event,
+                )
+                for i in indexes
+            ],
             published_ms=published_ms,
-            state=item.state,
-            event=item.event,
             pipe=pipe,
         )
-    replies = pipe.execute()[-len(planned) :]
-    for item, raw in zip(planned, replies, strict=True):
-        accepted = parse_accepted(raw)
+    accepted_at: dict[int, Accepted] = {}
+    for indexes, raw in zip(by_tenant.values(), pipe.execute()[-len(by_tenant) :], strict=True):
+        accepted_at.update(zip(indexes, parse_accepted_many(raw), strict=True))
+    counted: Counter[tuple[Any, tuple[str, ...]]] = Counter()
+    for index, item in enumerate(planned):
+        accepted = accepted_at[index]
         tenant = item.tenant.name
         result.outcomes[accepted.outcome] = result.outcomes.get(accepted.outcome, 0) + 1
         if accepted.outcome == "stale":
-            metrics.EVENTS_STALE.labels(tenant).inc()
+            counted[(metrics.EVENTS_STALE, (tenant,))] += 1
             if accepted.state == "queued":
                 # Still waiting for its send: this chunk may be a redelivery after the worker
                 # died between the ledger change and enqueuing that send, which would then be
                 # lost. Enqueue it again; a send that finds nothing newer to apply does nothing.
                 result.sends.append((tenant, item.member, item.kind))
         elif accepted.outcome == "buffered":
-            metrics.GIFTS_BUFFERED.labels(tenant).inc()
+            counted[(metrics.GIFTS_BUFFERED, (tenant,))] += 1
             if accepted.buffered >= 100:
                 result.full_buffers.add(tenant)
         elif accepted.outcome == "skipped":
-            metrics.EVENTS_SKIPPED.labels(tenant, item.reason.split(":")[0]).inc()
+            counted[(metrics.EVENTS_SKIPPED, (tenant, item.reason.split(":")[0]))] += 1
         elif accepted.outcome in ("held", "hold"):
-            metrics.GIFTS_HELD.labels(tenant, item.reason.split(":")[0]).inc()
+            counted[(metrics.GIFTS_HELD, (tenant, item.reason.split(":")[0]))] += 1
         elif accepted.outcome == "realtime":
             result.sends.append((tenant, item.member, item.kind))
+    for (counter, labels), count in counted.items():
+        counter.labels(*labels).inc(count)
     return result
 
 

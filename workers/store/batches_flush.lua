@@ -28,21 +28,26 @@ end
 local members = redis.call('ZRANGE', order, 0, max_entries - 1)
 local batch_id = 'btch_' .. tenant .. '_' .. redis.call('INCR', seq)
 local batch = prefix .. ':batch:' .. batch_id
-local body_entries = {}
-for i, mem in ipairs(members) do
-  local entry = redis.call('HGET', entries_key, mem)
-  body_entries[i] = entry
-  redis.call('RPUSH', batch .. ':entries', entry)
-  redis.call('RPUSH', batch .. ':members', mem)
-  redis.call('HDEL', entries_key, mem)
-  redis.call('ZREM', order, mem)
+-- The members are the buffer's first #members: each leaves the buffer as it enters the batch.
+local body_entries = redis.call('HMGET', entries_key, unpack(members))
+redis.call('RPUSH', batch .. ':entries', unpack(body_entries))
+redis.call('RPUSH', batch .. ':members', unpack(members))
+redis.call('HDEL', entries_key, unpack(members))
+redis.call('ZREMRANGEBYRANK', order, 0, #members - 1)
+defer_counts()
+for _, mem in ipairs(members) do
   local rec = prefix .. ':rec:' .. tenant .. ':' .. mem
-  set_state(rec, counts, 'batched')
+  local fields = redis.call('HMGET', rec, 'state', 'version')
   -- The version this batch carries: settling compares it with the newest wanted one.
-  redis.call('HSET', rec, 'batch_id', batch_id, 'cut_version', redis.call('HGET', rec, 'version'))
+  if state_change(rec, counts, 'batched', fields[1]) then
+    redis.call('HSET', rec, 'batch_id', batch_id, 'cut_version', fields[2], 'state', 'batched')
+  else
+    redis.call('HSET', rec, 'batch_id', batch_id, 'cut_version', fields[2])
+  end
   redis.call('HDEL', rec, 'pending_entry')
 end
-if redis.call('ZCARD', order) == 0 then redis.call('SREM', tenants, tenant) end
+flush_counts()
+if n == #members then redis.call('SREM', tenants, tenant) end
 
 local import_name = import_prefix .. ' ' .. batch_id
 local body = '{"transactionSource":' .. cjson.encode(source)

@@ -26,37 +26,46 @@ local members = redis.call('LRANGE', batch .. ':members', 0, -1)
 local now = now_ms()
 local published = {}
 local send_now = {}
+defer_counts()
 for _, mem in ipairs(members) do
   local rec = prefix .. ':rec:' .. tenant .. ':' .. mem
   local kind, id = string.match(mem, '^([^:]+):(.*)$')
-  local newest = tonumber(redis.call('HGET', rec, 'version') or '-1')
-  local cut = redis.call('HGET', rec, 'cut_version') or tostring(newest)
+  local fields = redis.call('HMGET', rec, 'version', 'cut_version', 'confirmed_ms',
+    'published_ms', 'state')
+  local newest = tonumber(fields[1] or '-1')
+  local cut = fields[2] or tostring(newest)
   local newer = newest > tonumber(cut)
-  redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now)
+  local old_state = fields[5]
   if outcome == 'submitted' then
-    local confirmed = redis.call('HGET', rec, 'confirmed_ms')
-    redis.call('HSET', rec, 'applied_version', cut, 'submitted_ms', now, 'reason', reason)
-    redis.call('HDEL', rec, 'pending_entry')
-    if not confirmed then
-      redis.call('HSET', rec, 'virtuous_id', batch_id)
-      redis.call('ZADD', unconfirmed, 'NX', now, mem)
-    end
-    published[#published + 1] = redis.call('HGET', rec, 'published_ms') or '0'
-    writeback(stream, 'type', 'gift.submitted', 'tenant', tenant, 'kind', kind, 'id', id,
-      'virtuous_id', batch_id, 'batch_id', batch_id, 'version', cut, 'at_ms', now)
+    local confirmed = fields[3]
+    local new_state, new_reason = 'submitted', reason
     if newer and confirmed then
-      set_state(rec, counts, 'queued')
+      new_state = 'queued'
       send_now[#send_now + 1] = mem
     elseif newer then
-      set_state(rec, counts, 'update_held')
-      redis.call('HSET', rec, 'reason', 'a newer change waits for the real Gift id')
+      new_state, new_reason = 'update_held', 'a newer change waits for the real Gift id'
     elseif confirmed then
-      set_state(rec, counts, 'confirmed')
-    else
-      set_state(rec, counts, 'submitted')
+      new_state = 'confirmed'
     end
+    local changed = {'batch_id', batch_id, 'updated_ms', now, 'applied_version', cut,
+      'submitted_ms', now, 'reason', new_reason}
+    if not confirmed then
+      changed[#changed + 1] = 'virtuous_id'
+      changed[#changed + 1] = batch_id
+      redis.call('ZADD', unconfirmed, 'NX', now, mem)
+    end
+    if state_change(rec, counts, new_state, old_state) then
+      changed[#changed + 1] = 'state'
+      changed[#changed + 1] = new_state
+    end
+    redis.call('HSET', rec, unpack(changed))
+    redis.call('HDEL', rec, 'pending_entry')
+    published[#published + 1] = fields[4] or '0'
+    writeback(stream, 'type', 'gift.submitted', 'tenant', tenant, 'kind', kind, 'id', id,
+      'virtuous_id', batch_id, 'batch_id', batch_id, 'version', cut, 'at_ms', now)
   else
-    redis.call('HSET', rec, 'reason', reason, 'last_error', reason, 'applied_version', cut)
+    redis.call('HSET', rec, 'batch_id', batch_id, 'updated_ms', now, 'reason', reason,
+      'last_error', reason, 'applied_version', cut)
     writeback(stream, 'type', 'gift.quarantined', 'tenant', tenant, 'kind', kind, 'id', id,
       'batch_id', batch_id, 'reason', reason, 'version', cut, 'at_ms', now)
     local corrected = redis.call('HGET', rec, 'pending_entry')
@@ -66,13 +75,14 @@ for _, mem in ipairs(members) do
       redis.call('HSET', entries, mem, corrected)
       redis.call('ZADD', order, 'NX', now, mem)
       redis.call('SADD', tenants, tenant)
-      set_state(rec, counts, 'buffered')
+      set_state(rec, counts, 'buffered', old_state)
     else
       redis.call('ZADD', quarantine, now, mem)
-      set_state(rec, counts, 'quarantined')
+      set_state(rec, counts, 'quarantined', old_state)
     end
   end
 end
+flush_counts()
 redis.call('HSET', batch, 'state', outcome, 'settled_ms', now, 'reason', reason)
 redis.call('ZREM', unsent, batch_id)
 local reply = {'settled', tostring(now), tostring(#published)}

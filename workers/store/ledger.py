@@ -57,6 +57,11 @@ def version_number(version: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+# One change for the accept script: member, version (integer microseconds), route, entry or
+# payload JSON, reason, state to set (skip/hold/realtime routes), the event JSON (batch route).
+Change = tuple[str, int, Route, str, str, str, str]
+
+
 @dataclass(frozen=True)
 class Accepted:
     """What the ledger did with one change."""
@@ -82,47 +87,45 @@ class Ledger:
         self._wait = load_script(client, "ledger_wait.lua")
         self._release = load_script(client, "ledger_release.lua")
         self._mark = load_script(client, "ledger_mark.lua")
+        self._known = load_script(client, "ledger_known.lua", prelude=False)
 
-    def accept(
+    def accept_many(
         self,
         tenant: str,
-        member_name: str,
+        changes: Sequence[Change],
         *,
-        version: int,
-        route: Route,
-        payload: str = "",
-        reason: str = "",
         published_ms: int = 0,
-        state: str = "",
-        event: str = "",
         pipe: redis.client.Pipeline | None = None,
-    ) -> Accepted | None:
-        """Apply one change (dropped as stale unless newer); with ``pipe``, queue it instead."""
+    ) -> list[Accepted] | None:
+        """Apply ``tenant``'s changes in order, each dropped as stale unless newer, in one
+        script call; with ``pipe``, queue it instead (read its reply with parse_accepted_many).
+        """
         keys = self.keys
+        args: list[str | int] = [tenant, published_ms]
+        for member_name, version, route, payload, reason, state, event in changes:
+            args.extend((version, route, member_name, payload, reason, state, event))
         result = self._accept(
             keys=[
-                keys.record(tenant, member_name),
                 keys.state_counts(tenant),
                 keys.buffer_entries(tenant),
                 keys.buffer_order(tenant),
                 keys.buffered_tenants,
+                *(keys.record(tenant, change[0]) for change in changes),
             ],
-            args=[
-                version,
-                route,
-                member_name,
-                payload,
-                reason,
-                tenant,
-                published_ms,
-                state,
-                event,
-            ],
+            args=args,
             client=pipe or self._redis,
         )
         if pipe is not None:
             return None
-        return parse_accepted(result)
+        return parse_accepted_many(result)
+
+    def known_ids(self, records: Sequence[tuple[str, str]]) -> list[str | None]:
+        """The id each (tenant, member) is known by in Virtuous: its Gift id, or its ``btch_``
+        id once handed over (see ledger_known.lua); None when neither."""
+        if not records:
+            return []
+        known = self._known(keys=[self.keys.record(t, m) for t, m in records], args=[])
+        return [decode(value) or None for value in known]
 
     def pipeline(self) -> redis.client.Pipeline:
         """A non-transactional pipeline on the ledger's Redis, for batching round trips."""
@@ -388,9 +391,14 @@ class Ledger:
         return int(seconds) * 1000 + int(micros) // 1000
 
 
-def parse_accepted(result: Any) -> Accepted:
-    """Turn the accept script's reply into an :class:`Accepted`."""
-    outcome, detail = decode(result)
-    if outcome == "buffered":
-        return Accepted(outcome, "buffered", int(detail))
-    return Accepted(outcome, detail)
+def parse_accepted_many(result: Any) -> list[Accepted]:
+    """Turn the accept script's reply into one :class:`Accepted` per change."""
+    flat = decode(result)
+    accepted: list[Accepted] = []
+    for i in range(0, len(flat), 2):
+        outcome, detail = flat[i], flat[i + 1]
+        if outcome == "buffered":
+            accepted.append(Accepted(outcome, "buffered", int(detail)))
+        else:
+            accepted.append(Accepted(outcome, detail))
+    return accepted
