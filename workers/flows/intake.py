@@ -49,6 +49,7 @@ from workers.store.ledger import (
     parse_accepted_many,
     version_number,
 )
+from workers.store.related import RelatedRecords
 
 log = structlog.get_logger("giftsync.intake")
 
@@ -199,7 +200,9 @@ def _plan_one(
     )
 
 
-def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> IntakeResult:
+def apply(
+    ledger: Ledger, related: RelatedRecords, planned: list[_Planned], published_ms: int = 0
+) -> IntakeResult:
     """Apply planned changes in one pipelined round trip; returns what happened."""
     result = IntakeResult()
     if not planned:
@@ -210,9 +213,7 @@ def apply(ledger: Ledger, planned: list[_Planned], published_ms: int = 0) -> Int
             # A donor embedded in a batch entry: Virtuous matches or makes its Contact at the
             # import, and the donor sweep learns the id by reference afterwards.
             first_seen = published_ms or int(time.time() * 1000)
-            pipe.zadd(
-                ledger.keys.donors_pending(item.tenant.name), {item.new_donor: first_seen}, nx=True
-            )
+            related.donor_pending(item.tenant.name, item.new_donor, first_seen, pipe=pipe)
     # One script call per tenant, each tenant's changes in the chunk's order.
     by_tenant: dict[str, list[int]] = {}
     for index, item in enumerate(planned):
@@ -269,7 +270,7 @@ def run(rt: Runtime, events: list[Any], published_ms: int = 0) -> IntakeResult:
     """Plan and apply one chunk, then cut the full buffers and enqueue the direct sends."""
     tenants = rt.settings.tenants
     planned, invalid = plan(events, tenants, rt.ledger)
-    result = apply(rt.ledger, planned, published_ms)
+    result = apply(rt.ledger, rt.related, planned, published_ms)
     result.invalid = invalid
     for tenant_name in sorted(result.full_buffers):
         cut_and_enqueue(rt, tenants[tenant_name])

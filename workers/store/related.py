@@ -54,9 +54,18 @@ class RelatedRecords:
         key = self.keys.related_lock(tenant, kind, platform_id)
         return OwnedLock(self._redis, key, CREATE_LOCK_MS)
 
-    def donor_pending(self, tenant: str, donor_id: str, since_ms: int) -> None:
-        """Note a donor sent to Virtuous whose Contact id is not known yet (first time kept)."""
-        self._redis.zadd(self.keys.donors_pending(tenant), {donor_id: since_ms}, nx=True)
+    def donor_pending(
+        self,
+        tenant: str,
+        donor_id: str,
+        since_ms: int,
+        *,
+        pipe: redis.client.Pipeline | None = None,
+    ) -> None:
+        """Note a donor sent to Virtuous whose Contact id is not known yet (first time kept);
+        with ``pipe``, queue it there instead."""
+        target = pipe if pipe is not None else self._redis
+        target.zadd(self.keys.donors_pending(tenant), {donor_id: since_ms}, nx=True)
 
     def is_donor_pending(self, tenant: str, donor_id: str) -> bool:
         """True while the donor's Contact id is awaited."""
