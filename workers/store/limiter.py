@@ -95,7 +95,7 @@ from redis.commands.core import Script
 
 from mapping.tenant import TenantSettings
 from workers.store.keys import Keys
-from workers.store.scripts import load_script
+from workers.store.scripts import decode, load_script
 
 Kind = Literal["push", "lookup", "pull"]
 
@@ -235,7 +235,7 @@ class Limiter:
         # Round the wait up to the microsecond so sleeping exactly that long is enough.
         wait_s = math.ceil(float(wait) * 1e6) / 1e6
         if int(granted):
-            calls = tuple(bytes(m).decode() for m in extra)
+            calls = tuple(str(decode(m)) for m in extra)
             return Grant(True, wait_s, float(left), float(at), calls)
         return Grant(False, wait_s, float(left), float(at), in_line=bool(int(extra)))
 
