@@ -480,6 +480,35 @@ def test_a_count_swollen_by_our_calls_in_flight_is_looked_at_again_when_they_ans
     assert after + last.wait_seconds == pytest.approx(T0 + 10.01, abs=1e-4)
 
 
+def test_an_answer_that_overtook_a_later_calls_never_lowers_the_count(
+    limiter: Limiter, unique: str
+) -> None:
+    # The others hold one call. A reaches Virtuous before B, but B's answer comes back first.
+    settings_ = tenant(f"overtaken-{unique}", calls_per_hour=10, rate_window_seconds=10.0)
+    guard = guard_seconds(settings_)
+    probe = limiter._acquire_at(settings_, kind="push", cost=1, now=T0)
+    limiter._observe_at(
+        settings_, remaining=8, reset_seconds=None, limit=10, now=T0 + 0.01, call=probe.calls[0]
+    )
+    a = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.02)
+    b = limiter._acquire_at(settings_, kind="push", cost=1, now=T0 + 0.021)
+    # B was counted with A (4 in the window), A before B arrived (3).
+    limiter._observe_at(
+        settings_, remaining=6, reset_seconds=None, limit=10, now=T0 + 0.05, call=b.calls[0]
+    )
+    limiter._observe_at(
+        settings_, remaining=7, reset_seconds=None, limit=10, now=T0 + 0.06, call=a.calls[0]
+    )
+    # A's answer alone would say the others hold nothing (10 - 7 - our 3); B's says 2 (A was
+    # not answered yet). Past the guard's hold, the count must not be A's: 7 more calls would
+    # put 11 in Virtuous's window.
+    now = T0 + 0.06 + guard + 0.01
+    granted = 0
+    while limiter._acquire_at(settings_, kind="push", cost=1, now=now).granted:
+        granted += 1
+    assert granted == 5
+
+
 def test_a_reserve_is_left_unused(limiter: Limiter, unique: str) -> None:
     settings_ = tenant(f"reserve-{unique}", calls_per_hour=100, rate_reserve_share=0.1)
     limiter._observe_at(settings_, remaining=None, reset_seconds=None, limit=None, now=T0)

@@ -95,7 +95,8 @@ if remaining then
   end
 end
 
-local st = redis.call('HMGET', state, 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until', 'f2_call')
+local st = redis.call('HMGET', state, 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until', 'f2_call',
+  'f2_n')
 local f1, f1_at, f1_until = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
 local f2, f2_until = tonumber(st[4]), tonumber(st[5])
 -- The call this answer belongs to, when the caller named it: calls are ordered by their
@@ -107,13 +108,20 @@ local function order(member)
 end
 local this = (call ~= '' and popped) and order(call) or nil
 local latest = order(st[6])
-local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_call', this and call or ''}
--- An answer that overtook a later call's answer was counted by Virtuous before that call, so
--- it cannot see our calls that arrived in between, which we count as ours already: it may
--- raise the latest count, never lower it.
+-- Everyone's calls in Virtuous's window when it answered.
+local counted = remaining and (cap - math.floor(remaining)) or -1
+local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_call', this and call or '',
+  'f2_n', counted}
+-- An answer that overtook a later call's answer (the latest count's) and for which Virtuous
+-- counted fewer calls was counted before that call arrived: it cannot see that call, though
+-- we count it as ours already, so it must not lower the latest count. If Virtuous counted as
+-- many or more, the later call had arrived: its own count stands.
 local overtaken = this and latest
   and (this[1] < latest[1] or (this[1] == latest[1] and this[2] < latest[2]))
-if overtaken and f2 and f2_until and f2_until > now and foreign < f2 then fields = {} end
+local f2_n = tonumber(st[7]) or -1
+if overtaken and f2 and f2_until and f2_until > now and foreign < f2 and counted < f2_n then
+  fields = {}
+end
 local f1_valid = f1 and f1_at and f1_until and f1_until > now and now - f1_at <= hold
 if not f1_valid or foreign >= f1 then
   table.insert(fields, 'f1'); table.insert(fields, foreign)
