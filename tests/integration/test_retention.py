@@ -9,7 +9,6 @@ Time is driven by handing the sweep a clock (``now_ms``), never by sleeping.
 from __future__ import annotations
 
 import re
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,13 +16,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import redis
 
 from benchmarks.deployment import tenant_table
 from giftsync.examples import transaction, version_at
 from giftsync.settings import Settings, SettingsError, load_settings
 from giftsync.waiting import wait_for
 from mapping.tenant import TenantSettings
+from tests.runtimes import isolated_runtime
 from workers.flows import intake
 from workers.observe.status import review_imports
 from workers.queue import messages
@@ -63,22 +62,8 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 @pytest.fixture
 def rt(redis_url: str, sends: list[Any]) -> Iterator[Runtime]:
-    prefix = f"keep-{uuid.uuid4().hex[:8]}"
-    runtime = Runtime(
-        Settings(
-            redis_url=redis_url,
-            config_path=Path("x.toml"),
-            tenants={BATCH.name: BATCH, REALTIME.name: REALTIME},
-            key_prefix=prefix,
-            retention_days=30,
-        )
-    )
-    yield runtime
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with isolated_runtime(redis_url, BATCH, REALTIME, retention_days=30) as runtime:
+        yield runtime
 
 
 def email(tx_id: int) -> str:

@@ -4,20 +4,17 @@ message never takes another event with it."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from giftsync.examples import transaction
-from giftsync.settings import Settings
 from mapping.errors import EventValidationError
 from mapping.preview import preview_event
 from mapping.routing import check_change
 from mapping.tenant import TenantSettings
+from tests.runtimes import isolated_runtime
 from workers.flows import intake
 from workers.runtime import Runtime
 
@@ -42,18 +39,8 @@ TENANTS = {BATCH: _tenant(BATCH, "batch"), REAL_TIME: _tenant(REAL_TIME, "real_t
 
 @pytest.fixture
 def rt(redis_url: str) -> Iterator[Runtime]:
-    prefix = f"same-{uuid.uuid4().hex[:8]}"
-    runtime = Runtime(
-        Settings(
-            redis_url=redis_url, config_path=Path("x.toml"), tenants=TENANTS, key_prefix=prefix
-        )
-    )
-    yield runtime
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with isolated_runtime(redis_url, *TENANTS.values()) as runtime:
+        yield runtime
 
 
 def _cases() -> list[tuple[str, dict[str, Any], bool]]:

@@ -4,17 +4,14 @@ case, and unknown events change nothing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import redis
 
 from giftsync.examples import transaction
-from giftsync.settings import Settings
 from mapping.tenant import TenantSettings
+from tests.runtimes import isolated_runtime
 from workers.flows import confirm, intake
 from workers.queue import messages
 from workers.runtime import Runtime
@@ -32,23 +29,10 @@ SETTINGS = TenantSettings(
 
 @pytest.fixture
 def rt(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    prefix = f"hooks-{uuid.uuid4().hex[:8]}"
-    runtime = Runtime(
-        Settings(
-            redis_url=redis_url,
-            config_path=Path("x.toml"),
-            tenants={TENANT: SETTINGS},
-            key_prefix=prefix,
-        )
-    )
     sent: list[Any] = []
     monkeypatch.setattr(messages, "enqueue", lambda message, broker=None: sent.append(message))
-    yield runtime
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with isolated_runtime(redis_url, SETTINGS) as runtime:
+        yield runtime
 
 
 def _submitted(rt: Runtime, tx_id: int) -> None:
