@@ -27,8 +27,6 @@ from typing import Any
 
 import pytest
 import redis
-from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from benchmarks.deployment import Deployment, deployment, make_config, org, tenant_table
 from giftsync.embedded_redis import EmbeddedRedis, start_embedded_redis
@@ -40,6 +38,7 @@ from mapping.events import Transaction, parse_event
 from mapping.tenant import TenantSettings
 from producers.publish import publish_many
 from sandbox.config import FaultConfig
+from workers.observe.process_files import process_registry
 from workers.store.limiter import Limiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -145,8 +144,7 @@ def held_lines(gift: dict[str, Any]) -> list[tuple[int, Decimal]]:
 
 def retries(prom_dir: Path) -> int:
     """Failed attempts the workers retried, from their multiprocess metric files."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(prom_dir))  # type: ignore[no-untyped-call]
+    registry = process_registry(prom_dir)
     return int(
         sum(
             sample.value

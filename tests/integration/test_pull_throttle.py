@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from benchmarks.deployment import deployment
 from giftsync.waiting import wait_for
@@ -22,14 +20,14 @@ from tests.integration.test_pull import (
     runs,
     seed,
 )
+from workers.observe.process_files import process_registry
 
 pytestmark = pytest.mark.integration
 
 
 def samples(directory: Path, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     """One metric's samples from the workers' multiprocess files, by label set."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    registry = process_registry(directory)
     return {
         tuple(sorted(s.labels.items())): s.value
         for family in registry.collect()

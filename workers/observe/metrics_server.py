@@ -15,7 +15,6 @@ import os
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from giftsync.serving import Limits, serve_forever
+from workers.observe.process_files import process_registry
 from workers.observe.state_metrics import StateCollector
 from workers.queue.broker import namespace
 from workers.runtime import runtime
@@ -34,11 +34,8 @@ LIMITS = Limits(max_body_bytes=0, max_connections=64)
 def build_registry() -> CollectorRegistry:
     """A registry holding every process's metrics plus the Redis-held gauges."""
     rt = runtime()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        registry = REGISTRY
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    registry = process_registry(directory) if directory else REGISTRY
     registry.register(StateCollector(rt, namespace(rt.settings)))
     return registry
 
