@@ -231,19 +231,33 @@ class Ledger:
         self._redis.zadd(self.keys.quarantine(tenant), {member_name: when_ms})
 
     def newest_quarantined(self, tenant: str, limit: int) -> list[tuple[str, str, int]]:
-        """The tenant's most recently quarantined records: (member, reason, when ms)."""
-        newest = cast(
-            "list[tuple[bytes, float]]",
-            self._redis.zrevrange(self.keys.quarantine(tenant), 0, limit - 1, withscores=True),
-        )
-        pipe = self._redis.pipeline(transaction=False)
-        for member, _ in newest:
-            pipe.hget(self.keys.record(tenant, decode(member)), "reason")
-        reasons = pipe.execute()
-        return [
-            (decode(member), decode(reason) if reason else "", int(score))
-            for (member, score), reason in zip(newest, reasons, strict=True)
-        ]
+        """The tenant's most recently quarantined records: (member, reason, when ms).
+
+        A record whose newer version went out since is no longer quarantined: it is dropped
+        from the list as it is met."""
+        key = self.keys.quarantine(tenant)
+        found: list[tuple[str, str, int]] = []
+        start = 0
+        while len(found) < limit:
+            page = cast(
+                "list[tuple[bytes, float]]",
+                self._redis.zrevrange(key, start, start + limit - 1, withscores=True),
+            )
+            if not page:
+                break
+            pipe = self._redis.pipeline(transaction=False)
+            for member, _ in page:
+                pipe.hmget(self.keys.record(tenant, decode(member)), "state", "reason")
+            moved_on = []
+            for (member, score), (state, reason) in zip(page, pipe.execute(), strict=True):
+                if state is not None and decode(state) == "quarantined":
+                    found.append((decode(member), decode(reason) if reason else "", int(score)))
+                else:
+                    moved_on.append(member)
+            if moved_on:
+                self._redis.zrem(key, *moved_on)
+            start += len(page) - len(moved_on)
+        return found[:limit]
 
     def in_review(self, tenant: str) -> list[tuple[str, str | None]]:
         """The records waiting for a person: (member, the batch that carried it, if known)."""
@@ -264,8 +278,8 @@ class Ledger:
         return (decode(oldest[0][0]), float(oldest[0][1])) if oldest else None
 
     def quarantined_count(self, tenant: str) -> int:
-        """How many of the tenant's records are quarantined."""
-        return int(self._redis.zcard(self.keys.quarantine(tenant)))
+        """How many of the tenant's records are quarantined now (the state counts')."""
+        return int(self._redis.hget(self.keys.state_counts(tenant), "quarantined") or 0)
 
     def confirm(
         self, tenant: str, member_name: str, gift_id: int, source: str
