@@ -46,7 +46,7 @@ local function f(x) return string.format('%.6f', math.ceil(x * 1000000) / 100000
 local function g(x) return string.format('%.17g', x) end
 
 local st = redis.call('HMGET', state, 'limit', 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until',
-  'seq', 'wtat', 'lwtat', 'f2_at', 'rtt', 'wpos', 'lwpos')
+  'seq', 'wtat', 'lwtat', 'f2_at', 'rtt', 'wpos', 'lwpos', 'f1_lent', 'f2_lent')
 -- How long calls take to be answered (a moving average kept by observe).
 local rtt = tonumber(st[11]) or 0
 -- The organisation's cap is the one Virtuous reports; giftsync's own may be set lower.
@@ -72,9 +72,18 @@ end
 -- What the other integrations spend, as the answers of the last window said (nil: unknown).
 -- Fresh until the answer's reset; after it the count still holds what own calls leaving can
 -- free, and a probe may look whether the others' calls have gone.
+-- A count may have counted as ours calls Virtuous no longer counts (see observe), each only
+-- while it holds its token here: once it frees it, it is the others' again.
+local function widened(value, frees)
+  if not value or not frees then return value end
+  for at in string.gmatch(frees, '[^,]+') do
+    if now >= tonumber(at) - EPS then value = value + 1 end
+  end
+  return value
+end
 local foreign, fresh, changes = nil, false, nil
-local f1, f1_at, f1_until = tonumber(st[2]), tonumber(st[3]), tonumber(st[4])
-local f2, f2_until, f2_at = tonumber(st[5]), tonumber(st[6]), tonumber(st[10])
+local f1, f1_at, f1_until = widened(tonumber(st[2]), st[14]), tonumber(st[3]), tonumber(st[4])
+local f2, f2_until, f2_at = widened(tonumber(st[5]), st[15]), tonumber(st[6]), tonumber(st[10])
 if f2 and f2_at and f2_until and now < f2_at + window then
   foreign = f2
   fresh = f2_until > now

@@ -50,9 +50,14 @@ no reset header and no particular meaning of it: the count stays valid until the
 ``X-RateLimit-Reset`` if one is sent (whether that is when the rolling window empties, when the
 next call frees up, or the end of a fixed window, some counted calls leave then), and never
 longer than a window. Calls still in flight are not subtracted (they may not have arrived), nor
-are answered ones granted before the window began (they arrived before it), so the others'
-spend is overstated, never understated, and the highest count of the last ``g``
-seconds is kept, so answers that overtake one another cannot lower it. With no valid count (no
+are answered ones granted before the window began (they may have arrived before it), so the
+others' spend is overstated, never understated. Such an answered call still holds its token in
+the log for a while, though, and while it does it may be taken for ours after all (counted by
+Virtuous, it is then counted once rather than twice; forgotten, the log makes up for it): it
+is lent to the count until its token frees, and is the others' again from then on. The
+highest count of the last ``g`` seconds is kept, and an answer overtaken by a later call's
+answer lowers the count only when Virtuous counted that later call too, so answers that
+overtake one another cannot lower it. With no valid count (no
 answer yet, or it lapsed) the limiter probes: one call at a time, each awaited up to
 ``PROBE_SECONDS``, until an answer says what the others spend; a backlog starting into an
 organisation whose other integrations fill the window then gets no 429.

@@ -11,6 +11,8 @@
 -- answer's reset (whatever the reset means, some of the counted calls leave then) and never
 -- longer than a window (every counted call has left by then). The highest count of the last
 -- `hold` seconds is kept beside the latest: answers overtaking one another must not lower it.
+-- Answered calls granted before the window are left to the others, but lent to the count
+-- while they hold their tokens in our log (f1_lent, f2_lent: when each frees).
 -- An answer without Remaining says nothing about the others: they are taken to spend nothing.
 
 local state, inflight, log, llog = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -74,6 +76,8 @@ if limit and limit >= 1 then
 end
 
 local foreign, ends = 0, now + window
+-- When each call lent to the count (see below) frees its token in our log.
+local lent = {}
 if remaining then
   local edge = now - window
   -- An answered call is logged up to a guard before its answer: look that much further back.
@@ -83,12 +87,27 @@ if remaining then
   -- counts it: counting it as ours would understate the others. Those granted before the
   -- window's start are not counted (a call arrives after its grant); only recent answers are
   -- looked at, which covers every answer slower than the span looked at only partly.
-  local straddling = redis.call('ZRANGEBYSCORE', log, '(' .. g(from), g(edge + EDGE_SECONDS))
-  for _, member in ipairs(straddling) do
+  local straddling = redis.call('ZRANGEBYSCORE', log, '(' .. g(from), g(edge + EDGE_SECONDS),
+    'WITHSCORES')
+  local frees = {}
+  for i = 1, #straddling, 2 do
+    local member, score = straddling[i], tonumber(straddling[i + 1])
     local granted = tonumber(string.match(member, '^[^:]+'))
-    if granted and granted <= edge then own = own - 1 end
+    if granted and granted <= edge then
+      own = own - 1
+      if not redis.call('ZSCORE', inflight, member) then frees[#frees + 1] = score + window + guard end
+    end
   end
   foreign = math.max(0, cap - math.floor(remaining) - math.max(0, own - pending))
+  -- Such a call had arrived by its answer, though, and it holds its token in our log until a
+  -- span after its entry: while it does, taking it for ours is safe either way (counted by
+  -- Virtuous, it is counted once rather than twice; forgotten, our log makes up for it). So as
+  -- many of them as the count holds are lent to it, each until it frees its token: acquire
+  -- counts it as the others' from then on. The first to free are lent, so the count is whole
+  -- again soonest.
+  table.sort(frees)
+  for i = 1, math.min(#frees, foreign) do lent[i] = g(frees[i]) end
+  foreign = foreign - #lent
   if reset then
     local at = reset > 1000000000 and reset or now + reset
     ends = math.min(ends, at)
@@ -96,9 +115,17 @@ if remaining then
 end
 
 local st = redis.call('HMGET', state, 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until', 'f2_call',
-  'f2_n')
-local f1, f1_at, f1_until = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
-local f2, f2_until = tonumber(st[4]), tonumber(st[5])
+  'f2_n', 'f1_lent', 'f2_lent')
+-- A count's lent calls that have freed their tokens are the others' again.
+local function widened(value, frees)
+  if not value or not frees then return value end
+  for at in string.gmatch(frees, '[^,]+') do
+    if now >= tonumber(at) - 0.000001 then value = value + 1 end
+  end
+  return value
+end
+local f1, f1_at, f1_until = widened(tonumber(st[1]), st[8]), tonumber(st[2]), tonumber(st[3])
+local f2, f2_until = widened(tonumber(st[4]), st[9]), tonumber(st[5])
 -- The call this answer belongs to, when the caller named it: calls are ordered by their
 -- grant, then by their number (members are "grant:seq").
 local function order(member)
@@ -111,7 +138,7 @@ local latest = order(st[6])
 -- Everyone's calls in Virtuous's window when it answered.
 local counted = remaining and (cap - math.floor(remaining)) or -1
 local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_call', this and call or '',
-  'f2_n', counted}
+  'f2_n', counted, 'f2_lent', table.concat(lent, ',')}
 -- An answer that overtook a later call's answer (the latest count's) and for which Virtuous
 -- counted fewer calls was counted before that call arrived: it cannot see that call, though
 -- we count it as ours already, so it must not lower the latest count. If Virtuous counted as
@@ -119,14 +146,19 @@ local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_call', 
 local overtaken = this and latest
   and (this[1] < latest[1] or (this[1] == latest[1] and this[2] < latest[2]))
 local f2_n = tonumber(st[7]) or -1
-if overtaken and f2 and f2_until and f2_until > now and foreign < f2 and counted < f2_n then
+if overtaken and f2 and foreign < f2 and counted < f2_n then
   fields = {}
+elseif overtaken then
+  -- Its count stands, but the latest call is still the later one: answers of calls granted
+  -- between the two are overtaken too.
+  fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_lent', table.concat(lent, ',')}
 end
 local f1_valid = f1 and f1_at and f1_until and f1_until > now and now - f1_at <= hold
 if not f1_valid or foreign >= f1 then
   table.insert(fields, 'f1'); table.insert(fields, foreign)
   table.insert(fields, 'f1_at'); table.insert(fields, g(now))
   table.insert(fields, 'f1_until'); table.insert(fields, g(ends))
+  table.insert(fields, 'f1_lent'); table.insert(fields, table.concat(lent, ','))
 end
 if #fields > 0 then redis.call('HSET', state, unpack(fields)) end
 
