@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from workers.store.limiter import Limiter
+
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
@@ -57,3 +59,12 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def unique() -> str:
     """A short unique token for key prefixes and tenant names, so tests never collide."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def limiter(redis_client: redis.Redis, unique: str) -> Iterator[Limiter]:
+    """A limiter on a key prefix of its own, cleared afterwards."""
+    lim = Limiter(redis_client, prefix=f"test-{unique}")
+    yield lim
+    for key in redis_client.scan_iter(match=f"test-{unique}:*"):
+        redis_client.delete(key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import multiprocessing
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -42,14 +42,6 @@ def tenant(name: str, **overrides: Any) -> TenantSettings:
         rate_window_seconds=2.0,
     )
     return replace(base, **overrides)
-
-
-@pytest.fixture
-def limiter(redis_client: redis.Redis, unique: str) -> Iterator[Limiter]:
-    lim = Limiter(redis_client, prefix=f"test-{unique}")
-    yield lim
-    for key in redis_client.scan_iter(match=f"test-{unique}:*"):
-        redis_client.delete(key)
 
 
 def busiest_window(

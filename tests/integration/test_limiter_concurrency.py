@@ -13,12 +13,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
 import pytest
-import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -31,14 +29,6 @@ pytestmark = pytest.mark.integration
 
 WINDOW = 20.0
 LEG = 0.001
-
-
-@pytest.fixture
-def limiter(redis_client: redis.Redis, unique: str) -> Iterator[Limiter]:
-    lim = Limiter(redis_client, prefix=f"test-{unique}")
-    yield lim
-    for key in redis_client.scan_iter(match=f"test-{unique}:*"):
-        redis_client.delete(key)
 
 
 @settings(

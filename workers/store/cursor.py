@@ -36,7 +36,7 @@ class PullCursors:
         self._redis = client
         self.keys = keys
         self._commit = load_script(client, "cursor_commit.lua")
-        self._schedule = load_script(client, "cursor_schedule.lua", prelude=False)
+        self._schedule = load_script(client, "cursor_schedule.lua", prelude=None)
 
     def saved(self, tenant: str, kind: str) -> dict[str, str]:
         """The cursor hash ({} before the first commit)."""

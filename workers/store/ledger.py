@@ -87,7 +87,7 @@ class Ledger:
         self._wait = load_script(client, "ledger_wait.lua")
         self._release = load_script(client, "ledger_release.lua")
         self._mark = load_script(client, "ledger_mark.lua")
-        self._known = load_script(client, "ledger_known.lua", prelude=False)
+        self._known = load_script(client, "ledger_known.lua", prelude=None)
 
     def accept_many(
         self,

@@ -72,18 +72,13 @@ end
 -- What the other integrations spend, as the answers of the last window said (nil: unknown).
 -- Fresh until the answer's reset; after it the count still holds what own calls leaving can
 -- free, and a probe may look whether the others' calls have gone.
--- A count may have counted as ours calls Virtuous no longer counts (see observe), each only
--- while it holds its token here: once it frees it, it is the others' again.
-local function widened(value, frees)
-  if not value or not frees then return value end
-  for at in string.gmatch(frees, '[^,]+') do
-    if now >= tonumber(at) - EPS then value = value + 1 end
-  end
-  return value
-end
+-- Calls a count lent to ours count as the others' again once they free their tokens
+-- (limiter_prelude.lua).
 local foreign, fresh, changes = nil, false, nil
-local f1, f1_at, f1_until = widened(tonumber(st[2]), st[14]), tonumber(st[3]), tonumber(st[4])
-local f2, f2_until, f2_at = widened(tonumber(st[5]), st[15]), tonumber(st[6]), tonumber(st[10])
+local f1, f1_at, f1_until = widened(tonumber(st[2]), st[14], now), tonumber(st[3]),
+  tonumber(st[4])
+local f2, f2_until, f2_at = widened(tonumber(st[5]), st[15], now), tonumber(st[6]),
+  tonumber(st[10])
 if f2 and f2_at and f2_until and now < f2_at + window then
   foreign = f2
   fresh = f2_until > now

@@ -143,8 +143,12 @@ class Grant:
     in_line: bool = False
 
 
-def _script(client: redis.Redis, name: str) -> Script:
-    return load_script(client, name, prelude=False)
+# What the acquire and observe scripts share.
+_PRELUDE = "limiter_prelude.lua"
+
+
+def _script(client: redis.Redis, name: str, prelude: str | None = None) -> Script:
+    return load_script(client, name, prelude=prelude)
 
 
 def _arg(value: float | None) -> str:
@@ -174,8 +178,8 @@ class Limiter:
         self._keys = Keys(prefix)
         self._inflight_timeout = inflight_timeout
         self._probe_seconds = probe_seconds
-        self._acquire = _script(redis, "limiter.lua")
-        self._observe = _script(redis, "limiter_observe.lua")
+        self._acquire = _script(redis, "limiter.lua", _PRELUDE)
+        self._observe = _script(redis, "limiter_observe.lua", _PRELUDE)
         self._block = _script(redis, "limiter_block.lua")
 
     def _key(self, tenant_name: str, part: str) -> str:

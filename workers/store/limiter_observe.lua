@@ -116,16 +116,10 @@ end
 
 local st = redis.call('HMGET', state, 'f1', 'f1_at', 'f1_until', 'f2', 'f2_until', 'f2_call',
   'f2_n', 'f1_lent', 'f2_lent')
--- A count's lent calls that have freed their tokens are the others' again.
-local function widened(value, frees)
-  if not value or not frees then return value end
-  for at in string.gmatch(frees, '[^,]+') do
-    if now >= tonumber(at) - 0.000001 then value = value + 1 end
-  end
-  return value
-end
-local f1, f1_at, f1_until = widened(tonumber(st[1]), st[8]), tonumber(st[2]), tonumber(st[3])
-local f2, f2_until = widened(tonumber(st[4]), st[9]), tonumber(st[5])
+-- A count's lent calls that have freed their tokens are the others' again (limiter_prelude.lua).
+local f1, f1_at, f1_until = widened(tonumber(st[1]), st[8], now), tonumber(st[2]),
+  tonumber(st[3])
+local f2, f2_until = widened(tonumber(st[4]), st[9], now), tonumber(st[5])
 -- The call this answer belongs to, when the caller named it: calls are ordered by their
 -- grant, then by their number (members are "grant:seq").
 local function order(member)
@@ -137,8 +131,8 @@ local this = (call ~= '' and popped) and order(call) or nil
 local latest = order(st[6])
 -- Everyone's calls in Virtuous's window when it answered.
 local counted = remaining and (cap - math.floor(remaining)) or -1
-local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_call', this and call or '',
-  'f2_n', counted, 'f2_lent', table.concat(lent, ',')}
+local lent_at = table.concat(lent, ',')
+local fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_lent', lent_at}
 -- An answer that overtook a later call's answer (the latest count's) and for which Virtuous
 -- counted fewer calls was counted before that call arrived: it cannot see that call, though
 -- we count it as ours already, so it must not lower the latest count. If Virtuous counted as
@@ -148,17 +142,19 @@ local overtaken = this and latest
 local f2_n = tonumber(st[7]) or -1
 if overtaken and f2 and foreign < f2 and counted < f2_n then
   fields = {}
-elseif overtaken then
-  -- Its count stands, but the latest call is still the later one: answers of calls granted
-  -- between the two are overtaken too.
-  fields = {'f2', foreign, 'f2_until', g(ends), 'f2_at', g(now), 'f2_lent', table.concat(lent, ',')}
+elseif not overtaken then
+  -- An overtaken answer's count may stand, but the latest call stays the later one: answers
+  -- of calls granted between the two are overtaken too.
+  for _, v in ipairs({'f2_call', this and call or '', 'f2_n', counted}) do
+    table.insert(fields, v)
+  end
 end
 local f1_valid = f1 and f1_at and f1_until and f1_until > now and now - f1_at <= hold
 if not f1_valid or foreign >= f1 then
   table.insert(fields, 'f1'); table.insert(fields, foreign)
   table.insert(fields, 'f1_at'); table.insert(fields, g(now))
   table.insert(fields, 'f1_until'); table.insert(fields, g(ends))
-  table.insert(fields, 'f1_lent'); table.insert(fields, table.concat(lent, ','))
+  table.insert(fields, 'f1_lent'); table.insert(fields, lent_at)
 end
 if #fields > 0 then redis.call('HSET', state, unpack(fields)) end
 

@@ -35,5 +35,5 @@ class OwnedLock:
 
 def release(client: redis.Redis, key: str, token: str) -> bool:
     """Delete ``key`` only while it holds ``token``."""
-    script = load_script(client, "lock_release.lua", prelude=False)
+    script = load_script(client, "lock_release.lua", prelude=None)
     return bool(script(keys=[key], args=[token]))

@@ -22,22 +22,24 @@ def _source(name: str) -> str:
     return resources.files("workers.store").joinpath(name).read_text(encoding="utf-8")
 
 
-_registered: weakref.WeakKeyDictionary[redis.Redis, dict[tuple[str, bool], Script]] = (
+_registered: weakref.WeakKeyDictionary[redis.Redis, dict[tuple[str, str | None], Script]] = (
     weakref.WeakKeyDictionary()
 )
 _registered_lock = threading.Lock()
 
 
-def load_script(client: redis.Redis, name: str, *, prelude: bool = True) -> Script:
-    """The script ``workers/store/<name>`` (after the state prelude unless told not to),
-    registered once per client."""
+def load_script(
+    client: redis.Redis, name: str, *, prelude: str | None = "state_prelude.lua"
+) -> Script:
+    """The script ``workers/store/<name>`` after the ``prelude`` script it shares (by default
+    the state prelude; None for none), registered once per client."""
     with _registered_lock:
         scripts = _registered.setdefault(client, {})
         script = scripts.get((name, prelude))
         if script is None:
             text = _source(name)
-            if prelude:
-                text = _source("state_prelude.lua") + "\n" + text
+            if prelude is not None:
+                text = _source(prelude) + "\n" + text
             script = scripts[(name, prelude)] = client.register_script(text)
         return script
 
