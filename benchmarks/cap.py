@@ -10,9 +10,10 @@ sampled every 50 ms in process and the limiter's call log every second.
 
 Figures per reading: the share of what the other integrations leave that giftsync used while
 the backlog lasted (the mean, over every rolling window between the first and the last call,
-of giftsync's calls in it / (cap - others)), the 429s Virtuous served, the busiest rolling
-window of all calls (exact, from the sandbox), and the gap from a token freeing (a window after
-its call was answered, see workers/store/limiter.py) to the call that took it.
+of giftsync's calls in it / (cap - the others' calls in it)), the 429s Virtuous served, the
+busiest rolling window of all calls (exact, from the sandbox), and the gap from a token
+freeing (a window after its call was answered, see workers/store/limiter.py) to the call that
+took it.
 Beside the table: ``cap-windows.png``, the calls in the rolling window over each run.
 """
 
@@ -88,6 +89,32 @@ def rolling_shares(samples: list[tuple[float, int]], window: float, cap: int) ->
         while j < len(samples) - 1 and samples[j + 1][0] <= t + window:
             j += 1
         shares.append((samples[j][1] - n) / cap)
+    return shares
+
+
+def shares_of_what_others_leave(
+    samples: list[tuple[float, int, int]], window: float, cap: int
+) -> list[float]:
+    """giftsync's calls / (cap - the other integrations' calls) in every window
+    ``[t, t + window]`` from a sample ``t`` between the first and the last call of giftsync.
+
+    The others' calls in a window are every call the sandbox counts in it at its end, less
+    giftsync's: what they leave is measured, not assumed from their nominal share (their
+    calls refused while giftsync filled the window are calls they did not spend)."""
+    first = next(t for t, n, _ in samples if n > samples[0][1])
+    total = samples[-1][1]
+    last = next(t for t, n, _ in samples if n >= total)
+    shares = []
+    j = 0
+    for t, n, _ in samples:
+        if t < first or t + window > last:
+            continue
+        while j < len(samples) - 1 and samples[j + 1][0] <= t + window:
+            j += 1
+        own = samples[j][1] - n
+        left = cap - max(0, samples[j][2] - own)
+        if left > 0:
+            shares.append(own / left)
     return shares
 
 
@@ -225,8 +252,7 @@ def run(quick: bool) -> Result:
         one = _one(label, mode, others_share, cap, window)
         runs.append(one)
         stats = one.stats
-        own = [(t, n) for t, n, _ in one.samples]
-        shares = rolling_shares(own, window, cap - one.others)
+        shares = shares_of_what_others_leave(one.samples, window, cap)
         mean = sum(shares) / len(shares)
         span = window + guard_seconds(
             TenantSettings(

@@ -83,6 +83,10 @@ class Settings:
     # Records at rest, settled batches and writeback entries expire after this many days
     # (GIFTSYNC_RETENTION_DAYS; 0 keeps everything forever).
     retention_days: float = 30.0
+    # Batch sends one worker process runs at once (GIFTSYNC_BATCH_SENDS_PER_PROCESS). A backlog's
+    # refill wakes a whole window's calls together; bounded, they leave the process's other
+    # threads, and its share of the cores, to real-time work and other tenants' batches.
+    batch_sends_per_process: int = 2
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def tenant(self, name: str) -> TenantSettings:
@@ -172,7 +176,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "ingest_max_bytes": _int(env, "GIFTSYNC_INGEST_MAX_BYTES", 5 * 1024 * 1024, problems),
         "min_replicas": _int(env, "GIFTSYNC_MIN_REPLICAS", 0, problems),
         "replica_wait_ms": _int(env, "GIFTSYNC_REPLICA_WAIT_MS", 1_000, problems),
+        "batch_sends_per_process": _int(env, "GIFTSYNC_BATCH_SENDS_PER_PROCESS", 2, problems),
     }
+    if numbers["batch_sends_per_process"] < 1:
+        problems.append("GIFTSYNC_BATCH_SENDS_PER_PROCESS must be 1 or more")
     failover_seconds = _float(env, "GIFTSYNC_REDIS_FAILOVER_SECONDS", 30.0, problems)
     if failover_seconds < 0:
         problems.append("GIFTSYNC_REDIS_FAILOVER_SECONDS must not be negative")

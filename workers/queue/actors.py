@@ -9,7 +9,6 @@ series are set up when the worker process boots (:class:`ProcessSetup`).
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import dramatiq
@@ -17,6 +16,7 @@ import structlog
 from dramatiq.middleware import CurrentMessage, Middleware
 
 from giftsync.logs import configure_logging
+from giftsync.settings import get_settings
 from workers.flows import batch_send, confirm, donors, gifts, intake, pull, recurring
 from workers.observe import metrics
 from workers.queue.broker import get_broker
@@ -28,6 +28,7 @@ from workers.queue.messages import (
     CONFIRM_QUEUE,
     PULL_QUEUE,
     SEND_QUEUE,
+    bounded_queues,
 )
 from workers.runtime import runtime
 
@@ -43,12 +44,6 @@ BATCH_PRIORITY = 10
 # and writeback, whatever the cap), while a batch send waits on its tenant's limiter anyway,
 # and the batches it would send are cut from what intake buffers.
 BULK_CHANGES_PRIORITY = 5
-# Threads of one process that may run bulk intake at once. Intake is mostly Python, and a
-# process's threads share one GIL: with every thread on a backfill chunk, a real-time change
-# would get an eighth of the interpreter. Two keep Redis busy (the backfill's pace is set by
-# the cap, not by intake) and leave the rest to real-time work.
-BULK_INTAKE_THREADS = 2
-_bulk_intake = threading.BoundedSemaphore(BULK_INTAKE_THREADS)
 
 
 class ProcessSetup(Middleware):
@@ -71,7 +66,10 @@ class ProcessSetup(Middleware):
                 metrics.WEBHOOKS_RECEIVED.labels(tenant, event, "applied")
 
 
-broker = get_broker(on_dead_letter=record_dead_letter)
+broker = get_broker(
+    on_dead_letter=record_dead_letter,
+    prefetch_bounds=bounded_queues(get_settings().batch_sends_per_process),
+)
 broker.add_middleware(ProcessSetup())
 
 
@@ -88,9 +86,9 @@ def map_changes(events: list[Any], published_ms: int = 0) -> None:
 
 @dramatiq.actor(queue_name=BULK_CHANGES_QUEUE, priority=BULK_CHANGES_PRIORITY)
 def map_bulk_changes(events: list[Any], published_ms: int = 0) -> None:
-    """The same intake for a chunk of batch-mode tenants' change events."""
-    with _bulk_intake:
-        intake.run(runtime(), events, published_ms)
+    """The same intake for a chunk of batch-mode tenants' change events (a worker process
+    holds at most ``BULK_INTAKE_PER_PROCESS`` of them: see workers.queue.messages)."""
+    intake.run(runtime(), events, published_ms)
 
 
 @dramatiq.actor(queue_name=BATCH_QUEUE, priority=BATCH_PRIORITY)

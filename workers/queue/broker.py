@@ -18,18 +18,24 @@ message would be gone with its effects. So once this process has met a broken Re
 connection, the broker takes a new id: acks under the new id do not touch messages fetched
 under the old one, whose heartbeat stops, so maintenance gives them back and they run again
 (every actor is idempotent). An ack is sent once, never retried for the same reason.
+
+Some queues hold at most a few messages per process (:class:`BoundedConsumer`): a worker
+process then runs at most that many of them at once, and its other threads stay free for the
+rest, without any message waiting on a thread.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import dramatiq
 import redis
 import structlog
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -56,14 +62,65 @@ def namespace(settings: Settings) -> str:
     return Keys(settings.key_prefix).dramatiq_namespace
 
 
+class BoundedConsumer(_RedisConsumer):
+    """dramatiq's Redis consumer that fetches again as soon as a message it holds is settled.
+
+    dramatiq's own one, holding its full prefetch, sleeps up to a poll interval before it looks
+    again; with a prefetch of a few messages that sleep would idle the queue's slots."""
+
+    def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        self._settled = threading.Condition()
+
+    def _full(self) -> bool:
+        return bool(self.outstanding_message_count >= self.prefetch)
+
+    def ack(self, message: Any) -> None:
+        try:
+            super().ack(message)  # type: ignore[no-untyped-call]
+        finally:
+            with self._settled:
+                self._settled.notify_all()
+
+    def nack(self, message: Any) -> None:
+        try:
+            super().nack(message)  # type: ignore[no-untyped-call]
+        finally:
+            with self._settled:
+                self._settled.notify_all()
+
+    def __next__(self) -> Any:
+        if not self.message_cache and self._full():
+            with self._settled:
+                self._settled.wait_for(lambda: not self._full(), timeout=self.timeout / 1000)
+            if self._full():
+                return None
+            self.misses = 0
+        return super().__next__()  # type: ignore[no-untyped-call]
+
+
 class DurableRedisBroker(RedisBroker):
     """dramatiq's Redis broker whose enqueue returns once the replicas hold the message, and
     whose ack is never repeated on a new primary."""
 
-    def __init__(self, *, durability: Durability, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        durability: Durability,
+        prefetch_bounds: Mapping[str, int] | None = None,
+        **options: Any,
+    ) -> None:
         self._seen_disturbances = disturbances()
         super().__init__(**options)  # type: ignore[no-untyped-call]
         self.durability = durability
+        self.prefetch_bounds = dict(prefetch_bounds or {})
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        """A consumer of ``queue_name`` holding at most its bound of messages, if it has one."""
+        bound = self.prefetch_bounds.get(queue_name)
+        if bound is None:
+            return super().consume(queue_name, prefetch, timeout)
+        return BoundedConsumer(self, queue_name, min(prefetch, bound), timeout)
 
     @property
     def broker_id(self) -> str:
@@ -122,8 +179,13 @@ class DurableRedisBroker(RedisBroker):
         self.client.close()
 
 
-def build_broker(settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> RedisBroker:
-    """A Redis broker with giftsync's middleware stack."""
+def build_broker(
+    settings: Settings,
+    on_dead_letter: DeadLetterHook | None = None,
+    prefetch_bounds: Mapping[str, int] | None = None,
+) -> RedisBroker:
+    """A Redis broker with giftsync's middleware stack; a worker's holds at most
+    ``prefetch_bounds[queue]`` messages of each queue named there."""
     middleware = [
         AgeLimit(),
         TimeLimit(time_limit=TIME_LIMIT_MS),
@@ -142,6 +204,7 @@ def build_broker(settings: Settings, on_dead_letter: DeadLetterHook | None = Non
     client = connect(settings)
     return DurableRedisBroker(
         durability=Durability(settings, client),
+        prefetch_bounds=prefetch_bounds,
         client=client,
         namespace=namespace(settings),
         middleware=middleware,
@@ -178,14 +241,18 @@ def run_maintenance(broker: RedisBroker, queues: tuple[str, ...]) -> None:
 _broker: RedisBroker | None = None
 
 
-def get_broker(on_dead_letter: DeadLetterHook | None = None) -> RedisBroker:
+def get_broker(
+    on_dead_letter: DeadLetterHook | None = None,
+    prefetch_bounds: Mapping[str, int] | None = None,
+) -> RedisBroker:
     """The process's broker, built from the settings on first use and set as dramatiq's.
 
-    Only a worker process passes ``on_dead_letter`` (the actors module does, before it declares
-    the actors): dead letters happen where messages run."""
+    Only a worker process passes ``on_dead_letter`` and ``prefetch_bounds`` (the actors module
+    does, before it declares the actors): dead letters happen, and messages are held, where
+    messages run."""
     global _broker
     if _broker is None:
-        _broker = build_broker(get_settings(), on_dead_letter=on_dead_letter)
+        _broker = build_broker(get_settings(), on_dead_letter, prefetch_bounds)
         dramatiq.set_broker(_broker)
     return _broker
 

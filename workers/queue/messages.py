@@ -27,6 +27,20 @@ BATCH_QUEUE = "batches"
 CONFIRM_QUEUE = "confirm"
 PULL_QUEUE = "pull"
 QUEUES = (CHANGES_QUEUE, BULK_CHANGES_QUEUE, SEND_QUEUE, BATCH_QUEUE, CONFIRM_QUEUE, PULL_QUEUE)
+# Bulk intake messages one worker process holds at once. Intake is mostly Python, and a
+# process's threads share one GIL: with every thread on a backfill chunk, a real-time change
+# would get an eighth of the interpreter. Two keep Redis busy (a backfill's pace is set by its
+# cap, not by intake) and leave the other threads to real-time work.
+BULK_INTAKE_PER_PROCESS = 2
+
+
+def bounded_queues(batch_sends_per_process: int) -> dict[str, int]:
+    """The queues a worker process holds only a few messages of at once, and how many.
+
+    Batch sends are bounded by the setting (``GIFTSYNC_BATCH_SENDS_PER_PROCESS``): a giving
+    day's window of calls wakes together, and unbounded it would take every thread."""
+    return {BULK_CHANGES_QUEUE: BULK_INTAKE_PER_PROCESS, BATCH_QUEUE: batch_sends_per_process}
+
 
 Message = dramatiq.Message[Any]
 
