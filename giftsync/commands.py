@@ -28,7 +28,7 @@ from workers.flows.pull_plan import OUTCOMES
 from workers.observe.status import render, tenant_status
 from workers.queue.broker import get_broker
 from workers.queue.deadletters import list_dead_letters, replay
-from workers.queue.messages import QUEUES
+from workers.queue.messages import BATCH_QUEUE, QUEUES, THROTTLED_BATCH_QUEUE
 from workers.runtime import runtime
 from workers.store.connection import connect
 
@@ -63,6 +63,15 @@ def run_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def worker_queues(chosen: list[str] | None) -> list[str]:
+    """The queues a worker takes: every one, or those chosen plus the throttled batch sends'
+    queue wherever batch sends are chosen (they come back there)."""
+    queues = list(chosen or QUEUES)
+    if BATCH_QUEUE in queues and THROTTLED_BATCH_QUEUE not in queues:
+        queues.append(THROTTLED_BATCH_QUEUE)
+    return queues
+
+
 def run_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()  # fail fast, with every configuration problem, before forking
@@ -76,7 +85,7 @@ def run_worker(args: argparse.Namespace) -> int:
         "--threads",
         str(args.threads),
         "--queues",
-        *(args.queues or QUEUES),
+        *worker_queues(args.queues),
         "--worker-shutdown-timeout",
         str(args.shutdown_timeout_ms),
     ]

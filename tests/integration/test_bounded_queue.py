@@ -1,6 +1,7 @@
 """A bounded queue: a worker process runs at most its bound of the queue's messages at once,
 its other threads take other queues' messages meanwhile, and a settled message frees its slot
-at once (dramatiq's own consumer, its prefetch full, sleeps up to a poll interval first).
+at once (dramatiq's own consumer, its prefetch full, sleeps up to a poll interval first). A
+throttled batch send waits on a bounded queue of its own.
 
 A real Redis and a real dramatiq worker in this process, with a long poll interval so a slot
 left to the poll would show.
@@ -16,12 +17,22 @@ from pathlib import Path
 
 import dramatiq
 import pytest
+from dramatiq.middleware import CurrentMessage
 
 from benchmarks.deployment import tenant_table
+from giftsync.commands import worker_queues
 from giftsync.settings import Settings, SettingsError, load_settings
 from giftsync.waiting import wait_for
+from workers.errors import Throttled
 from workers.queue.broker import DurableRedisBroker, build_broker
-from workers.queue.messages import BATCH_QUEUE, bounded_queues
+from workers.queue.messages import (
+    BATCH_QUEUE,
+    QUEUES,
+    SEND_QUEUE,
+    THROTTLED_BATCH_QUEUE,
+    bounded_queues,
+)
+from workers.store.limiter import held_ticket
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +122,48 @@ def test_the_batch_send_bound_is_read_from_the_environment(tmp_path: Path) -> No
     for bad in ("0", "-1", "two"):
         with pytest.raises(SettingsError, match="GIFTSYNC_BATCH_SENDS_PER_PROCESS"):
             load_settings({**env, "GIFTSYNC_BATCH_SENDS_PER_PROCESS": bad})
+
+
+def test_a_throttled_batch_send_waits_on_a_queue_of_its_own_with_its_ticket(
+    broker: DurableRedisBroker,
+) -> None:
+    """Behind throttled batch sends woken together, another tenant's fresh batch would wait on
+    one queue until they had all gone: they come back on their own queue, ticket and all. A
+    throttled real-time send comes back where it was."""
+    runs: list[tuple[str, str, float | None]] = []
+    lock = threading.Lock()
+
+    def throttled_once(kind: str) -> None:
+        message = CurrentMessage.get_current_message()
+        assert message is not None
+        with lock:
+            runs.append((kind, message.queue_name, held_ticket.get()))
+            first = sum(1 for k, _, _ in runs if k == kind) == 1
+        if first:
+            raise Throttled(0.01, "a window's calls are spent", ticket_at=123.5)
+
+    broker.declare_queue(THROTTLED_BATCH_QUEUE)
+    batch = dramatiq.actor(broker=broker, queue_name=BATCH_QUEUE, actor_name="batch")(
+        throttled_once
+    )
+    send = dramatiq.actor(broker=broker, queue_name=SEND_QUEUE, actor_name="send")(throttled_once)
+    batch.send("batch")
+    send.send("send")
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        wait_for(lambda: len(runs) == 4, timeout=30, what="both messages back once")
+    finally:
+        worker.stop()
+    assert set(runs) == {
+        ("batch", BATCH_QUEUE, None),
+        ("batch", THROTTLED_BATCH_QUEUE, 123.5),
+        ("send", SEND_QUEUE, None),
+        ("send", SEND_QUEUE, 123.5),
+    }
+
+
+def test_a_worker_taking_batch_sends_takes_their_throttled_queue_too() -> None:
+    assert set(worker_queues(None)) == set(QUEUES)
+    assert worker_queues(["send", BATCH_QUEUE]) == ["send", BATCH_QUEUE, THROTTLED_BATCH_QUEUE]
+    assert worker_queues(["send"]) == ["send"]

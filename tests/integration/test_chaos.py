@@ -279,7 +279,7 @@ def stuck(dep: Deployment) -> str:
     delayed: Counter[tuple[str, int, str]] = Counter()
     delayed_raw = [
         raw
-        for name in ("send.DQ.msgs", "batches.DQ.msgs")
+        for name in ("send.DQ.msgs", "batches.DQ.msgs", "batches_throttled.DQ.msgs")
         for raw in dep.redis.hvals(dep.key("dramatiq", name))
     ]
     for raw in delayed_raw:
@@ -295,7 +295,14 @@ def stuck(dep: Deployment) -> str:
     limiters = {t: dep.redis.hgetall(f"{dep.prefix}:limiter:{{{t}}}:state") for t in TENANTS}
     messages = [
         json.loads(raw)["kwargs"]
-        for name in ("send.msgs", "send.DQ.msgs", "batches.msgs", "batches.DQ.msgs")
+        for name in (
+            "send.msgs",
+            "send.DQ.msgs",
+            "batches.msgs",
+            "batches.DQ.msgs",
+            "batches_throttled.msgs",
+            "batches_throttled.DQ.msgs",
+        )
         for raw in dep.redis.hvals(dep.key("dramatiq", name))
     ]
     wanted = {(m.get("tenant"), m.get("member")) for m in messages}

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from workers.flows.pull import cursor_lag_seconds
 from workers.flows.pull_plan import KINDS
-from workers.queue.messages import QUEUES
+from workers.queue.messages import QUEUES, shown_as
 from workers.runtime import Runtime
 from workers.store.connection import connect
 from workers.store.keys import dramatiq_messages
@@ -126,14 +126,16 @@ class StateCollector(Collector):
             labels=["queue", "tenant"],
         )
         known = set(tenants)
+        shown = {shown_as(queue): dict.fromkeys([*tenants, NO_TENANT], 0) for queue in QUEUES}
         for queue in QUEUES:
-            counts = dict.fromkeys([*tenants, NO_TENANT], 0)
+            counts = shown[shown_as(queue)]
             for name in (queue, f"{queue}.DQ"):
                 key = dramatiq_messages(self._namespace, name)
                 for _, raw in self._rt.redis.hscan_iter(key, count=SCAN_COUNT):
                     found = _TENANT.search(raw)
                     name = found.group(1).decode("utf-8", "replace") if found else NO_TENANT
                     counts[name if name in known else NO_TENANT] += 1
+        for queue, counts in shown.items():
             for name, count in counts.items():
                 depth.add_metric([queue, name], float(count))
         return depth

@@ -28,6 +28,7 @@ from workers.queue.messages import (
     CONFIRM_QUEUE,
     PULL_QUEUE,
     SEND_QUEUE,
+    THROTTLED_BATCH_QUEUE,
     bounded_queues,
 )
 from workers.runtime import runtime
@@ -89,6 +90,10 @@ def map_bulk_changes(events: list[Any], published_ms: int = 0) -> None:
     """The same intake for a chunk of batch-mode tenants' change events (a worker process
     holds at most ``BULK_INTAKE_PER_PROCESS`` of them: see workers.queue.messages)."""
     intake.run(runtime(), events, published_ms)
+
+
+# send_batch also runs from here: its messages wait here once throttled (see messages.py).
+broker.declare_queue(THROTTLED_BATCH_QUEUE)
 
 
 @dramatiq.actor(queue_name=BATCH_QUEUE, priority=BATCH_PRIORITY)

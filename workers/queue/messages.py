@@ -24,9 +24,21 @@ SEND_QUEUE = "send"
 # window's tokens free, and on one queue with the real-time sends they would stand in front of
 # every other tenant's gifts until they were all sent.
 BATCH_QUEUE = "batches"
+# Batch sends back from a throttle wait for their turn on a queue of their own: a giving day's
+# window of them comes back together, and behind them on ``batches`` another tenant's batch,
+# which its own cap lets go at once, would wait until they had all gone.
+THROTTLED_BATCH_QUEUE = "batches_throttled"
 CONFIRM_QUEUE = "confirm"
 PULL_QUEUE = "pull"
-QUEUES = (CHANGES_QUEUE, BULK_CHANGES_QUEUE, SEND_QUEUE, BATCH_QUEUE, CONFIRM_QUEUE, PULL_QUEUE)
+QUEUES = (
+    CHANGES_QUEUE,
+    BULK_CHANGES_QUEUE,
+    SEND_QUEUE,
+    BATCH_QUEUE,
+    THROTTLED_BATCH_QUEUE,
+    CONFIRM_QUEUE,
+    PULL_QUEUE,
+)
 # Bulk intake messages one worker process holds at once. Intake is mostly Python, and a
 # process's threads share one GIL: with every thread on a backfill chunk, a real-time change
 # would get an eighth of the interpreter. Two keep Redis busy (a backfill's pace is set by its
@@ -39,7 +51,22 @@ def bounded_queues(batch_sends_per_process: int) -> dict[str, int]:
 
     Batch sends are bounded by the setting (``GIFTSYNC_BATCH_SENDS_PER_PROCESS``): a giving
     day's window of calls wakes together, and unbounded it would take every thread."""
-    return {BULK_CHANGES_QUEUE: BULK_INTAKE_PER_PROCESS, BATCH_QUEUE: batch_sends_per_process}
+    return {
+        BULK_CHANGES_QUEUE: BULK_INTAKE_PER_PROCESS,
+        BATCH_QUEUE: batch_sends_per_process,
+        THROTTLED_BATCH_QUEUE: batch_sends_per_process,
+    }
+
+
+def shown_as(queue: str) -> str:
+    """The queue whose depth ``queue``'s messages count in: a throttled batch send is still a
+    batch send to the operator."""
+    return BATCH_QUEUE if queue == THROTTLED_BATCH_QUEUE else queue
+
+
+def queue_after_throttle(queue: str) -> str:
+    """The queue a message taken from ``queue`` waits on once throttled."""
+    return THROTTLED_BATCH_QUEUE if queue == BATCH_QUEUE else queue
 
 
 Message = dramatiq.Message[Any]

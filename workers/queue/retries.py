@@ -30,6 +30,7 @@ from dramatiq.middleware import Middleware
 
 from workers.errors import Throttled
 from workers.observe import metrics
+from workers.queue.messages import queue_after_throttle
 from workers.store.limiter import held_ticket
 
 log = structlog.get_logger("giftsync.retries")
@@ -92,7 +93,10 @@ class Retries(Middleware):
                 # (the limiter spaces its waiters' tickets itself).
                 delay_ms += random.randint(0, 50)
             ticket = {TICKET_OPTION: exception.ticket_at}
-            _enqueue_until_sent(broker, message.copy(options=ticket), max(delay_ms, 1))
+            again = message.copy(
+                options=ticket, queue_name=queue_after_throttle(message.queue_name)
+            )
+            _enqueue_until_sent(broker, again, max(delay_ms, 1))
             return
         actor = broker.get_actor(message.actor_name)
         retries = message.options.get("retries", 0)
