@@ -83,9 +83,10 @@ class Settings:
     # Records at rest, settled batches and writeback entries expire after this many days
     # (GIFTSYNC_RETENTION_DAYS; 0 keeps everything forever).
     retention_days: float = 30.0
-    # Batch sends one worker process runs at once (GIFTSYNC_BATCH_SENDS_PER_PROCESS). A backlog's
-    # refill wakes a whole window's calls together; bounded, they leave the process's other
-    # threads, and its share of the cores, to real-time work and other tenants' batches.
+    # Batch sends one worker process runs at once from each batch queue, fresh and throttled
+    # (GIFTSYNC_BATCH_SENDS_PER_PROCESS). A backlog's refill wakes a whole window's calls
+    # together; bounded, they leave the process's other threads, and its share of the cores,
+    # to real-time work and other tenants' batches.
     batch_sends_per_process: int = 2
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
