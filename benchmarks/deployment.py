@@ -28,7 +28,7 @@ import redis
 from giftsync.settings import load_settings
 from sandbox import OrgConfig, SandboxConfig, start_sandbox
 from sandbox.config import demo_config
-from workers.queue.messages import CHANGE_QUEUES
+from workers.queue.queues import CHANGE_QUEUES
 from workers.store.connection import connect
 
 REPO = Path(__file__).resolve().parent.parent

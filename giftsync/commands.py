@@ -28,7 +28,7 @@ from workers.flows.pull_plan import OUTCOMES
 from workers.observe.status import render, tenant_status
 from workers.queue.broker import get_broker
 from workers.queue.deadletters import list_dead_letters, replay
-from workers.queue.messages import BATCH_QUEUE, QUEUES, THROTTLED_BATCH_QUEUE
+from workers.queue.queues import BATCH_QUEUE, QUEUES, THROTTLED_BATCH_QUEUE
 from workers.runtime import runtime
 from workers.store.connection import connect
 

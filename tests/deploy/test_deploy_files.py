@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.deploy import deploy_files as d
-from workers.queue.messages import CHANGE_QUEUES, QUEUES
+from workers.queue.queues import CHANGE_QUEUES, QUEUES
 
 
 def parse_command(argv: tuple[str, ...]) -> str:

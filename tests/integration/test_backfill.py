@@ -24,7 +24,7 @@ import redis
 from giftsync.cli import main
 from giftsync.examples import transaction
 from producers import backfill
-from workers.queue.messages import CHANGE_QUEUES
+from workers.queue.queues import CHANGE_QUEUES
 
 pytestmark = pytest.mark.integration
 

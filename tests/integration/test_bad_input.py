@@ -29,7 +29,7 @@ from giftsync.examples import transaction
 from mapping.events import EventValidationError, parse_event
 from producers.publish import InvalidEvents, publish, publish_many
 from tests.integration.test_ingest_fuzz import BASES, bad_event
-from workers.queue.messages import CHANGE_QUEUES
+from workers.queue.queues import CHANGE_QUEUES
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from giftsync.settings import Settings, SettingsError, load_settings
 from giftsync.waiting import wait_for
 from workers.errors import Throttled
 from workers.queue.broker import DurableRedisBroker, build_broker
-from workers.queue.messages import (
+from workers.queue.queues import (
     BATCH_QUEUE,
     QUEUES,
     SEND_QUEUE,

@@ -17,7 +17,7 @@ from benchmarks.deployment import deployment, make_config, org, tenant_table
 from giftsync.examples import transaction, version_at
 from giftsync.waiting import wait_for
 from producers.publish import publish, publish_many
-from workers.queue.messages import BULK_CHANGES_QUEUE
+from workers.queue.queues import BULK_CHANGES_QUEUE
 
 pytestmark = pytest.mark.integration
 

@@ -20,6 +20,7 @@ from tests.integration.test_pipeline_batch import events_for
 from tests.runtimes import isolated_runtime
 from workers.flows import intake
 from workers.queue import messages
+from workers.queue.queues import BULK_CHANGES_QUEUE
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -117,14 +118,14 @@ def test_a_bulk_chunk_that_fails_every_retry_is_kept_and_replayed_to_its_queue(
 
         [letter] = wait_for(letters, what="the chunk's dead letter")
         assert letter["actor"] == "map_bulk_changes" and letter["attempts"] == 3
-        assert letter["queue"].removesuffix(".DQ") == messages.BULK_CHANGES_QUEUE
+        assert letter["queue"].removesuffix(".DQ") == BULK_CHANGES_QUEUE
 
         # Replayed to the bulk queue with a fresh budget: tried three times again there.
         again = giftsync(dep, "dlq", "replay", letter["message_id"])
         assert again.returncode == 0, again.stderr
         [letter] = wait_for(letters, what="the replayed chunk dead again")
         assert letter["actor"] == "map_bulk_changes" and letter["attempts"] == 3
-        assert letter["queue"].removesuffix(".DQ") == messages.BULK_CHANGES_QUEUE
+        assert letter["queue"].removesuffix(".DQ") == BULK_CHANGES_QUEUE
 
 
 def test_a_dead_letter_strands_only_records_still_waiting_on_a_message(rt: Runtime) -> None:

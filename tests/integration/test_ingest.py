@@ -24,7 +24,7 @@ from giftsync.examples import transaction
 from giftsync.ingest import MAX_ERRORS_PER_EVENT, MAX_EVENTS, start_ingest
 from giftsync.settings import Settings, load_settings
 from producers import signing
-from workers.queue.messages import BULK_CHANGES_QUEUE, CHANGES_QUEUE
+from workers.queue.queues import BULK_CHANGES_QUEUE, CHANGES_QUEUE
 
 pytestmark = pytest.mark.integration
 

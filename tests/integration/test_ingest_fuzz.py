@@ -29,7 +29,7 @@ from giftsync.ingest import start_ingest
 from giftsync.settings import Settings, load_settings
 from mapping.fields import MAX_CENTS
 from producers import signing
-from workers.queue.messages import CHANGE_QUEUES
+from workers.queue.queues import CHANGE_QUEUES
 
 pytestmark = pytest.mark.integration
 

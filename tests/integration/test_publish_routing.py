@@ -20,7 +20,7 @@ from giftsync.settings import get_settings, load_settings
 from mapping.tenant import TenantSettings
 from producers.publish import enqueue_valid, publish, publish_many
 from workers.queue.broker import build_broker, reset_broker
-from workers.queue.messages import BULK_CHANGES_QUEUE, CHANGES_QUEUE
+from workers.queue.queues import BULK_CHANGES_QUEUE, CHANGES_QUEUE
 
 pytestmark = pytest.mark.integration
 

@@ -128,12 +128,15 @@ def test_mapping_imports_nothing_of_the_project_but_itself() -> None:
             assert _package_of(edge.target) == "mapping", f"{edge.path.name}:{edge.line}"
 
 
-def test_producers_import_only_the_message_builders_of_the_workers() -> None:
+def test_producers_import_only_the_message_builders_and_queue_names_of_the_workers() -> None:
     for edge in EDGES:
         if _package_of(edge.source) == "producers" and _package_of(edge.target) == "workers":
-            assert edge.target in ("workers", "workers.queue", "workers.queue.messages"), (
-                f"{edge.path.relative_to(ROOT)}:{edge.line} imports {edge.target}"
-            )
+            assert edge.target in (
+                "workers",
+                "workers.queue",
+                "workers.queue.messages",
+                "workers.queue.queues",
+            ), f"{edge.path.relative_to(ROOT)}:{edge.line} imports {edge.target}"
 
 
 def test_nothing_imports_the_actors_module() -> None:
@@ -207,7 +210,8 @@ def test_importing_producers_loads_no_metrics_no_broker_and_reads_no_settings() 
         "assert dramatiq.broker.global_broker is None, 'broker'\n"
         "assert giftsync.settings.get_settings.cache_info().currsize == 0, 'settings'\n"
         "assert not [m for m in sys.modules if m.startswith('workers.')\n"
-        "            and m not in ('workers.queue', 'workers.queue.messages')], 'workers'\n"
+        "            and m not in ('workers.queue', 'workers.queue.messages',\n"
+        "                          'workers.queue.queues')], 'workers'\n"
     )
     env = {**os.environ, "GIFTSYNC_CONFIG": str(ROOT / "no-such-tenants-file.toml")}
     result = subprocess.run(

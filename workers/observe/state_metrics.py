@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from workers.flows.pull import cursor_lag_seconds
 from workers.flows.pull_plan import KINDS
-from workers.queue.messages import QUEUES, shown_as
+from workers.queue.queues import QUEUES, shown_as
 from workers.runtime import Runtime
 from workers.store.connection import connect
 from workers.store.keys import dramatiq_messages

@@ -21,7 +21,7 @@ from workers.flows import batch_send, confirm, donors, gifts, intake, pull, recu
 from workers.observe import metrics
 from workers.queue.broker import get_broker
 from workers.queue.deadletters import record_dead_letter
-from workers.queue.messages import (
+from workers.queue.queues import (
     BATCH_QUEUE,
     BULK_CHANGES_QUEUE,
     CHANGES_QUEUE,
@@ -88,11 +88,11 @@ def map_changes(events: list[Any], published_ms: int = 0) -> None:
 @dramatiq.actor(queue_name=BULK_CHANGES_QUEUE, priority=BULK_CHANGES_PRIORITY)
 def map_bulk_changes(events: list[Any], published_ms: int = 0) -> None:
     """The same intake for a chunk of batch-mode tenants' change events (a worker process
-    holds at most ``BULK_INTAKE_PER_PROCESS`` of them: see workers.queue.messages)."""
+    holds at most ``BULK_INTAKE_PER_PROCESS`` of them: see workers.queue.queues)."""
     intake.run(runtime(), events, published_ms)
 
 
-# send_batch also runs from here: its messages wait here once throttled (see messages.py).
+# send_batch also runs from here: its messages wait here once throttled (see queues.py).
 broker.declare_queue(THROTTLED_BATCH_QUEUE)
 
 

@@ -30,7 +30,7 @@ from dramatiq.middleware import Middleware
 
 from workers.errors import Throttled
 from workers.observe import metrics
-from workers.queue.messages import queue_after_throttle
+from workers.queue.queues import queue_after_throttle
 from workers.store.limiter import held_ticket
 
 log = structlog.get_logger("giftsync.retries")

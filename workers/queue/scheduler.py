@@ -26,7 +26,7 @@ from workers.flows import pull
 from workers.flows.batch_send import cut_and_enqueue
 from workers.queue import messages
 from workers.queue.broker import get_broker, run_maintenance
-from workers.queue.messages import QUEUES
+from workers.queue.queues import QUEUES
 from workers.runtime import Runtime, runtime
 
 log = structlog.get_logger("giftsync.scheduler")
