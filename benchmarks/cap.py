@@ -22,6 +22,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,43 +76,40 @@ class Run:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def rolling_shares(samples: list[tuple[float, int]], window: float, cap: int) -> list[float]:
-    """calls / cap in every window ``[t, t + window]`` from a sample ``t`` between the first
-    and the last call (calls are counted at the samples, so each is exact to one interval)."""
+def _windows(samples: Sequence[tuple[float, int]], window: float) -> Iterator[tuple[int, int]]:
+    """The (first, last) sample indexes of every window ``[t, t + window]`` from a sample ``t``
+    between the first and the last call (calls are counted at the samples, so each window is
+    exact to one interval)."""
     first = next(t for t, n in samples if n > samples[0][1])
     total = samples[-1][1]
     last = next(t for t, n in samples if n >= total)
-    shares = []
     j = 0
-    for t, n in samples:
+    for i, (t, _) in enumerate(samples):
         if t < first or t + window > last:
             continue
         while j < len(samples) - 1 and samples[j + 1][0] <= t + window:
             j += 1
-        shares.append((samples[j][1] - n) / cap)
-    return shares
+        yield i, j
+
+
+def rolling_shares(samples: list[tuple[float, int]], window: float, cap: int) -> list[float]:
+    """calls / cap in every window ``[t, t + window]`` from a sample ``t`` between the first
+    and the last call."""
+    return [(samples[j][1] - samples[i][1]) / cap for i, j in _windows(samples, window)]
 
 
 def shares_of_what_others_leave(
     samples: list[tuple[float, int, int]], window: float, cap: int
 ) -> list[float]:
-    """giftsync's calls / (cap - the other integrations' calls) in every window
-    ``[t, t + window]`` from a sample ``t`` between the first and the last call of giftsync.
+    """giftsync's calls / (cap - the other integrations' calls) in the same windows as
+    :func:`rolling_shares`.
 
     The others' calls in a window are every call the sandbox counts in it at its end, less
     giftsync's: what they leave is measured, not assumed from their nominal share (their
     calls refused while giftsync filled the window are calls they did not spend)."""
-    first = next(t for t, n, _ in samples if n > samples[0][1])
-    total = samples[-1][1]
-    last = next(t for t, n, _ in samples if n >= total)
     shares = []
-    j = 0
-    for t, n, _ in samples:
-        if t < first or t + window > last:
-            continue
-        while j < len(samples) - 1 and samples[j + 1][0] <= t + window:
-            j += 1
-        own = samples[j][1] - n
+    for i, j in _windows([(t, n) for t, n, _ in samples], window):
+        own = samples[j][1] - samples[i][1]
         left = cap - max(0, samples[j][2] - own)
         if left > 0:
             shares.append(own / left)

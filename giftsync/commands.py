@@ -28,7 +28,7 @@ from workers.flows.pull_plan import OUTCOMES
 from workers.observe.status import render, tenant_status
 from workers.queue.broker import get_broker
 from workers.queue.deadletters import list_dead_letters, replay
-from workers.queue.queues import BATCH_QUEUE, QUEUES, THROTTLED_BATCH_QUEUE
+from workers.queue.queues import QUEUES, queue_after_throttle
 from workers.runtime import runtime
 from workers.store.connection import connect
 
@@ -67,8 +67,9 @@ def worker_queues(chosen: list[str] | None) -> list[str]:
     """The queues a worker takes: every one, or those chosen plus the throttled batch sends'
     queue wherever batch sends are chosen (they come back there)."""
     queues = list(chosen or QUEUES)
-    if BATCH_QUEUE in queues and THROTTLED_BATCH_QUEUE not in queues:
-        queues.append(THROTTLED_BATCH_QUEUE)
+    for queue in map(queue_after_throttle, list(queues)):
+        if queue not in queues:
+            queues.append(queue)
     return queues
 
 

@@ -79,15 +79,17 @@ class BoundedConsumer(_RedisConsumer):
         try:
             super().ack(message)  # type: ignore[no-untyped-call]
         finally:
-            with self._settled:
-                self._settled.notify_all()
+            self._wake()
 
     def nack(self, message: Any) -> None:
         try:
             super().nack(message)  # type: ignore[no-untyped-call]
         finally:
-            with self._settled:
-                self._settled.notify_all()
+            self._wake()
+
+    def _wake(self) -> None:
+        with self._settled:
+            self._settled.notify_all()
 
     def __next__(self) -> Any:
         if not self.message_cache and self._full():
